@@ -1,0 +1,57 @@
+"""One place that turns per-row drop reasons into kept rows, rejected rows and counts.
+
+A filter only says, for each row, `None` (keep) or a short reason string (drop). Everything else —
+the rejects table, the `dropped_<reason>` counts, the `rows_in == rows_out + sum(dropped)` identity —
+comes from here, so no stage can lose a row without it being counted.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+
+@dataclass
+class StageCounts:
+    """Running row accounting of one stage (summed over batches)."""
+
+    rows_in: int = 0
+    rows_out: int = 0
+    dropped: Counter = field(default_factory=Counter)
+
+    def add(self, other: "StageCounts") -> None:
+        self.rows_in += other.rows_in
+        self.rows_out += other.rows_out
+        self.dropped.update(other.dropped)
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(self.dropped.values())
+
+    def balanced(self) -> bool:
+        return self.rows_in == self.rows_out + self.dropped_total
+
+    def as_metadata(self) -> dict[str, int]:
+        out = {"rows_in": self.rows_in, "rows_out": self.rows_out, "dropped_total": self.dropped_total}
+        out.update({f"dropped_{reason}": n for reason, n in sorted(self.dropped.items())})
+        return out
+
+
+def partition(table: pa.Table, reasons: Sequence[str | None], stage: str) -> tuple[pa.Table, pa.Table, StageCounts]:
+    """Split `table` by `reasons` (one per row; None keeps the row).
+
+    Returns (kept rows, rejected rows with `stage` and `reason` columns, counts).
+    """
+    if len(reasons) != table.num_rows:
+        raise ValueError(f"stage {stage!r}: {len(reasons)} decisions for {table.num_rows} rows")
+    keep_mask = pa.array([r is None for r in reasons], type=pa.bool_())
+    kept = table.filter(keep_mask)
+    drop_idx = [i for i, r in enumerate(reasons) if r is not None]
+    rejected = table.take(pa.array(drop_idx, type=pa.int64()))
+    drop_reasons = [reasons[i] for i in drop_idx]
+    rejected = rejected.append_column("stage", pa.array([stage] * len(drop_idx), type=pa.string()))
+    rejected = rejected.append_column("reason", pa.array(drop_reasons, type=pa.string()))
+    counts = StageCounts(rows_in=table.num_rows, rows_out=kept.num_rows, dropped=Counter(drop_reasons))
+    return kept, rejected, counts

@@ -1,0 +1,36 @@
+"""Column layout of the pair tables that flow from `raw_pairs` to the splits.
+
+Every pair keeps its provenance (source, file, row or dialogue/turn) so that a dropped or trained
+sample can be traced back to the raw row, and so later evaluation can group by intent/category.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+
+PAIR_SCHEMA = pa.schema(
+    [
+        pa.field("pair_id", pa.string(), nullable=False),  # stable id: "<source>:<file>:<row|dialogue#turn>"
+        pa.field("source", pa.string(), nullable=False),  # "bitext" | "multiwoz"
+        pa.field("instruction", pa.string(), nullable=False),
+        pa.field("response", pa.string(), nullable=False),
+        pa.field("intent", pa.string()),  # Bitext intent, or MultiWOZ active_intent of the user turn
+        pa.field("category", pa.string()),  # Bitext category, or MultiWOZ domain of the user turn
+        pa.field("services", pa.string()),  # MultiWOZ dialogue services, comma-joined; null for Bitext
+        pa.field("flags", pa.string()),  # Bitext language-variation flags; null for MultiWOZ
+        pa.field("source_file", pa.string()),
+        pa.field("row_index", pa.int64()),  # Bitext: 0-based data row in source_file
+        pa.field("dialogue_id", pa.string()),  # MultiWOZ
+        pa.field("turn_index", pa.int64()),  # MultiWOZ: index of the USER turn in the dialogue
+    ]
+)
+
+PAIR_COLUMNS = PAIR_SCHEMA.names
+
+# Rejected rows are the pair columns plus where and why they were dropped.
+REJECT_SCHEMA = PAIR_SCHEMA.append(pa.field("stage", pa.string(), nullable=False)).append(
+    pa.field("reason", pa.string(), nullable=False)
+)
+
+
+def empty_pairs() -> pa.Table:
+    return PAIR_SCHEMA.empty_table()

@@ -1,0 +1,138 @@
+"""Files on disk: atomic Parquet writes, paths confined to the artifact root, content versions.
+
+Every data asset is one folder `<artifact_root>/<asset_name>/` holding `data.parquet` (and, for
+filters, `rejects.parquet`). Writers go to a temporary file in the same folder and `os.replace` it
+into place, so a kill mid-write leaves the previous version intact and no reader sees a partial file.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class ArtifactPathError(ValueError):
+    """A configured output path escapes the artifact root, or the root cannot be written."""
+
+
+def confined(root: Path, relative: str | os.PathLike) -> Path:
+    """Resolve `relative` under `root`, refusing anything that escapes it (`..`, absolute paths, links)."""
+    root = Path(root).resolve()
+    target = (root / relative).resolve()
+    if target != root and root not in target.parents:
+        raise ArtifactPathError(f"output path {str(relative)!r} escapes the artifact root {str(root)!r}")
+    return target
+
+
+def ensure_writable_dir(path: Path) -> Path:
+    """Create `path` and prove it is writable, with an error that names it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise ArtifactPathError(f"artifact folder {str(path)!r} is not writable: {exc.strerror or exc}") from exc
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `final`; on success rename it over `final`, else delete it."""
+    final = Path(final)
+    ensure_writable_dir(final.parent)
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        raise ArtifactPathError(f"could not write {str(final)!r}: {exc.strerror or exc}") from exc
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_parquet(table: pa.Table, final: Path) -> Path:
+    with atomic_path(final) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return final
+
+
+class ParquetBatchWriter:
+    """Append record batches to a Parquet file that appears atomically on `close()`.
+
+    Used by stages that stream their input in batches so memory stays bounded at any corpus size.
+    """
+
+    def __init__(self, final: Path, schema: pa.Schema):
+        self._ctx = atomic_path(Path(final))
+        self._tmp = self._ctx.__enter__()
+        self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
+        self.final = Path(final)
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self._writer.write_table(table)
+
+    def close(self) -> Path:
+        self._writer.close()
+        self._ctx.__exit__(None, None, None)
+        return self.final
+
+    def abort(self, exc: BaseException) -> None:
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        with contextlib.suppress(BaseException):
+            self._ctx.__exit__(type(exc), exc, exc.__traceback__)
+
+
+def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{str(path)!r} does not exist: materialize its upstream asset first")
+    return pq.read_table(path, columns=columns)
+
+
+def iter_parquet_batches(path: Path, batch_size: int) -> Iterator[pa.Table]:
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{str(path)!r} does not exist: materialize its upstream asset first")
+    pf = pq.ParquetFile(path)
+    for batch in pf.iter_batches(batch_size=batch_size):
+        yield pa.Table.from_batches([batch])
+
+
+def table_version(path: Path) -> str:
+    """Content version of a Parquet file: a hash of its Arrow data, independent of file metadata.
+
+    Re-running a stage on identical inputs yields identical rows, hence the same version, so nothing
+    downstream goes stale.
+    """
+    h = hashlib.sha256()
+    pf = pq.ParquetFile(path)
+    h.update(pf.schema_arrow.to_string(show_schema_metadata=False).encode())
+    for batch in pf.iter_batches(batch_size=65536):
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema) as w:
+            w.write_batch(batch)
+        h.update(sink.getvalue().to_pybytes())
+    return h.hexdigest()[:16]
+
+
+def folder_version(path: Path, patterns: tuple[str, ...] = ("*",)) -> str:
+    """Content version of a folder (model weights, tokenizer): hash of relative names and bytes."""
+    h = hashlib.sha256()
+    path = Path(path)
+    files = sorted({p for pat in patterns for p in path.rglob(pat) if p.is_file()})
+    for f in files:
+        h.update(str(f.relative_to(path)).encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""Resources: the external systems the assets talk to (storage, data sources, GPU, tracking)."""
