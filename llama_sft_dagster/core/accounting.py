@@ -39,10 +39,16 @@ class StageCounts:
         return out
 
 
-def partition(table: pa.Table, reasons: Sequence[str | None], stage: str) -> tuple[pa.Table, pa.Table, StageCounts]:
+def partition(
+    table: pa.Table,
+    reasons: Sequence[str | None],
+    stage: str,
+    details: Sequence[str | None] | None = None,
+) -> tuple[pa.Table, pa.Table, StageCounts]:
     """Split `table` by `reasons` (one per row; None keeps the row).
 
-    Returns (kept rows, rejected rows with `stage` and `reason` columns, counts).
+    `details` optionally carries per-row evidence for the reason (kept only on rejected rows).
+    Returns (kept rows, rejected rows with `stage`, `reason` and `detail` columns, counts).
     """
     if len(reasons) != table.num_rows:
         raise ValueError(f"stage {stage!r}: {len(reasons)} decisions for {table.num_rows} rows")
@@ -53,5 +59,7 @@ def partition(table: pa.Table, reasons: Sequence[str | None], stage: str) -> tup
     drop_reasons = [reasons[i] for i in drop_idx]
     rejected = rejected.append_column("stage", pa.array([stage] * len(drop_idx), type=pa.string()))
     rejected = rejected.append_column("reason", pa.array(drop_reasons, type=pa.string()))
+    drop_details = [details[i] for i in drop_idx] if details is not None else [None] * len(drop_idx)
+    rejected = rejected.append_column("detail", pa.array(drop_details, type=pa.string()))
     counts = StageCounts(rows_in=table.num_rows, rows_out=kept.num_rows, dropped=Counter(drop_reasons))
     return kept, rejected, counts

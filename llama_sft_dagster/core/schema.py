@@ -27,8 +27,11 @@ PAIR_SCHEMA = pa.schema(
 PAIR_COLUMNS = PAIR_SCHEMA.names
 
 # Rejected rows are the pair columns plus where and why they were dropped.
-REJECT_SCHEMA = PAIR_SCHEMA.append(pa.field("stage", pa.string(), nullable=False)).append(
-    pa.field("reason", pa.string(), nullable=False)
+REJECT_SCHEMA = (
+    PAIR_SCHEMA.append(pa.field("stage", pa.string(), nullable=False))
+    .append(pa.field("reason", pa.string(), nullable=False))
+    # evidence for the reason, e.g. "tokens=812", "detected=FRENCH", "duplicate_of=<pair_id>"
+    .append(pa.field("detail", pa.string()))
 )
 
 

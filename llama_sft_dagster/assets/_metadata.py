@@ -1,0 +1,54 @@
+"""Metadata helpers shared by the data assets: previews, counts, content versions."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from llama_sft_dagster.core.accounting import StageCounts
+from llama_sft_dagster.core.storage import table_version
+
+PREVIEW_ROWS = 5
+PREVIEW_CHARS = 80
+
+
+def _cell(value) -> str:
+    text = "" if value is None else str(value)
+    text = text.replace("\n", " ").replace("|", "\\|")
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+
+
+def markdown_preview(table: pa.Table, columns: list[str], rows: int = PREVIEW_ROWS) -> str:
+    head = table.slice(0, rows).select(columns).to_pylist()
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(r[c]) for c in columns) + " |" for r in head]
+    return "\n".join(lines)
+
+
+def count_table_md(counts: dict[str, Counter], key_name: str) -> str:
+    """Markdown table of counts per key for several named columns (e.g. train/validation per intent)."""
+    names = list(counts)
+    keys = sorted(set().union(*[c.keys() for c in counts.values()]), key=lambda k: (k is None, str(k)))
+    lines = [f"| {key_name} | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    lines += [f"| {k} | " + " | ".join(str(counts[n].get(k, 0)) for n in names) + " |" for k in keys]
+    return "\n".join(lines)
+
+
+def parquet_rows(path: Path) -> int:
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def stage_result(path: Path, counts: StageCounts | None = None, extra: dict | None = None) -> dg.MaterializeResult:
+    """Result of a data asset: accounting, preview, path, and a content-derived data version."""
+    preview = pq.ParquetFile(path).read_row_group(0) if pq.ParquetFile(path).num_row_groups else pa.table({})
+    metadata: dict = {"path": dg.MetadataValue.path(str(path)), "dagster/row_count": parquet_rows(path)}
+    if counts is not None:
+        metadata.update(counts.as_metadata())
+    if preview.num_rows:
+        cols = [c for c in ("pair_id", "instruction", "response", "intent") if c in preview.column_names]
+        metadata["preview"] = dg.MetadataValue.md(markdown_preview(preview, cols or preview.column_names[:4]))
+    metadata.update(extra or {})
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(table_version(path)))
