@@ -4,7 +4,6 @@ Field names follow the libraries that use them. A run can override any field fro
 `dagster asset materialize --config`; `code_version_of` folds the defaults into each asset's code
 version, so changing a default marks that stage (and, through data versions, its downstream) stale.
 """
-from __future__ import annotations
 
 import hashlib
 import json

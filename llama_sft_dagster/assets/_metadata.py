@@ -1,5 +1,4 @@
 """Metadata helpers shared by the data assets: previews, counts, content versions."""
-from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
@@ -41,14 +40,16 @@ def parquet_rows(path: Path) -> int:
     return pq.ParquetFile(path).metadata.num_rows
 
 
-def stage_result(path: Path, counts: StageCounts | None = None, extra: dict | None = None) -> dg.MaterializeResult:
+def stage_result(path: Path, counts: StageCounts | None = None, extra: dict | None = None,
+                 asset_key: str | None = None) -> dg.MaterializeResult:
     """Result of a data asset: accounting, preview, path, and a content-derived data version."""
-    preview = pq.ParquetFile(path).read_row_group(0) if pq.ParquetFile(path).num_row_groups else pa.table({})
-    metadata: dict = {"path": dg.MetadataValue.path(str(path)), "dagster/row_count": parquet_rows(path)}
+    parquet = pq.ParquetFile(path)
+    preview = parquet.read_row_group(0) if parquet.num_row_groups else pa.table({})
+    metadata: dict = {"path": dg.MetadataValue.path(str(path)), "dagster/row_count": parquet.metadata.num_rows}
     if counts is not None:
         metadata.update(counts.as_metadata())
     if preview.num_rows:
         cols = [c for c in ("pair_id", "instruction", "response", "intent") if c in preview.column_names]
         metadata["preview"] = dg.MetadataValue.md(markdown_preview(preview, cols or preview.column_names[:4]))
     metadata.update(extra or {})
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(table_version(path)))
+    return dg.MaterializeResult(asset_key=asset_key, metadata=metadata, data_version=dg.DataVersion(table_version(path)))

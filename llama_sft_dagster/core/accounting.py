@@ -63,3 +63,11 @@ def partition(
     rejected = rejected.append_column("detail", pa.array(drop_details, type=pa.string()))
     counts = StageCounts(rows_in=table.num_rows, rows_out=kept.num_rows, dropped=Counter(drop_reasons))
     return kept, rejected, counts
+
+
+def check_balance(rows_in: int, rows_out: int, dropped: dict[str, int]) -> tuple[bool, str]:
+    """The accounting identity of a stage, with a sentence that says where it breaks."""
+    total = sum(dropped.values())
+    if rows_in == rows_out + total:
+        return True, f"{rows_in} in = {rows_out} kept + {total} dropped"
+    return False, f"{rows_in} in != {rows_out} kept + {total} dropped: {rows_in - rows_out - total} rows unaccounted for"

@@ -1,5 +1,4 @@
 """Where assets keep their files."""
-from __future__ import annotations
 
 from pathlib import Path
 

@@ -5,7 +5,6 @@
 - `hf://<dataset id>` (Bitext) / `archive` (MultiWOZ's published archive): needs the network;
 - a local path: a Bitext .csv/.parquet file, or a MultiWOZ 2.2 folder in the published layout.
 """
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Optional

@@ -1,0 +1,44 @@
+# llama-sft-dagster commands. Each target sets up what it needs on a fresh machine.
+#   make demo   - run the whole pipeline offline on the demo profile (raw data -> merged model)
+#   make test   - run the test suite (installs the venv and the browser the UI test drives)
+#   make ui     - start the Dagster web UI on 127.0.0.1:3000
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STATE ?= $(CURDIR)/.sft_state
+export DAGSTER_HOME ?= $(STATE)/dagster_home
+export SFT_STATE_DIR ?= $(STATE)
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 3000
+
+.PHONY: install demo test ui browser stale bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch==2.13.0 is pinned in pyproject: the CPU build; an unpinned torch pulls a multi-GB CUDA build
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed $(DAGSTER_HOME)/dagster.yaml
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+demo: install
+	$(BIN)/dagster job execute -m llama_sft_dagster.definitions -j sft_pipeline
+
+# Debian's chromium for the browser test (Playwright drives /usr/bin/chromium; no browser download)
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+test: install browser
+	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+
+ui: install
+	$(BIN)/python -m llama_sft_dagster.cli.ui --host $(UI_HOST) --port $(UI_PORT)
+
+clean:
+	rm -rf $(STATE)

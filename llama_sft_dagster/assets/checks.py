@@ -1,0 +1,64 @@
+"""Accounting checks: every stage's rows in = rows kept + rows dropped (with a reason), from the files.
+
+The checks read the Parquet files themselves rather than the metadata the asset reported, so a
+stage that wrote fewer rows than it claimed fails here. Blocking: unbalanced data must not flow on.
+"""
+
+from collections import Counter
+
+import dagster as dg
+import pyarrow.parquet as pq
+
+from llama_sft_dagster.core.accounting import check_balance
+from llama_sft_dagster.resources.artifacts import ArtifactStore
+
+# stage asset -> the asset whose rows it consumes
+FILTER_STAGES = {
+    "word_count_filtered": "raw_pairs",
+    "token_limit_filtered": "word_count_filtered",
+    "english_filtered": "token_limit_filtered",
+    "parroting_filtered": "english_filtered",
+    "deduplicated_pairs": "parroting_filtered",
+}
+
+
+def _rows(path) -> int:
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def _result(passed: bool, text: str, metadata: dict) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=passed, description=text, metadata=metadata)
+
+
+def stage_balance(artifacts: ArtifactStore, stage: str, upstream: str) -> dg.AssetCheckResult:
+    rejects = pq.read_table(artifacts.path(stage, "rejects.parquet"), columns=["reason"])
+    dropped = Counter(rejects.column("reason").to_pylist())
+    rows_in, rows_out = _rows(artifacts.path(upstream)), _rows(artifacts.path(stage))
+    passed, text = check_balance(rows_in, rows_out, dropped)
+    return _result(passed, text, {"rows_in": rows_in, "rows_out": rows_out,
+                                  **{f"dropped_{r}": n for r, n in sorted(dropped.items())}})
+
+
+def split_balance(artifacts: ArtifactStore) -> dg.AssetCheckResult:
+    rows_in = _rows(artifacts.path("deduplicated_pairs"))
+    train, validation = _rows(artifacts.path("train_pairs")), _rows(artifacts.path("validation_pairs"))
+    passed, text = check_balance(rows_in, train + validation, {})
+    return _result(passed, text, {"rows_in": rows_in, "train_rows": train, "validation_rows": validation})
+
+
+def _stage_check(stage: str, upstream: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=stage, name="rows_accounted_for", blocking=True,
+                    description=f"rows of {upstream} = rows kept by {stage} + rows in its rejects file")
+    def _check(artifacts: ArtifactStore) -> dg.AssetCheckResult:
+        return stage_balance(artifacts, stage, upstream)
+
+    return _check
+
+
+@dg.asset_check(asset="train_pairs", name="rows_accounted_for", blocking=True,
+                description="rows of deduplicated_pairs = train rows + validation rows")
+def split_rows_accounted_for(artifacts: ArtifactStore) -> dg.AssetCheckResult:
+    return split_balance(artifacts)
+
+
+accounting_checks = [_stage_check(s, u) for s, u in FILTER_STAGES.items()] + [split_rows_accounted_for]

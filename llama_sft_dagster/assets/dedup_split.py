@@ -1,0 +1,74 @@
+"""Dedup and split group: MinHash-LSH near-duplicate removal, then the stable 95/5 split."""
+
+from collections import Counter
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from llama_sft_dagster.assets._metadata import count_table_md, stage_result
+from llama_sft_dagster.config import DedupConfig, SplitConfig, code_version_of
+from llama_sft_dagster.core.dedup import NearDuplicateIndex
+from llama_sft_dagster.core.split import is_validation
+from llama_sft_dagster.core.stages import columns, run_stage
+from llama_sft_dagster.core.storage import read_parquet, write_parquet
+from llama_sft_dagster.resources.artifacts import ArtifactStore
+
+
+@dg.asset(group_name="dedup_split", kinds={"parquet"}, deps=["parroting_filtered"], code_version=code_version_of("1", DedupConfig),
+          description="Drops near-duplicates (datasketch MinHashLSH, threshold 0.8, 128 permutations, word 5-grams), keeping the first of each cluster in input order.")
+def deduplicated_pairs(config: DedupConfig, artifacts: ArtifactStore) -> dg.MaterializeResult:
+    index = NearDuplicateIndex(config.threshold, config.num_perm, config.shingle_size, config.seed, config.backend)
+
+    def decide(batch):
+        return index.add_batch(batch.column("pair_id").to_pylist(), *columns(batch))
+
+    out = run_stage("deduplicated_pairs", artifacts.path("parroting_filtered"), artifacts.asset_dir("deduplicated_pairs"), decide)
+    return stage_result(out.kept_path, out.counts, {"rejects_path": dg.MetadataValue.path(str(out.rejects_path))})
+
+
+class EmptySplitError(ValueError):
+    """Every row was filtered out before the split."""
+
+
+@dg.multi_asset(
+    group_name="dedup_split",
+    specs=[
+        dg.AssetSpec("train_pairs", deps=["deduplicated_pairs"], kinds={"parquet"}, code_version=code_version_of("1", SplitConfig),
+                     description="95% of the deduplicated pairs, by a seeded hash of each pair's content."),
+        dg.AssetSpec("validation_pairs", deps=["deduplicated_pairs"], kinds={"parquet"}, code_version=code_version_of("1", SplitConfig),
+                     description="5% of the deduplicated pairs, by a seeded hash of each pair's content."),
+    ],
+)
+def split_pairs(config: SplitConfig, artifacts: ArtifactStore):
+    table = read_parquet(artifacts.path("deduplicated_pairs"))
+    if table.num_rows == 0:
+        raise EmptySplitError(f"no pairs left to split: every row was filtered out ({stage_drop_summary(artifacts)})")
+    mask = pa.array(is_validation(*columns(table), config.validation_fraction, config.seed))
+    parts = {"train_pairs": table.filter(pc.invert(mask)), "validation_pairs": table.filter(mask)}
+    per_source = {name: Counter(t.column("source").to_pylist()) for name, t in parts.items()}
+    per_intent = {name: Counter(t.column("intent").to_pylist()) for name, t in parts.items()}
+    for name, part in parts.items():
+        path = write_parquet(part, artifacts.asset_dir(name) / "data.parquet")
+        yield stage_result(path, asset_key=name, extra={
+            "rows_in": table.num_rows, "train_rows": parts["train_pairs"].num_rows,
+            "validation_rows": parts["validation_pairs"].num_rows,
+            "per_source": dg.MetadataValue.md(count_table_md(per_source, "source")),
+            "per_intent": dg.MetadataValue.md(count_table_md(per_intent, "intent")),
+        })
+
+
+def stage_drop_summary(artifacts: ArtifactStore) -> str:
+    """'stage: in -> out (reason n, ...)' for every stage whose files exist, for the empty-split error."""
+    import pyarrow.parquet as pq
+
+    parts = []
+    for stage in ("raw_pairs", "word_count_filtered", "token_limit_filtered", "english_filtered",
+                  "parroting_filtered", "deduplicated_pairs"):
+        data, rejects = artifacts.path(stage), artifacts.path(stage, "rejects.parquet")
+        if not data.exists():
+            continue
+        reasons = Counter(pq.read_table(rejects, columns=["reason"]).column("reason").to_pylist()) if rejects.exists() else {}
+        detail = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items()))
+        parts.append(f"{stage}: {pq.ParquetFile(data).metadata.num_rows} kept ({detail or 'nothing dropped'})")
+    return "; ".join(parts)

@@ -1,0 +1,21 @@
+"""Where the base model's files live, for the assets that read them (token filter, training, merge)."""
+
+from pathlib import Path
+
+from llama_sft_dagster.resources.artifacts import ArtifactStore
+
+BASE_MODEL_ASSET = "base_model"
+
+
+def base_model_dir(artifacts: ArtifactStore) -> Path:
+    """Folder with the base model's config, safetensors weights and tokenizer (a save_pretrained layout)."""
+    return artifacts.path(BASE_MODEL_ASSET, "model")
+
+
+def load_base_tokenizer(artifacts: ArtifactStore):
+    from transformers import AutoTokenizer
+
+    path = base_model_dir(artifacts)
+    if not (path / "tokenizer_config.json").exists():
+        raise FileNotFoundError(f"no tokenizer in {str(path)!r}: materialize 'base_model' first")
+    return AutoTokenizer.from_pretrained(path)

@@ -1,0 +1,34 @@
+"""The Dagster code location: `dagster dev` (see workspace.yaml) or `dagster asset materialize --select ...`.
+
+Profile: `SFT_PROFILE=demo` (default, offline) or `SFT_PROFILE=full` (hub data, Llama-3.1-8B-Instruct, GPU).
+"""
+
+import dagster as dg
+
+from llama_sft_dagster.assets import checks, dedup_split, filters, raw
+from llama_sft_dagster.resources.artifacts import ArtifactStore
+from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
+from llama_sft_dagster.settings import active_profile
+
+DATA_MODULES = [raw, filters, dedup_split]
+
+
+def build_resources() -> dict:
+    hub_token = {"hf_token": dg.EnvVar("HF_TOKEN")} if active_profile() == "full" else {}
+    return {
+        "artifacts": ArtifactStore(),
+        "bitext": BitextSource(**hub_token),
+        "multiwoz": MultiwozSource(),
+    }
+
+
+all_assets = dg.load_assets_from_modules(DATA_MODULES)
+sft_pipeline = dg.define_asset_job("sft_pipeline", selection=dg.AssetSelection.all(),
+                                   description="The whole graph: raw data -> filters -> split -> adapter -> merged model.")
+
+defs = dg.Definitions(
+    assets=all_assets,
+    asset_checks=checks.accounting_checks,
+    resources=build_resources(),
+    jobs=[sft_pipeline],
+)

@@ -1,0 +1,62 @@
+"""Pure-logic tests of MinHash-LSH dedup and the content-hash split."""
+import random
+
+import pytest
+
+from llama_sft_dagster.core.dedup import NearDuplicateIndex, word_shingles
+from llama_sft_dagster.core.split import is_validation
+
+RNG_WORDS = [f"w{i}" for i in range(5000)]
+
+
+def text(seed: int, n: int = 60) -> str:
+    rng = random.Random(seed)
+    return " ".join(rng.choice(RNG_WORDS) for _ in range(n))
+
+
+def test_shingles_are_word_5grams_and_short_texts_become_one_shingle():
+    assert word_shingles("A b c d e f", 5) == [b"a b c d e", b"b c d e f"]
+    assert word_shingles("too short", 5) == [b"too short"]
+
+
+def test_keeps_first_of_cluster_and_names_it():
+    base = text(1, n=200)
+    words = base.split()
+    near = " ".join(words[:100] + ["CHANGED"] + words[101:])  # one word of 200 edited: Jaccard ~0.95
+    rows = [("p0", base, "resp"), ("p1", text(2, n=200), "resp"), ("p2", near, "resp"), ("p3", base, "resp")]
+    d = NearDuplicateIndex().add_batch(*zip(*rows))
+    assert d.reasons == [None, None, "near_duplicate", "exact_duplicate"]
+    assert d.details[2] == "duplicate_of=p0" and d.details[3] == "duplicate_of=p0"
+
+
+def test_state_carries_across_batches_and_is_deterministic():
+    rows = [(f"p{i}", text(i % 7), "resp") for i in range(20)]
+
+    def run(batch_size):
+        idx, reasons = NearDuplicateIndex(), []
+        for s in range(0, len(rows), batch_size):
+            reasons += idx.add_batch(*zip(*rows[s : s + batch_size])).reasons
+        return reasons
+
+    assert run(20) == run(3)
+    assert run(20).count(None) == 7
+
+
+def test_unknown_backend_is_rejected():
+    with pytest.raises(ValueError, match="backend"):
+        NearDuplicateIndex(backend="nope")
+
+
+def test_split_fraction_and_stability_as_data_grows():
+    ins = [text(i, 12) for i in range(4000)]
+    resp = ["r"] * len(ins)
+    first = is_validation(ins[:2000], resp[:2000], 0.05, seed=42)
+    grown = is_validation(ins, resp, 0.05, seed=42)
+    assert grown[:2000] == first  # adding rows never moves an existing sample
+    assert 0.035 < sum(grown) / len(grown) < 0.065
+    assert is_validation(ins, resp, 0.05, seed=7) != grown  # the seed matters
+
+
+def test_split_rejects_bad_fraction():
+    with pytest.raises(ValueError, match="validation_fraction"):
+        is_validation(["a"], ["b"], 1.5, seed=1)
