@@ -46,6 +46,18 @@ def split_balance(artifacts: ArtifactStore) -> dg.AssetCheckResult:
     return _result(passed, text, {"rows_in": rows_in, "train_rows": train, "validation_rows": validation})
 
 
+def pairs_balance(artifacts: ArtifactStore) -> dg.AssetCheckResult:
+    """Bitext rows + MultiWOZ turns = Bitext pairs + 2 x MultiWOZ pairs (a pair uses two turns) + rejects."""
+    sources = Counter(pq.read_table(artifacts.path("raw_pairs"), columns=["source"]).column("source").to_pylist())
+    rejects = pq.read_table(artifacts.path("raw_pairs", "rejects.parquet"), columns=["reason"])
+    dropped = Counter(rejects.column("reason").to_pylist())
+    rows_in = _rows(artifacts.path("bitext_raw")) + _rows(artifacts.path("multiwoz_raw"))
+    rows_out = sources.get("bitext", 0) + 2 * sources.get("multiwoz", 0)
+    passed, text = check_balance(rows_in, rows_out, dropped)
+    return _result(passed, f"in raw rows/turns: {text}", {"rows_in": rows_in, "rows_out": rows_out,
+                                                          **{f"dropped_{r}": n for r, n in sorted(dropped.items())}})
+
+
 def _stage_check(stage: str, upstream: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=stage, name="rows_accounted_for", blocking=True,
                     description=f"rows of {upstream} = rows kept by {stage} + rows in its rejects file")
@@ -61,4 +73,11 @@ def split_rows_accounted_for(artifacts: ArtifactStore) -> dg.AssetCheckResult:
     return split_balance(artifacts)
 
 
-accounting_checks = [_stage_check(s, u) for s, u in FILTER_STAGES.items()] + [split_rows_accounted_for]
+@dg.asset_check(asset="raw_pairs", name="rows_accounted_for", blocking=True,
+                description="Bitext rows + MultiWOZ turns = Bitext pairs + 2 x MultiWOZ pairs + rejected rows/turns")
+def raw_pairs_rows_accounted_for(artifacts: ArtifactStore) -> dg.AssetCheckResult:
+    return pairs_balance(artifacts)
+
+
+accounting_checks = [_stage_check(s, u) for s, u in FILTER_STAGES.items()] + [
+    raw_pairs_rows_accounted_for, split_rows_accounted_for]

@@ -1,11 +1,9 @@
 """Raw group: faithful copies of the sources, then USER->SYSTEM / instruction->response pairs."""
 
-import json
-
 import dagster as dg
 
 from llama_sft_dagster.assets._metadata import stage_result
-from llama_sft_dagster.core.storage import atomic_path, write_parquet
+from llama_sft_dagster.core.storage import write_parquet
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 
@@ -38,7 +36,5 @@ def raw_pairs(artifacts: ArtifactStore) -> dg.MaterializeResult:
     pairs, rejects, counts = extract_pairs(bitext, turns)
     out_dir = artifacts.asset_dir("raw_pairs")
     write_parquet(rejects, out_dir / "rejects.parquet")
-    with atomic_path(out_dir / "counts.json") as tmp:
-        tmp.write_text(json.dumps(counts, indent=1, sort_keys=True))
     path = write_parquet(pairs, out_dir / "data.parquet")
     return stage_result(path, extra=dict(counts))

@@ -1,0 +1,24 @@
+"""Shared fixtures: the real data samples beside the repo, and isolated state folders."""
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def isolated_state(tmp_path, monkeypatch):
+    """Every test gets its own state folder and Dagster home; nothing touches ./.sft_state."""
+    state = tmp_path / "sft_state"
+    monkeypatch.setenv("SFT_STATE_DIR", str(state))
+    monkeypatch.setenv("DAGSTER_HOME", str(state / "dagster_home"))
+    (state / "dagster_home").mkdir(parents=True)
+    return state
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data samples not found at {SHARED_DATA} (see DEVELOPERS.md)")
+    return SHARED_DATA
