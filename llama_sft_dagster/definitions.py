@@ -22,13 +22,15 @@ def build_resources() -> dict:
     }
 
 
+# Unbound assets and checks (tests materialize them with their own resources).
 all_assets = dg.load_assets_from_modules(DATA_MODULES)
+all_checks = checks.accounting_checks
 sft_pipeline = dg.define_asset_job("sft_pipeline", selection=dg.AssetSelection.all(),
                                    description="The whole graph: raw data -> filters -> split -> adapter -> merged model.")
 
 defs = dg.Definitions(
     assets=all_assets,
-    asset_checks=checks.accounting_checks,
+    asset_checks=all_checks,
     resources=build_resources(),
     jobs=[sft_pipeline],
 )

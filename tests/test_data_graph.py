@@ -8,8 +8,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from llama_sft_dagster.assets import checks
-from llama_sft_dagster.definitions import defs
+from llama_sft_dagster.definitions import all_assets, all_checks
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 
@@ -20,10 +19,8 @@ DATA_SELECTION = dg.AssetSelection.assets("train_pairs").upstream()
 
 
 def materialize_data_graph(root, bitext: BitextSource, multiwoz: MultiwozSource) -> dg.ExecuteInProcessResult:
-    graph = defs.resolve_asset_graph()
-    assets = [a for a in graph.assets_defs if a.is_materializable]
     result = dg.materialize(
-        assets=assets + checks.accounting_checks,
+        assets=[*all_assets, *all_checks],
         selection=DATA_SELECTION,
         resources={"artifacts": ArtifactStore(root=str(root)), "bitext": bitext, "multiwoz": multiwoz},
         instance=dg.DagsterInstance.ephemeral(),
@@ -50,7 +47,7 @@ def accounting_of(result) -> dict[str, dict]:
 
 def assert_checks_passed(result):
     evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) == len(checks.accounting_checks)
+    assert len(evaluations) == len(all_checks)
     failed = [e.asset_check_key for e in evaluations if not e.passed]
     assert not failed, failed
 

@@ -13,10 +13,10 @@ import dagster as dg
 import pyarrow as pa
 from pydantic import Field
 
+from llama_sft_dagster.core.multiwoz import MULTIWOZ_ARCHIVE_URL  # pinned to a commit: reproducible data
 from llama_sft_dagster.settings import by_profile, state_dir
 
 BITEXT_HUB_ID = "bitext/Bitext-customer-support-llm-chatbot-training-dataset"
-MULTIWOZ_ARCHIVE_URL = "https://github.com/budzianowski/multiwoz/archive/refs/heads/master.zip"
 
 
 class BitextSource(dg.ConfigurableResource):
