@@ -5,7 +5,8 @@ Profile: `SFT_PROFILE=demo` (default, offline) or `SFT_PROFILE=full` (hub data, 
 
 import dagster as dg
 
-from llama_sft_dagster.assets import checks, dedup_split, filters, raw
+from llama_sft_dagster import automation
+from llama_sft_dagster.assets import checks, dedup_split, filters, raw, sources
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 from llama_sft_dagster.settings import active_profile
@@ -25,12 +26,13 @@ def build_resources() -> dict:
 # Unbound assets and checks (tests materialize them with their own resources).
 all_assets = dg.load_assets_from_modules(DATA_MODULES)
 all_checks = checks.accounting_checks
-sft_pipeline = dg.define_asset_job("sft_pipeline", selection=dg.AssetSelection.all(),
-                                   description="The whole graph: raw data -> filters -> split -> adapter -> merged model.")
+sft_pipeline = automation.sft_pipeline
 
 defs = dg.Definitions(
-    assets=all_assets,
+    assets=[*sources.raw_sources, *all_assets],
     asset_checks=all_checks,
     resources=build_resources(),
-    jobs=[sft_pipeline],
+    jobs=automation.jobs,
+    schedules=automation.schedules,
+    sensors=automation.sensors,
 )

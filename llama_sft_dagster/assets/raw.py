@@ -8,7 +8,7 @@ from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 
 
-@dg.asset(group_name="raw", kinds={"parquet"}, code_version="1",
+@dg.asset(group_name="raw", kinds={"parquet"}, code_version="1", deps=["bitext_source"],
           description="Bitext customer-support rows as published (v11 schema; 2023-08 'tags' mapped to 'flags'), with file and row index.")
 def bitext_raw(artifacts: ArtifactStore, bitext: BitextSource) -> dg.MaterializeResult:
     table = bitext.load()
@@ -16,7 +16,7 @@ def bitext_raw(artifacts: ArtifactStore, bitext: BitextSource) -> dg.Materialize
     return stage_result(path, extra={"source": bitext.location, "intents": len(set(table.column("intent").to_pylist()))})
 
 
-@dg.asset(group_name="raw", kinds={"parquet"}, code_version="1",
+@dg.asset(group_name="raw", kinds={"parquet"}, code_version="1", deps=["multiwoz_source"],
           description="MultiWOZ 2.2 turns, one row per turn, with dialogue id, split file and turn index.")
 def multiwoz_raw(artifacts: ArtifactStore, multiwoz: MultiwozSource) -> dg.MaterializeResult:
     table = multiwoz.load()

@@ -1,0 +1,121 @@
+"""Materialize only what is missing or stale, print which assets and why (Dagster's stale causes).
+
+    sft-materialize-stale                       # whole graph, in the persistent instance
+    sft-materialize-stale --select '*word_count_filtered' --dry-run
+    sft-materialize-stale --one-run             # missing/stale + all downstream, one run
+
+`dagster asset materialize` has no stale-only flag in 1.13 (`status:stale` in a selection raises
+NotImplementedError) and Dagster's staleness looks one level up only. This command therefore:
+1. records a new version of each raw source whose content/revision changed (as the sensor does);
+2. runs, in "waves", the assets that are missing or stale (with their stale causes printed), then
+   asks Dagster again, until nothing is stale: a child reruns only if its parent's content changed.
+   `--one-run` instead runs missing/stale assets and everything downstream of them in one run.
+Runs go to the persistent instance in DAGSTER_HOME (default .sft_state/dagster_home), so the web UI
+shows them and staleness survives between commands.
+"""
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from llama_sft_dagster.stale_plan import PlannedAsset, format_plan, plan
+
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@dataclass
+class StaleRunSummary:
+    waves: list[list[PlannedAsset]] = field(default_factory=list)
+    observed_sources: list[str] = field(default_factory=list)
+    run_ids: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    ok: bool = True
+
+    @property
+    def materialized(self) -> list[str]:
+        return [p.name for wave in self.waves for p in wave]
+
+
+def observe_sources(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[str]:
+    """Record new versions of changed raw sources, like `raw_data_sensor`; returns their names."""
+    from llama_sft_dagster.automation import source_observations
+
+    resources = {k: defs.resources[k].process_config_and_initialize() for k in ("bitext", "multiwoz")}
+    events = source_observations(instance, defs.resolve_asset_graph(), resources["bitext"], resources["multiwoz"])
+    for event in events:
+        instance.report_runless_asset_event(event)
+    return [e.asset_key.to_user_string() for e in events]
+
+
+def materialize_stale(defs: dg.Definitions, instance: dg.DagsterInstance, select: str | None = None, *,
+                      one_run: bool = False, dry_run: bool = False, observe: bool = True,
+                      verbose: bool = False, out=print) -> StaleRunSummary:
+    start = time.perf_counter()
+    summary = StaleRunSummary()
+    graph = defs.resolve_asset_graph()
+    keys = dg.AssetSelection.from_string(select).resolve(graph) if select else None
+    if observe and not dry_run:
+        summary.observed_sources = observe_sources(defs, instance)
+        for name in summary.observed_sources:
+            out(f"{name}: new upstream data version recorded")
+    job = defs.resolve_implicit_global_asset_job_def()
+    done: set[dg.AssetKey] = set()
+    for wave in range(1, len(graph.toposorted_asset_keys_by_level) + 2):
+        planned = plan(instance, graph, keys, whole_chain=one_run or dry_run)
+        if not planned:
+            break
+        again = [p for p in planned if p.key in done]
+        if again:
+            out("still stale after being rebuilt in this command (stopping):\n" + format_plan(again))
+            summary.ok = False
+            break
+        out(f"{'would materialize' if dry_run else f'wave {wave}: materializing'} {len(planned)} asset(s):")
+        out(format_plan(planned))
+        if dry_run:
+            summary.waves.append(planned)
+            break
+        result = job.execute_in_process(instance=instance, asset_selection=[p.key for p in planned],
+                                        run_config={} if verbose else QUIET_LOGS, raise_on_error=False,
+                                        tags={"sft/trigger": "sft-materialize-stale"})
+        summary.waves.append(planned)
+        summary.run_ids.append(result.run_id)
+        done |= {p.key for p in planned}
+        if not result.success:
+            out(f"run {result.run_id} failed; see `dagster dev` (Runs) or the log above")
+            summary.ok = False
+            break
+        if one_run:
+            break
+    if not summary.waves:
+        out(format_plan([]))
+    summary.seconds = time.perf_counter() - start
+    verb = "would materialize" if dry_run else "materialized"
+    out(f"{verb} {len(summary.materialized)} asset(s) in {len(summary.run_ids)} run(s), {summary.seconds:.1f} s")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sft-materialize-stale", description=__doc__.split("\n")[0])
+    parser.add_argument("--select", help="Dagster asset selection, e.g. '*train_adapter' (default: every asset)")
+    parser.add_argument("--dry-run", action="store_true", help="print what would run and why; run nothing")
+    parser.add_argument("--one-run", action="store_true", help="one run: missing/stale assets and everything downstream")
+    parser.add_argument("--no-observe", action="store_true", help="do not check the raw sources for new data first")
+    parser.add_argument("--verbose", action="store_true", help="show Dagster's debug log of each run")
+    args = parser.parse_args(argv)
+
+    from llama_sft_dagster.cli.home import ensure_dagster_home
+
+    ensure_dagster_home()
+    from llama_sft_dagster.definitions import defs
+
+    with dg.DagsterInstance.get() as instance:
+        summary = materialize_stale(defs, instance, args.select, one_run=args.one_run, dry_run=args.dry_run,
+                                    observe=not args.no_observe, verbose=args.verbose)
+    return 0 if summary.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
