@@ -9,6 +9,7 @@ Thresholds are the seed's (see the Config classes in `llama_sft_dagster.config`)
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -57,24 +58,60 @@ def word_count_decisions(
 # --- token limit ------------------------------------------------------------------------------
 
 
+def _fast_backend(tokenizer):
+    """The `tokenizers.Tokenizer` behind a transformers fast tokenizer, when calling it directly gives
+    the same ids as `tokenizer(texts)`: no truncation or padding configured on the backend."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or not hasattr(backend, "encode_batch_fast"):
+        return None
+    if backend.truncation is not None or backend.padding is not None:
+        return None
+    return backend
+
+
+def _is_byte_level_bpe(backend) -> bool:
+    """True for byte-level BPE without a normalizer (Llama-3, GPT-2 style): every token then covers at
+    least one UTF-8 byte of the input, so a text of B bytes has at most B tokens plus special tokens."""
+    spec = json.loads(backend.to_str())
+    return (spec.get("normalizer") is None and spec.get("model", {}).get("type") == "BPE"
+            and '"ByteLevel"' in json.dumps(spec.get("pre_tokenizer")))
+
+
 def token_counts(tokenizer, texts: Sequence[str], batch_size: int = 4096) -> list[int]:
     """Token counts with special tokens (BOS), using the fast tokenizer's batch call."""
+    backend = _fast_backend(tokenizer)
     counts: list[int] = []
     for start in range(0, len(texts), batch_size):
-        enc = tokenizer(list(texts[start : start + batch_size]), add_special_tokens=True)
-        counts.extend(len(ids) for ids in enc["input_ids"])
+        chunk = list(texts[start : start + batch_size])
+        if backend is not None:  # the Rust batch call without building offsets or Python BatchEncodings
+            counts.extend(len(enc) for enc in backend.encode_batch_fast(chunk, add_special_tokens=True))
+        else:
+            counts.extend(len(ids) for ids in tokenizer(chunk, add_special_tokens=True)["input_ids"])
     return counts
 
 
 def token_limit_decisions(
     instructions: Sequence[str], responses: Sequence[str], tokenizer, max_tokens: int
 ) -> Decisions:
-    """Seed rule: keep if len(tokenizer(instruction + " " + response).input_ids) <= max_tokens (580)."""
+    """Seed rule: keep if len(tokenizer(instruction + " " + response).input_ids) <= max_tokens (580).
+
+    With a byte-level BPE tokenizer, a text whose UTF-8 length plus special tokens (plus one for a
+    possible prefix space) is within `max_tokens` cannot exceed it, so only longer texts are tokenized:
+    same decisions, and every dropped row still gets its exact count.
+    """
     _check_lengths(instructions, responses)
     texts = [f"{ins} {resp}" for ins, resp in zip(instructions, responses)]
+    backend = _fast_backend(tokenizer)
+    if backend is not None and _is_byte_level_bpe(backend):
+        bound = max_tokens - backend.num_special_tokens_to_add(False) - 1
+        to_count = [i for i, t in enumerate(texts) if len(t.encode("utf-8")) > bound]
+    else:
+        to_count = range(len(texts))
+    counted = dict(zip(to_count, token_counts(tokenizer, [texts[i] for i in to_count])))
     out = Decisions()
-    for n in token_counts(tokenizer, texts):
-        if n > max_tokens:
+    for i in range(len(texts)):
+        n = counted.get(i)
+        if n is not None and n > max_tokens:
             out.drop("too_many_tokens", f"tokens={n}")
         else:
             out.keep()
@@ -109,8 +146,10 @@ def language_decisions(
     _check_lengths(instructions, responses)
     detector = language_detector(tuple(languages))
     texts = [f"{ins} {resp}".replace("\n", " ") for ins, resp in zip(instructions, responses)]
+    unique = list(dict.fromkeys(texts))  # lingua is deterministic: repeated texts are detected once
+    detected = dict(zip(unique, detector.detect_languages_in_parallel_of(unique)))
     out = Decisions()
-    for lang in detector.detect_languages_in_parallel_of(texts):
+    for lang in (detected[t] for t in texts):
         name = lang.name if lang is not None else "UNKNOWN"
         if name == keep_language.upper():
             out.keep()
@@ -123,13 +162,16 @@ def language_decisions(
 
 
 def word_jaccard_similarity(instruction: str, response: str) -> float:
-    """1 - nltk jaccard_distance of the lower-cased whitespace word sets (seed's measure)."""
-    from nltk.metrics import jaccard_distance
+    """1 - nltk jaccard_distance of the lower-cased whitespace word sets (seed's measure).
 
+    nltk's formula, written out so the float is bit-identical without importing nltk per call:
+    jaccard_distance(a, b) = (len(a | b) - len(a & b)) / len(a | b).
+    """
     a, b = set(instruction.lower().split()), set(response.lower().split())
-    if not a and not b:
+    union = len(a | b)
+    if not union:
         return 1.0  # two empty texts are identical; nltk would divide by zero
-    return 1.0 - jaccard_distance(a, b)
+    return 1.0 - (union - len(a & b)) / union
 
 
 def parroting_decisions(instructions: Sequence[str], responses: Sequence[str], max_similarity: float) -> Decisions:
