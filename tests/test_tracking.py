@@ -176,3 +176,18 @@ def test_silent_server_falls_back_within_probe_timeout():
             assert run is None
         elapsed = time.monotonic() - started
     assert 0.9 < elapsed < 5, f"fallback took {elapsed:.1f}s"
+
+
+def test_resource_in_a_dagster_run_tags_the_run_id(tracking):
+    import dagster as dg
+
+    @dg.asset
+    def tracked(context: dg.AssetExecutionContext, mlflow_tracking: MlflowTracking) -> None:
+        with mlflow_tracking.start_run("tracked", params={"lora_r": 4}, dagster_run_id=context.run.run_id):
+            mlflow.log_metric("x", 1.0)
+
+    result = dg.materialize([tracked], resources={"mlflow_tracking": tracking})
+    assert result.success
+    (got,) = _runs(tracking)[1]
+    assert got.info.status == "FINISHED"
+    assert got.data.tags["dagster.run_id"] == result.run_id

@@ -6,7 +6,7 @@ Browse it with `mlflow ui --backend-store-uri sqlite:///$PWD/.sft_state/mlflow.d
 
 Wiring in the training code (the order matters):
 
-    with tracking.start_run("train_adapter", params=cfg.model_dump(), dagster_run_id=context.run_id,
+    with tracking.start_run("train_adapter", params=cfg.model_dump(), dagster_run_id=context.run.run_id,
                             train_data_version=version) as run:      # run is None if MLflow is unreachable
         args = SFTConfig(..., report_to=tracking.report_to())         # ["tensorboard", "mlflow"] or ["tensorboard"]
         trainer = SFTTrainer(..., args=args, callbacks=[monitor])
