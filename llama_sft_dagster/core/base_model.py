@@ -1,0 +1,95 @@
+"""The base model: a tiny Llama built locally (demo profile) or a hub snapshot (full profile).
+
+Demo: a byte-level BPE tokenizer trained with `tokenizers` on the corpus, carrying the Llama-3
+special tokens and chat template, and a random-init LlamaForCausalLM (hidden 64, 2 layers, 4 heads,
+2 KV heads) saved as safetensors. Deterministic: the same texts and seed give the same files.
+Full: `huggingface_hub.snapshot_download` of safetensors weights + tokenizer at a resolved revision.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+BEGIN = "<|begin_of_text|>"
+END = "<|end_of_text|>"
+START_HEADER = "<|start_header_id|>"
+END_HEADER = "<|end_header_id|>"
+EOT = "<|eot_id|>"
+# Llama 3.1 reserves this token for right padding in fine-tuning; we pad with it in both profiles so
+# that padding never doubles as <|eot_id|> (which is supervised) or <|end_of_text|>.
+PAD = "<|finetune_right_pad_id|>"
+SPECIAL_TOKENS = [BEGIN, END, START_HEADER, END_HEADER, EOT, PAD]
+
+# Llama-3 chat format, with {% generation %} markers so TRL's assistant_only_loss can find the reply.
+LLAMA3_CHAT_TEMPLATE = (
+    "{{- bos_token }}"
+    "{%- for message in messages %}"
+    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' }}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{% generation %}{{- message['content'] | trim + '<|eot_id|>' }}{% endgeneration %}"
+    "{%- else %}"
+    "{{- message['content'] | trim + '<|eot_id|>' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
+)
+
+# Tiny-model shape: the issue's "hidden 64, 2 layers, 4 heads, 2 KV heads" (GQA like Llama-3).
+DEMO_MODEL = dict(hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=1024, rope_theta=500000.0)
+DEMO_VOCAB_SIZE = 4096
+
+
+def train_demo_tokenizer(texts: Iterable[str], vocab_size: int = DEMO_VOCAB_SIZE):
+    """A byte-level BPE (like Llama-3's tiktoken BPE) with Llama-3 special tokens and template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    # add_special_tokens=True prepends <|begin_of_text|>, as the Llama-3 tokenizer does
+    tok.post_processor = processors.TemplateProcessing(single=f"{BEGIN} $A", pair=f"{BEGIN} $A {BEGIN} $B",
+                                                       special_tokens=[(BEGIN, tok.token_to_id(BEGIN))])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BEGIN, eos_token=EOT, pad_token=PAD,
+                                   model_max_length=DEMO_MODEL["max_position_embeddings"])
+    fast.chat_template = LLAMA3_CHAT_TEMPLATE
+    return fast
+
+
+def build_demo_base_model(texts: Iterable[str], out_dir: Path, seed: int = 0, vocab_size: int = DEMO_VOCAB_SIZE) -> Path:
+    """Train the demo tokenizer on `texts`, build a random-init tiny Llama, save both to `out_dir`."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out_dir = Path(out_dir)
+    tokenizer = train_demo_tokenizer(texts, vocab_size)
+    config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                         tie_word_embeddings=False, **DEMO_MODEL)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def resolve_hub_base_model(model_id: str, revision: str | None, token: str | None, out_dir: Path) -> tuple[Path, str]:
+    """Download safetensors weights + tokenizer of `model_id` at `revision`; return (folder, commit sha).
+
+    The commit sha is the asset's data version: a new upstream revision makes training stale.
+    Only safetensors are fetched (no pickle), and no remote code.
+    """
+    from huggingface_hub import HfApi, snapshot_download
+
+    sha = HfApi(token=token).model_info(model_id, revision=revision).sha
+    path = snapshot_download(
+        model_id, revision=sha, token=token, local_dir=Path(out_dir),
+        allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.jinja"],
+    )
+    return Path(path), sha
