@@ -36,7 +36,11 @@ Trainer subclass's `training_step` (once per micro-batch, training only, in the 
         def training_step(self, model, inputs, num_items_in_batch=None):
             monitor.observe_batch(inputs)
             return super().training_step(model, inputs, num_items_in_batch)
-    trainer = MonitoredSFTTrainer(..., callbacks=[monitor]); try: trainer.train() finally: monitor.close()
+    trainer = MonitoredSFTTrainer(..., callbacks=[monitor])
+    try:
+        trainer.train()
+    finally:
+        monitor.close()  # removes hooks even when training raises (on_train_end then never runs)
 
 If it is never called, the token metrics are absent and `close()` logs a warning saying so.
 Metrics go to MLflow only while a run is active (see resources/tracking.py). transformers is imported
