@@ -19,6 +19,10 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch==2.13.0 is pinned in pyproject: the CPU build; an unpinned torch pulls a multi-GB CUDA build
 	$(BIN)/python -m pip install -q -e '.[test]'
+	# `source .venv/bin/activate` then gives the project's instance and lets
+	# `dagster asset materialize --select ...` find the code location when typed in the repo root
+	# (dagster 1.13's `asset materialize` reads -m from this variable, not from pyproject).
+	printf '\n# llama-sft-dagster\nexport DAGSTER_HOME="$${DAGSTER_HOME:-$(DAGSTER_HOME)}"\nexport DAGSTER_CLI_ASSET_MATERIALIZE_MODULE_NAME=llama_sft_dagster.definitions\n' >> $(BIN)/activate
 	touch $@
 
 install: $(BIN)/.installed $(DAGSTER_HOME)/dagster.yaml

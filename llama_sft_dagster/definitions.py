@@ -6,12 +6,13 @@ Profile: `SFT_PROFILE=demo` (default, offline) or `SFT_PROFILE=full` (hub data, 
 import dagster as dg
 
 from llama_sft_dagster import automation
-from llama_sft_dagster.assets import checks, dedup_split, filters, raw, sources
+from llama_sft_dagster.assets import checks, dedup_split, filters, model, raw, sources
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
+from llama_sft_dagster.resources.hub import HuggingFaceHub
 from llama_sft_dagster.settings import active_profile
 
-DATA_MODULES = [raw, filters, dedup_split]
+DATA_MODULES = [raw, model, filters, dedup_split]
 
 
 def build_resources() -> dict:
@@ -20,6 +21,7 @@ def build_resources() -> dict:
         "artifacts": ArtifactStore(),
         "bitext": BitextSource(**hub_token),
         "multiwoz": MultiwozSource(),
+        "hub": HuggingFaceHub(**({"token": dg.EnvVar("HF_TOKEN")} if active_profile() == "full" else {})),
     }
 
 

@@ -11,18 +11,19 @@ import pytest
 from llama_sft_dagster.definitions import all_assets, all_checks
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
+from llama_sft_dagster.resources.hub import HuggingFaceHub
 
 from conftest import REPO
 
 FILTER_STAGES = ["word_count_filtered", "token_limit_filtered", "english_filtered", "parroting_filtered", "deduplicated_pairs"]
-DATA_SELECTION = dg.AssetSelection.assets("train_pairs").upstream()
+DATA_SELECTION = dg.AssetSelection.assets("train_pairs", "validation_pairs").upstream()
 
 
 def materialize_data_graph(root, bitext: BitextSource, multiwoz: MultiwozSource) -> dg.ExecuteInProcessResult:
     result = dg.materialize(
         assets=[*all_assets, *all_checks],
         selection=DATA_SELECTION,
-        resources={"artifacts": ArtifactStore(root=str(root)), "bitext": bitext, "multiwoz": multiwoz},
+        resources={"artifacts": ArtifactStore(root=str(root)), "bitext": bitext, "multiwoz": multiwoz, "hub": HuggingFaceHub()},
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success
@@ -99,10 +100,14 @@ def test_real_samples(tmp_path, shared_data, bitext_file, multiwoz_path):
 
 @pytest.mark.slow
 def test_dagster_cli_materializes_from_repo_root(tmp_path):
+    """`dagster asset materialize --select ...` typed in the repo root of an activated venv (as the README says)."""
     env = {**os.environ, "SFT_STATE_DIR": str(tmp_path / "state"), "DAGSTER_HOME": str(tmp_path / "home")}
+    env.pop("DAGSTER_CLI_ASSET_MATERIALIZE_MODULE_NAME", None)  # must come from the venv's activate script
     (tmp_path / "home").mkdir()
-    cmd = [os.path.join(os.path.dirname(sys.executable), "dagster"), "asset", "materialize", "--select", "bitext_raw,multiwoz_raw,raw_pairs"]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    activate = os.path.join(os.path.dirname(sys.executable), "activate")
+    typed = "dagster asset materialize --select bitext_raw,multiwoz_raw,raw_pairs"
+    proc = subprocess.run(["bash", "-c", f"source {activate} && {typed}"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "RUN_SUCCESS" in proc.stderr + proc.stdout
     pairs = pq.read_table(tmp_path / "state" / "artifacts" / "raw_pairs" / "data.parquet")

@@ -1,0 +1,40 @@
+"""Model group: the base model every later stage reads (tokenizer for the token filter, weights for training)."""
+import dagster as dg
+from pydantic import Field
+
+from llama_sft_dagster.assets.model_paths import BASE_MODEL_ASSET, base_model_dir
+from llama_sft_dagster.core.storage import folder_version, read_parquet
+from llama_sft_dagster.resources.artifacts import ArtifactStore
+from llama_sft_dagster.resources.hub import HuggingFaceHub
+from llama_sft_dagster.settings import by_profile
+
+
+class BaseModelConfig(dg.Config):
+    model_id: str = Field(by_profile(demo="demo", full="meta-llama/Llama-3.1-8B-Instruct"),
+                          description="Hub model id, or 'demo' for the tiny Llama built locally.")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit); None = main.")
+    demo_vocab_size: int = Field(4096, gt=256, description="BPE vocabulary of the demo tokenizer.")
+    demo_seed: int = Field(0, description="Seed of the demo model's random init.")
+
+
+@dg.asset(group_name="model", kinds={"pytorch", "safetensors"}, deps=["raw_pairs"], code_version="1",
+          description="Base model + tokenizer (save_pretrained folder): the tiny demo Llama with a BPE tokenizer trained on "
+          "raw_pairs, or a hub snapshot of meta-llama/Llama-3.1-8B-Instruct at a resolved revision.")
+def base_model(context: dg.AssetExecutionContext, config: BaseModelConfig, artifacts: ArtifactStore,
+               hub: HuggingFaceHub) -> dg.MaterializeResult:
+    from llama_sft_dagster.core import base_model as core
+
+    out_dir = base_model_dir(artifacts)
+    if config.model_id == "demo":
+        pairs = read_parquet(artifacts.path("raw_pairs"), columns=["instruction", "response"])
+        texts = (f"{i} {r}" for i, r in zip(pairs.column("instruction").to_pylist(), pairs.column("response").to_pylist()))
+        artifacts.asset_dir(BASE_MODEL_ASSET)
+        core.build_demo_base_model(texts, out_dir, config.demo_seed, config.demo_vocab_size)
+        version = folder_version(out_dir)
+    else:
+        _, version = core.resolve_hub_base_model(config.model_id, config.revision, hub.token, out_dir)
+    context.log.info(f"base model {config.model_id} ready at {out_dir} (version {version})")
+    return dg.MaterializeResult(
+        metadata={"path": dg.MetadataValue.path(str(out_dir)), "model_id": config.model_id, "version": version},
+        data_version=dg.DataVersion(version),
+    )
