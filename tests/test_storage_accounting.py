@@ -61,3 +61,20 @@ def test_unwritable_folder_is_named(tmp_path):
     ro.mkdir(mode=0o500)
     with pytest.raises(ArtifactPathError, match="not writable"):
         write_parquet(pa.table({"x": [1]}), ro / "d" / "data.parquet")
+
+
+def test_atomic_dir_swaps_whole_folders_and_keeps_the_old_one_on_failure(tmp_path):
+    from llama_sft_dagster.core.storage import atomic_dir
+
+    final = tmp_path / "model"
+    with atomic_dir(final) as tmp:
+        (tmp / "weights.safetensors").write_text("v1")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(final) as tmp:
+            (tmp / "weights.safetensors").write_text("half")
+            raise RuntimeError("killed mid-save")
+    assert (final / "weights.safetensors").read_text() == "v1"
+    with atomic_dir(final) as tmp:
+        (tmp / "weights.safetensors").write_text("v2")
+    assert (final / "weights.safetensors").read_text() == "v2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

@@ -3,7 +3,7 @@ import dagster as dg
 from pydantic import Field
 
 from llama_sft_dagster.assets.model_paths import BASE_MODEL_ASSET, base_model_dir
-from llama_sft_dagster.core.storage import folder_version, read_parquet
+from llama_sft_dagster.core.storage import atomic_dir, folder_version, read_parquet
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.hub import HuggingFaceHub
 from llama_sft_dagster.settings import by_profile
@@ -29,7 +29,8 @@ def base_model(context: dg.AssetExecutionContext, config: BaseModelConfig, artif
         pairs = read_parquet(artifacts.path("raw_pairs"), columns=["instruction", "response"])
         texts = (f"{i} {r}" for i, r in zip(pairs.column("instruction").to_pylist(), pairs.column("response").to_pylist()))
         artifacts.asset_dir(BASE_MODEL_ASSET)
-        core.build_demo_base_model(texts, out_dir, config.demo_seed, config.demo_vocab_size)
+        with atomic_dir(out_dir) as tmp:
+            core.build_demo_base_model(texts, tmp, config.demo_seed, config.demo_vocab_size)
         version = folder_version(out_dir)
     else:
         _, version = core.resolve_hub_base_model(config.model_id, config.revision, hub.token, out_dir)
