@@ -2,6 +2,7 @@
 #   make demo   - run the whole pipeline offline on the demo profile (raw data -> merged model)
 #   make test   - run the test suite (installs the venv and the browser the UI test drives)
 #   make ui     - start the Dagster web UI on 127.0.0.1:3000
+#   make stale  - materialize only missing/stale assets, printing why (SELECT='*train_adapter' to narrow)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -43,6 +44,9 @@ test: install browser
 
 ui: install
 	$(BIN)/python -m llama_sft_dagster.cli.ui --host $(UI_HOST) --port $(UI_PORT)
+
+stale: install
+	$(BIN)/sft-materialize-stale $(if $(SELECT),--select '$(SELECT)') $(STALE_ARGS)
 
 clean:
 	rm -rf $(STATE)
