@@ -63,3 +63,27 @@ def templated_lengths(tokenizer, rows: Iterable[dict]) -> list[int]:
         return []
     ids = tokenizer.apply_chat_template(convs, tokenize=True, return_dict=True)["input_ids"]
     return [len(x) for x in ids]
+
+
+def sft_table(pairs, tokenizer, dataset_format: str, max_length: int, filter_on_templated_length: bool,
+              system_prompt: str = SYSTEM_PROMPT, stage: str = "sft_dataset"):
+    """Pair table -> (training rows table, rejects table, StageCounts, templated lengths of kept rows).
+
+    Rows keep `pair_id` for lineage and `templated_tokens` (length with the chat template). With
+    `filter_on_templated_length`, rows longer than `max_length` are dropped with reason
+    `templated_too_long` instead of being truncated silently by the trainer."""
+    import pyarrow as pa
+
+    from llama_sft_dagster.core.accounting import partition
+
+    instructions, responses = pairs.column("instruction").to_pylist(), pairs.column("response").to_pylist()
+    rows = build_rows(instructions, responses, dataset_format, system_prompt)
+    lengths = templated_lengths(tokenizer, rows)
+    too_long = [filter_on_templated_length and n > max_length for n in lengths]
+    reasons = ["templated_too_long" if t else None for t in too_long]
+    details = [f"templated_tokens={n}>{max_length}" if t else None for n, t in zip(lengths, too_long)]
+    _, rejects, counts = partition(pairs, reasons, stage, details)
+    keep = [i for i, r in enumerate(reasons) if r is None]
+    table = pa.Table.from_pylist([{"pair_id": pairs.column("pair_id")[i].as_py(), **rows[i],
+                                   "templated_tokens": lengths[i]} for i in keep])
+    return table, rejects, counts, [lengths[i] for i in keep]

@@ -68,7 +68,7 @@ def merge_lora(adapter_dir: str | Path, out_dir: str | Path, dtype: str | None =
 
 
 def probe_logits(adapter_dir: Path, merged_dir: Path, prompts: list[str], dtype: str = "float32") -> dict:
-    """Last-position-free comparison on probe prompts: max |merged - adapter| and max |merged - base|
+    """Comparison on probe prompts: max |merged - adapter| and max |merged - base|
     over all logits (CPU). The merge is right when the first is ~0 and the second is not."""
     import torch
     from peft import PeftModel
@@ -89,4 +89,4 @@ def probe_logits(adapter_dir: Path, merged_dir: Path, prompts: list[str], dtype:
     keep = enc["attention_mask"].bool()
     return {"max_abs_diff_merged_vs_adapter": float((m - a).abs()[keep].max()),
             "max_abs_diff_merged_vs_base": float((m - b).abs()[keep].max()),
-            "probe_prompts": len(prompts), "dtype": dtype}
+            "max_abs_logit": float(m.abs()[keep].max()), "probe_prompts": len(prompts), "dtype": dtype}

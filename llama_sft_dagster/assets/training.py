@@ -1,0 +1,181 @@
+"""Training group: sft_dataset (templated rows + masking checks) -> train_adapter (LoRA SFT) -> merged_model.
+
+    dagster asset materialize -m llama_sft_dagster.definitions --select 'sft_dataset*'
+"""
+
+import json
+
+import dagster as dg
+from pydantic import Field
+
+from llama_sft_dagster.assets.model_paths import base_model_dir
+from llama_sft_dagster.config import code_version_of
+from llama_sft_dagster.config_training import SftDatasetConfig, TrainConfig
+from llama_sft_dagster.core.training import fingerprint
+from llama_sft_dagster.core.storage import folder_version, read_parquet, table_version, write_parquet
+from llama_sft_dagster.resources.artifacts import ArtifactStore
+from llama_sft_dagster.resources.gpu import GpuResource
+from llama_sft_dagster.resources.tracking import MlflowTracking
+from llama_sft_dagster.settings import by_profile
+
+SPLITS = {"train": "train_pairs", "validation": "validation_pairs"}
+FORMAT_FILE = "format.json"  # the sft_dataset settings train_adapter and the checks must share
+
+
+def load_sft(artifacts: ArtifactStore) -> tuple[dict, list[dict], list[dict]]:
+    """(format settings, train rows, validation rows) as written by sft_dataset."""
+    fmt = json.loads(artifacts.path("sft_dataset", FORMAT_FILE).read_text())
+    cols = ["prompt", "completion"] if fmt["dataset_format"] == "prompt_completion" else ["messages"]
+    rows = [read_parquet(artifacts.path("sft_dataset", f"{s}.parquet"), columns=cols).to_pylist() for s in SPLITS]
+    return fmt, rows[0], rows[1]
+
+
+@dg.asset(group_name="training", kinds={"parquet"}, deps=[*SPLITS.values(), "base_model"],
+          code_version=code_version_of("1", SftDatasetConfig),
+          description="Train/validation pairs as chat rows (seed system prompt, Llama-3 template): conversational "
+          "prompt/completion for completion-only loss, with each row's templated token count.")
+def sft_dataset(context: dg.AssetExecutionContext, config: SftDatasetConfig, artifacts: ArtifactStore) -> dg.MaterializeResult:
+    from transformers import AutoTokenizer
+
+    from llama_sft_dagster.core.chat_format import sft_table
+    from llama_sft_dagster.core.masking import length_report
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model_dir(artifacts))
+    out, metadata, rejects = artifacts.asset_dir("sft_dataset"), {}, []
+    for split, upstream in SPLITS.items():
+        table, rej, counts, lengths = sft_table(read_parquet(artifacts.path(upstream)), tokenizer, config.dataset_format,
+                                                config.max_length, config.filter_on_templated_length, config.system_prompt)
+        write_parquet(table, out / f"{split}.parquet")
+        rejects.append(rej)
+        metadata.update({f"{split}_{k}": v for k, v in {**counts.as_metadata(), **length_report(lengths, config.max_length)}.items()})
+    import pyarrow as pa
+
+    write_parquet(pa.concat_tables(rejects), out / "rejects.parquet")
+    (out / FORMAT_FILE).write_text(json.dumps(config.model_dump(), indent=2))
+    version = fingerprint({s: table_version(out / f"{s}.parquet") for s in SPLITS}, config.model_dump())
+    context.log.info(f"sft_dataset: {metadata['train_rows_out']} train, {metadata['validation_rows_out']} validation rows")
+    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(out)), **metadata},
+                                data_version=dg.DataVersion(version))
+
+
+@dg.asset_check(asset=sft_dataset, blocking=True,
+                description="On the trainer's real processed dataset and collator: every label outside the assistant "
+                "reply is -100, every reply token and its <|eot_id|> is supervised. Reports token efficiency and padding share.")
+def sft_dataset_label_masking(artifacts: ArtifactStore, gpu: GpuResource) -> dg.AssetCheckResult:
+    import tempfile
+
+    from llama_sft_dagster.core.masking import verify_trainer_masking
+    from llama_sft_dagster.core.training import setup
+
+    fmt, train_rows, eval_rows = load_sft(artifacts)
+    hp = TrainConfig()
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = setup(base_model_dir(artifacts), train_rows, eval_rows, hp.trainer_kwargs(), hp.lora_kwargs(), fmt,
+                        gpu.plan(), tmp)
+        reports = {s: verify_trainer_masking(trainer, max_batches=8, split=s) for s in ("train", "eval")}
+    metadata = {f"{s}_{k}": v for s, r in reports.items() for k, v in r.metrics().items()}
+    problems = [e for r in reports.values() for e in r.examples]
+    if problems:
+        metadata["first_problems"] = dg.MetadataValue.md("\n".join(f"- {p}" for p in problems[:5]))
+    return dg.AssetCheckResult(passed=all(r.ok for r in reports.values()), metadata=metadata)
+
+
+@dg.asset_check(asset=sft_dataset, description="WARN when templated train samples exceed max_length (the trainer "
+                "would truncate them silently; set filter_on_templated_length to drop them with a reason instead).")
+def sft_dataset_templated_length(artifacts: ArtifactStore) -> dg.AssetCheckResult:
+    from llama_sft_dagster.core.masking import length_report
+
+    fmt = json.loads(artifacts.path("sft_dataset", FORMAT_FILE).read_text())
+    lengths = read_parquet(artifacts.path("sft_dataset", "train.parquet"), columns=["templated_tokens"]).column(0).to_pylist()
+    report = length_report(lengths, fmt["max_length"])
+    return dg.AssetCheckResult(passed=report["over_max_length"] == 0, severity=dg.AssetCheckSeverity.WARN, metadata=report)
+
+
+def _plots(trainer, monitor, out) -> dict:
+    from llama_sft_dagster.core import plots
+
+    made = {"loss_plot": plots.plot_losses(trainer.state.log_history, out / "loss.png"),
+            "grad_norm_plot": plots.plot_grad_norms(monitor.history, out / "grad_norm.png"),
+            "effective_rank_plot": plots.plot_effective_rank(monitor.history, out / "effective_rank.png")}
+    return {k: dg.MetadataValue.md(plots.png_markdown(p, k)) for k, p in made.items() if p is not None}
+
+
+@dg.asset(group_name="training", kinds={"pytorch", "peft"}, deps=["sft_dataset", "base_model"], pool="gpu",
+          code_version=code_version_of("1", TrainConfig),
+          description="LoRA adapter (safetensors) of the best checkpoint by eval_loss: TRL SFTTrainer, completion-only "
+          "loss, seed hyperparameters (full) or a short CPU run (demo). Resumes an interrupted run of the same config.")
+def train_adapter(context: dg.AssetExecutionContext, config: TrainConfig, artifacts: ArtifactStore, gpu: GpuResource,
+                  tracking: MlflowTracking) -> dg.MaterializeResult:
+    from llama_sft_dagster.core import training
+    from llama_sft_dagster.core.masking import verify_trainer_masking
+    from llama_sft_dagster.core.monitoring import TrainingMonitor
+
+    fmt, train_rows, eval_rows = load_sft(artifacts)
+    plan, out = gpu.plan(context.log), artifacts.asset_dir("train_adapter")
+    data_version = fingerprint({s: table_version(artifacts.path("sft_dataset", f"{s}.parquet")) for s in SPLITS}, fmt)
+    run_fp = training.fingerprint(config.model_dump(), fmt, plan.metadata(), {"data": data_version,
+                                  "base": folder_version(base_model_dir(artifacts))})
+    params = {"train": config.model_dump(), "sft_dataset": fmt, "device": plan.metadata()}
+    with tracking.start_run("train_adapter", params=params, dagster_run_id=context.run.run_id,
+                            train_data_version=data_version) as run:
+        monitor = TrainingMonitor(out / "tensorboard", log_every=config.monitor_log_every,
+                                  deep_every=config.monitor_deep_every, use_mlflow=run is not None)
+        trainer = training.setup(base_model_dir(artifacts), train_rows, eval_rows, config.trainer_kwargs(),
+                                 config.lora_kwargs(), fmt, plan, out / "checkpoints", tracking.report_to(), monitor)
+        mask = verify_trainer_masking(trainer, max_batches=4)
+        if not mask.ok:
+            raise dg.Failure("label masking is wrong on the training batches", metadata={"examples": "; ".join(mask.examples)})
+        gpu.reset_peak_memory()
+        try:
+            result, resumed_from = training.fit(trainer, out / "checkpoints", run_fp)
+        finally:
+            monitor.close()
+        adapter = training.save_best_adapter(trainer, out / "adapter")
+        stats = training.summary(trainer, result)
+    metadata = {**stats, **{f"device_{k}": v for k, v in plan.metadata().items()}, "peak_memory_gb": gpu.peak_memory_gb(),
+                "token_efficiency": mask.metrics()["token_efficiency"], "padding_share": mask.metrics()["padding_share"],
+                "resumed_from": resumed_from or "", "mlflow_run_id": run.info.run_id if run else "",
+                "path": dg.MetadataValue.path(str(adapter)), **_plots(trainer, monitor, out)}
+    context.log.info(f"train_adapter: loss {stats.get('first_train_loss')} -> {stats.get('final_train_loss')}, "
+                     f"best eval_loss {stats.get('best_eval_loss')} at step {stats.get('best_eval_step')}")
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(folder_version(adapter)))
+
+
+class MergeCheckConfig(dg.Config):
+    probe_dtype: str = Field(by_profile(demo="float32", full="bfloat16"),
+                             description="dtype of the logit comparison (fp32 bound 1e-4; bf16 bound is relative).")
+    probes: int = Field(4, gt=0, description="Validation prompts used as probes.")
+
+
+@dg.asset(group_name="training", kinds={"safetensors"}, deps=["train_adapter"], code_version="1",
+          description="Base model with the adapter merged in (CPU, PeftModel.merge_and_unload), safetensors + tokenizer.")
+def merged_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> dg.MaterializeResult:
+    from llama_sft_dagster.core.merge import base_identity, merge_lora
+
+    adapter = artifacts.path("train_adapter", "adapter")
+    out = merge_lora(adapter, artifacts.asset_dir("merged_model") / "model")
+    base, revision = base_identity(adapter)
+    context.log.info(f"merged {adapter} into {base} -> {out}")
+    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(out)), "base": base, "revision": revision or ""},
+                                data_version=dg.DataVersion(folder_version(out)))
+
+
+@dg.asset_check(asset=merged_model, description="Merged and adapter model logits agree on probe prompts "
+                "(<= 1e-4 in fp32; in bf16 <= 1% of the largest logit) and differ from the base model's.")
+def merged_model_logits(config: MergeCheckConfig, artifacts: ArtifactStore) -> dg.AssetCheckResult:
+    from transformers import AutoTokenizer
+
+    from llama_sft_dagster.core.merge import probe_logits
+
+    merged = artifacts.path("merged_model", "model")
+    _, _, eval_rows = load_sft(artifacts)
+    tok = AutoTokenizer.from_pretrained(merged)
+    prompts = [tok.apply_chat_template(r["prompt"] if "prompt" in r else r["messages"][:-1], tokenize=False,
+                                       add_generation_prompt=True) for r in eval_rows[: config.probes]]
+    r = probe_logits(artifacts.path("train_adapter", "adapter"), merged, prompts, config.probe_dtype)
+    # fp32: summation-order differences only (measured ~1e-6 on the demo model); bf16 rounds W + BA to
+    # 8 mantissa bits (relative step 2**-8 ~ 0.4%), so the bound is relative to the logit scale
+    bound = 1e-4 if config.probe_dtype == "float32" else 1e-2 * r["max_abs_logit"]
+    agree, differs = r["max_abs_diff_merged_vs_adapter"] <= bound, r["max_abs_diff_merged_vs_base"] > 10 * bound
+    return dg.AssetCheckResult(passed=agree and differs, metadata={**r, "bound": bound, "agrees_with_adapter": agree,
+                                                                   "differs_from_base": differs})
