@@ -152,3 +152,34 @@ def test_launchpad_override_counts_and_the_stale_path_restores_defaults(built):
     summary = materialize_stale(defs, instance)
     assert summary.ok and summary.materialized[0] == "word_count_filtered"
     assert data_versions(instance) == before  # defaults again: the original content and versions
+
+
+def code_versions(modules) -> dict[str, str]:
+    return {k.to_user_string(): v for a in dg.load_assets_from_modules(modules) if isinstance(a, dg.AssetsDefinition)
+            for k, v in a.code_versions_by_key.items()}
+
+
+def test_lora_rank_change_reaches_train_adapter_only():
+    """A new lora_r default changes train_adapter's code version and no other asset's; merged_model then
+    goes stale through the adapter's new content version (the data-version rule tested above)."""
+    try:
+        from llama_sft_dagster.assets import training
+    except ImportError:
+        pytest.skip("training assets (assets/training.py) not written yet")
+    from llama_sft_dagster import config_training
+    from llama_sft_dagster.assets import dedup_split, model, raw
+
+    modules = [raw, model, filters, dedup_split, training]
+    before = code_versions(modules)
+    assert {"train_adapter", "merged_model"} <= before.keys()
+    field = config_training.TrainConfig.model_fields["lora_r"]
+    original = field.default
+    try:
+        field.default = original * 2
+        config_training.TrainConfig.model_rebuild(force=True)
+        after = code_versions([raw, model, filters, dedup_split, importlib.reload(training)])
+    finally:
+        field.default = original
+        config_training.TrainConfig.model_rebuild(force=True)
+        importlib.reload(training)
+    assert {k for k in before if before[k] != after[k]} == {"train_adapter"}
