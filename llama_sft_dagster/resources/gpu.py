@@ -48,12 +48,7 @@ class GpuResource(dg.ConfigurableResource):
         if plan.fallback_reason:
             (logger or log).warning(f"training on CPU in float32 ({plan.fallback_reason}); expect it to be slow "
                                     "for anything but the demo model")
-        if plan.tf32:
-            import torch
-
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
-        return plan
+        return plan  # tf32 is applied by TrainingArguments(tf32=plan.tf32) via transformers' enable_tf32
 
     @staticmethod
     def reset_peak_memory() -> None:

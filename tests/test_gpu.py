@@ -1,0 +1,54 @@
+"""GPU resource decisions (no GPU here: torch.cuda facts are monkeypatched, the one allowed mock)."""
+import logging
+
+import pytest
+
+from llama_sft_dagster.core.device import MachineFacts, plan_device
+from llama_sft_dagster.resources import gpu as gpu_mod
+from llama_sft_dagster.resources.gpu import GpuResource
+
+
+@pytest.mark.parametrize("facts,device,dtype,attn,optim", [
+    (MachineFacts(True, True, True, "H100", 80.0), "cuda", "bfloat16", "flash_attention_2", "adamw_torch_fused"),
+    (MachineFacts(True, True, False, "A100", 40.0), "cuda", "bfloat16", "sdpa", "adamw_torch_fused"),
+    (MachineFacts(True, False, True, "T4", 15.0), "cuda", "float32", "sdpa", "adamw_torch_fused"),
+    (MachineFacts(False), "cpu", "float32", "sdpa", "adamw_torch"),
+])
+def test_auto_decisions(facts, device, dtype, attn, optim):
+    plan = plan_device("auto", facts)
+    assert (plan.device, plan.dtype, plan.attn_implementation, plan.optim) == (device, dtype, attn, optim)
+    assert plan.tf32 == plan.gradient_checkpointing == (device == "cuda")
+    assert (plan.fallback_reason is None) == (device == "cuda")
+
+
+def test_cpu_forced_and_cuda_required():
+    assert plan_device("cpu", MachineFacts(True, True, True)).device == "cpu"
+    with pytest.raises(RuntimeError, match="cuda"):
+        plan_device("cuda", MachineFacts(False))
+    with pytest.raises(ValueError, match="device"):
+        plan_device("tpu", MachineFacts(False))
+
+
+def test_resource_logs_one_line_on_cpu_fallback(caplog):
+    with caplog.at_level(logging.WARNING):
+        plan = GpuResource().plan()
+    assert plan.device == "cpu"
+    assert [r for r in caplog.records if "training on CPU" in r.message]
+
+
+def test_resource_reads_cuda_facts(monkeypatch):
+    import torch
+
+    class Props:
+        name, total_memory = "Fake H100", 80 * 1024**3
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: Props())
+    monkeypatch.setattr(gpu_mod, "_flash_attn_importable", lambda: True)
+    plan = GpuResource().plan()
+    assert (plan.device, plan.dtype, plan.attn_implementation, plan.device_name, plan.total_memory_gb) == (
+        "cuda", "bfloat16", "flash_attention_2", "Fake H100", 80.0)
+    assert plan.tf32 and plan.gradient_checkpointing and plan.optim == "adamw_torch_fused"
+    plan = GpuResource(flash_attention=False, gradient_checkpointing=False).plan()
+    assert plan.attn_implementation == "sdpa" and not plan.gradient_checkpointing
