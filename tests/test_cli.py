@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from llama_sft_dagster.assets.upstream import MissingUpstreamError, require_upstream
+from llama_sft_dagster.resources.artifacts import MissingUpstreamError
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 
 from conftest import REPO
@@ -70,7 +70,7 @@ def test_dry_run_lists_missing_assets_and_runs_nothing(user_env, isolated_state)
 def test_missing_upstream_message_names_the_selection(tmp_path):
     artifacts = ArtifactStore(root=str(tmp_path))
     with pytest.raises(MissingUpstreamError, match=r"dagster asset materialize --select '\*train_adapter'"):
-        require_upstream(artifacts, "sft_dataset", "train_adapter")
+        artifacts.upstream("sft_dataset", "train_adapter")
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ def deduplicated_pairs(config: DedupConfig, artifacts: ArtifactStore) -> dg.Mate
     def decide(batch):
         return index.add_batch(batch.column("pair_id").to_pylist(), *columns(batch))
 
-    out = run_stage("deduplicated_pairs", artifacts.path("parroting_filtered"), artifacts.asset_dir("deduplicated_pairs"), decide)
+    out = run_stage("deduplicated_pairs", artifacts.upstream("parroting_filtered", "deduplicated_pairs"), artifacts.asset_dir("deduplicated_pairs"), decide)
     return stage_result(out.kept_path, out.counts, {"rejects_path": dg.MetadataValue.path(str(out.rejects_path))})
 
 
@@ -41,7 +41,7 @@ class EmptySplitError(ValueError):
     ],
 )
 def split_pairs(config: SplitConfig, artifacts: ArtifactStore):
-    table = read_parquet(artifacts.path("deduplicated_pairs"))
+    table = read_parquet(artifacts.upstream("deduplicated_pairs", "train_pairs"))
     if table.num_rows == 0:
         raise EmptySplitError(f"no pairs left to split: every row was filtered out ({stage_drop_summary(artifacts)})")
     mask = pa.array(is_validation(*columns(table), config.validation_fraction, config.seed))

@@ -16,7 +16,7 @@ from llama_sft_dagster.resources.artifacts import ArtifactStore
 
 
 def _run(artifacts: ArtifactStore, stage: str, upstream: str, decide) -> dg.MaterializeResult:
-    out = run_stage(stage, artifacts.path(upstream), artifacts.asset_dir(stage), decide)
+    out = run_stage(stage, artifacts.upstream(upstream, stage), artifacts.asset_dir(stage), decide)
     return stage_result(out.kept_path, out.counts, {"rejects_path": dg.MetadataValue.path(str(out.rejects_path))})
 
 

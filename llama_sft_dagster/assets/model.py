@@ -26,7 +26,7 @@ def base_model(context: dg.AssetExecutionContext, config: BaseModelConfig, artif
 
     out_dir = base_model_dir(artifacts)
     if config.model_id == "demo":
-        pairs = read_parquet(artifacts.path("raw_pairs"), columns=["instruction", "response"])
+        pairs = read_parquet(artifacts.upstream("raw_pairs", "base_model"), columns=["instruction", "response"])
         texts = (f"{i} {r}" for i, r in zip(pairs.column("instruction").to_pylist(), pairs.column("response").to_pylist()))
         artifacts.asset_dir(BASE_MODEL_ASSET)
         with atomic_dir(out_dir) as tmp:

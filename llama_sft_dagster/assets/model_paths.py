@@ -15,7 +15,5 @@ def base_model_dir(artifacts: ArtifactStore) -> Path:
 def load_base_tokenizer(artifacts: ArtifactStore):
     from transformers import AutoTokenizer
 
-    path = base_model_dir(artifacts)
-    if not (path / "tokenizer_config.json").exists():
-        raise FileNotFoundError(f"no tokenizer in {str(path)!r}: materialize 'base_model' first")
-    return AutoTokenizer.from_pretrained(path)
+    artifacts.upstream(BASE_MODEL_ASSET, "token_limit_filtered", "model/tokenizer_config.json")
+    return AutoTokenizer.from_pretrained(base_model_dir(artifacts))

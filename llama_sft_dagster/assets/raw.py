@@ -31,8 +31,8 @@ def raw_pairs(artifacts: ArtifactStore) -> dg.MaterializeResult:
     from llama_sft_dagster.core.pairs import extract_pairs
     from llama_sft_dagster.core.storage import read_parquet
 
-    bitext = read_parquet(artifacts.path("bitext_raw"))
-    turns = read_parquet(artifacts.path("multiwoz_raw"))
+    bitext = read_parquet(artifacts.upstream("bitext_raw", "raw_pairs"))
+    turns = read_parquet(artifacts.upstream("multiwoz_raw", "raw_pairs"))
     pairs, rejects, counts = extract_pairs(bitext, turns)
     out_dir = artifacts.asset_dir("raw_pairs")
     write_parquet(rejects, out_dir / "rejects.parquet")

@@ -9,6 +9,10 @@ from llama_sft_dagster.core.storage import confined, ensure_writable_dir
 from llama_sft_dagster.settings import default_artifact_root
 
 
+class MissingUpstreamError(FileNotFoundError):
+    """An upstream asset's files are missing: it has not been materialized in this artifact store."""
+
+
 class ArtifactStore(dg.ConfigurableResource):
     """Local folder for every asset's files: `<root>/<asset name>/...`.
 
@@ -26,3 +30,18 @@ class ArtifactStore(dg.ConfigurableResource):
     def path(self, asset_name: str, filename: str = "data.parquet") -> Path:
         """Path of a file of `asset_name` (for reading upstream, without creating anything)."""
         return confined(self.root_path(), Path(asset_name) / filename)
+
+    def upstream(self, name: str, consumer: str, filename: str = "data.parquet") -> Path:
+        """Path of upstream asset `name`'s file, read by `consumer`; a clear error if it was never built.
+
+        `dagster asset materialize --select train_adapter` on an empty store runs only that asset, so
+        the message names the selection that also builds its upstream.
+        """
+        path = self.path(name, filename)
+        if not path.exists():
+            raise MissingUpstreamError(
+                f"{consumer} needs {name}, which has not been materialized ({path} does not exist). "
+                f"Materialize {consumer} together with its upstream: "
+                f"dagster asset materialize --select '*{consumer}'  (or: sft-materialize-stale --select '*{consumer}')"
+            )
+        return path
