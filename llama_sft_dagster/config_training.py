@@ -4,7 +4,6 @@
 Defaults: `full` = the seed's arguments; `demo` = the same code with small numbers for 2 CPU cores.
 Conflicting settings are rejected with a message naming the field (like litgpt's args.py).
 """
-from __future__ import annotations
 
 from typing import Literal
 

@@ -22,11 +22,12 @@ SPLITS = {"train": "train_pairs", "validation": "validation_pairs"}
 FORMAT_FILE = "format.json"  # the sft_dataset settings train_adapter and the checks must share
 
 
-def load_sft(artifacts: ArtifactStore) -> tuple[dict, list[dict], list[dict]]:
+def load_sft(artifacts: ArtifactStore, consumer: str) -> tuple[dict, list[dict], list[dict]]:
     """(format settings, train rows, validation rows) as written by sft_dataset."""
-    fmt = json.loads(artifacts.path("sft_dataset", FORMAT_FILE).read_text())
+    fmt = json.loads(artifacts.upstream("sft_dataset", consumer, FORMAT_FILE).read_text())
     cols = ["prompt", "completion"] if fmt["dataset_format"] == "prompt_completion" else ["messages"]
-    rows = [read_parquet(artifacts.path("sft_dataset", f"{s}.parquet"), columns=cols).to_pylist() for s in SPLITS]
+    rows = [read_parquet(artifacts.upstream("sft_dataset", consumer, f"{s}.parquet"), columns=cols).to_pylist()
+            for s in SPLITS]
     return fmt, rows[0], rows[1]
 
 
@@ -40,10 +41,10 @@ def sft_dataset(context: dg.AssetExecutionContext, config: SftDatasetConfig, art
     from llama_sft_dagster.core.chat_format import sft_table
     from llama_sft_dagster.core.masking import length_report
 
-    tokenizer = AutoTokenizer.from_pretrained(base_model_dir(artifacts))
+    tokenizer = AutoTokenizer.from_pretrained(artifacts.upstream("base_model", "sft_dataset", "model"))
     out, metadata, rejects = artifacts.asset_dir("sft_dataset"), {}, []
     for split, upstream in SPLITS.items():
-        table, rej, counts, lengths = sft_table(read_parquet(artifacts.path(upstream)), tokenizer, config.dataset_format,
+        table, rej, counts, lengths = sft_table(read_parquet(artifacts.upstream(upstream, "sft_dataset")), tokenizer, config.dataset_format,
                                                 config.max_length, config.filter_on_templated_length, config.system_prompt)
         write_parquet(table, out / f"{split}.parquet")
         rejects.append(rej)
@@ -67,7 +68,7 @@ def sft_dataset_label_masking(artifacts: ArtifactStore, gpu: GpuResource) -> dg.
     from llama_sft_dagster.core.masking import verify_trainer_masking
     from llama_sft_dagster.core.training import setup
 
-    fmt, train_rows, eval_rows = load_sft(artifacts)
+    fmt, train_rows, eval_rows = load_sft(artifacts, "sft_dataset")
     hp = TrainConfig()
     with tempfile.TemporaryDirectory() as tmp:
         trainer = setup(base_model_dir(artifacts), train_rows, eval_rows, hp.trainer_kwargs(), hp.lora_kwargs(), fmt,
@@ -110,7 +111,7 @@ def train_adapter(context: dg.AssetExecutionContext, config: TrainConfig, artifa
     from llama_sft_dagster.core.masking import verify_trainer_masking
     from llama_sft_dagster.core.monitoring import TrainingMonitor
 
-    fmt, train_rows, eval_rows = load_sft(artifacts)
+    fmt, train_rows, eval_rows = load_sft(artifacts, "train_adapter")
     plan, out = gpu.plan(context.log), artifacts.asset_dir("train_adapter")
     data_version = fingerprint({s: table_version(artifacts.path("sft_dataset", f"{s}.parquet")) for s in SPLITS}, fmt)
     run_fp = training.fingerprint(config.model_dump(), fmt, plan.metadata(), {"data": data_version,
@@ -152,7 +153,7 @@ class MergeCheckConfig(dg.Config):
 def merged_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> dg.MaterializeResult:
     from llama_sft_dagster.core.merge import base_identity, merge_lora
 
-    adapter = artifacts.path("train_adapter", "adapter")
+    adapter = artifacts.upstream("train_adapter", "merged_model", "adapter")
     out = merge_lora(adapter, artifacts.asset_dir("merged_model") / "model")
     base, revision = base_identity(adapter)
     context.log.info(f"merged {adapter} into {base} -> {out}")
@@ -168,7 +169,7 @@ def merged_model_logits(config: MergeCheckConfig, artifacts: ArtifactStore) -> d
     from llama_sft_dagster.core.merge import probe_logits
 
     merged = artifacts.path("merged_model", "model")
-    _, _, eval_rows = load_sft(artifacts)
+    _, _, eval_rows = load_sft(artifacts, "merged_model")
     tok = AutoTokenizer.from_pretrained(merged)
     prompts = [tok.apply_chat_template(r["prompt"] if "prompt" in r else r["messages"][:-1], tokenize=False,
                                        add_generation_prompt=True) for r in eval_rows[: config.probes]]
