@@ -6,28 +6,33 @@ Profile: `SFT_PROFILE=demo` (default, offline) or `SFT_PROFILE=full` (hub data, 
 import dagster as dg
 
 from llama_sft_dagster import automation
-from llama_sft_dagster.assets import checks, dedup_split, filters, model, raw, sources
+from llama_sft_dagster.assets import checks, dedup_split, filters, model, raw, sources, training
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
+from llama_sft_dagster.resources.gpu import GpuResource
 from llama_sft_dagster.resources.hub import HuggingFaceHub
+from llama_sft_dagster.resources.tracking import MlflowTracking
 from llama_sft_dagster.settings import active_profile
 
 DATA_MODULES = [raw, model, filters, dedup_split]
 
 
 def build_resources() -> dict:
-    hub_token = {"hf_token": dg.EnvVar("HF_TOKEN")} if active_profile() == "full" else {}
+    # The hub token only ever comes from the environment, and only the full profile needs it.
+    full = active_profile() == "full"
     return {
         "artifacts": ArtifactStore(),
-        "bitext": BitextSource(**hub_token),
+        "bitext": BitextSource(hf_token=dg.EnvVar("HF_TOKEN")) if full else BitextSource(),
         "multiwoz": MultiwozSource(),
-        "hub": HuggingFaceHub(**({"token": dg.EnvVar("HF_TOKEN")} if active_profile() == "full" else {})),
+        "hub": HuggingFaceHub(token=dg.EnvVar("HF_TOKEN")) if full else HuggingFaceHub(),
+        "gpu": GpuResource(),
+        "tracking": MlflowTracking(),
     }
 
 
 # Unbound assets and checks (tests materialize them with their own resources).
-all_assets = dg.load_assets_from_modules(DATA_MODULES)
-all_checks = checks.accounting_checks
+all_assets = dg.load_assets_from_modules([*DATA_MODULES, training])
+all_checks = [*checks.accounting_checks, *dg.load_asset_checks_from_modules([training])]
 sft_pipeline = automation.sft_pipeline
 
 defs = dg.Definitions(

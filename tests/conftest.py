@@ -22,3 +22,22 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data samples not found at {SHARED_DATA} (see DEVELOPERS.md)")
     return SHARED_DATA
+
+
+def project_resources(root: Path, **overrides) -> dict:
+    """Every resource the graph needs, all on local state under `root` (demo data, CPU, SQLite MLflow)."""
+    from llama_sft_dagster.resources.artifacts import ArtifactStore
+    from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
+    from llama_sft_dagster.resources.gpu import GpuResource
+    from llama_sft_dagster.resources.hub import HuggingFaceHub
+    from llama_sft_dagster.resources.tracking import MlflowTracking
+
+    resources = {
+        "artifacts": ArtifactStore(root=str(root / "artifacts")),
+        "bitext": BitextSource(location="demo"),
+        "multiwoz": MultiwozSource(location="demo"),
+        "hub": HuggingFaceHub(),
+        "gpu": GpuResource(device="cpu"),
+        "tracking": MlflowTracking(tracking_uri=f"sqlite:///{root / 'mlflow.db'}"),
+    }
+    return {**resources, **overrides}

@@ -8,22 +8,22 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
+from llama_sft_dagster.assets import checks
 from llama_sft_dagster.definitions import all_assets, all_checks
-from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
-from llama_sft_dagster.resources.hub import HuggingFaceHub
 
-from conftest import REPO
+from conftest import REPO, project_resources
 
 FILTER_STAGES = ["word_count_filtered", "token_limit_filtered", "english_filtered", "parroting_filtered", "deduplicated_pairs"]
 DATA_SELECTION = dg.AssetSelection.assets("train_pairs", "validation_pairs").upstream()
 
 
 def materialize_data_graph(root, bitext: BitextSource, multiwoz: MultiwozSource) -> dg.ExecuteInProcessResult:
+    """Raw -> split on the given sources; files land in `root/artifacts`."""
     result = dg.materialize(
         assets=[*all_assets, *all_checks],
         selection=DATA_SELECTION,
-        resources={"artifacts": ArtifactStore(root=str(root)), "bitext": bitext, "multiwoz": multiwoz, "hub": HuggingFaceHub()},
+        resources=project_resources(root, bitext=bitext, multiwoz=multiwoz),
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success
@@ -48,14 +48,14 @@ def accounting_of(result) -> dict[str, dict]:
 
 def assert_checks_passed(result):
     evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) == len(all_checks)
+    assert len(evaluations) == len(checks.accounting_checks)
     failed = [e.asset_check_key for e in evaluations if not e.passed]
     assert not failed, failed
 
 
 @pytest.mark.slow
 def test_demo_corpus_every_filter_drops_something(tmp_path):
-    result = materialize_data_graph(tmp_path / "artifacts", BitextSource(location="demo"), MultiwozSource(location="demo"))
+    result = materialize_data_graph(tmp_path, BitextSource(location="demo"), MultiwozSource(location="demo"))
     assert_checks_passed(result)
     counts = accounting_of(result)
     print(counts)  # the per-stage figures quoted in the closing note
@@ -86,7 +86,7 @@ def test_demo_corpus_every_filter_drops_something(tmp_path):
 )
 def test_real_samples(tmp_path, shared_data, bitext_file, multiwoz_path):
     result = materialize_data_graph(
-        tmp_path / "artifacts",
+        tmp_path,
         BitextSource(location=str(shared_data / bitext_file)),
         MultiwozSource(location=str(shared_data / multiwoz_path)),
     )

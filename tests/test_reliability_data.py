@@ -17,7 +17,7 @@ from llama_sft_dagster.core.storage import ArtifactPathError, read_parquet, writ
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 
-from test_data_graph import materialize_data_graph, DATA_SELECTION
+from test_data_graph import materialize_data_graph
 
 WRITER = textwrap.dedent(
     """
@@ -101,7 +101,7 @@ def test_everything_filtered_out_fails_at_the_split_with_per_stage_counts(tmp_pa
     bitext = write_bitext_csv(tmp_path / "b.csv", [["B", "cancel order", "ORDER", "cancel_order", "ok sure"]] * 20)
     multiwoz = write_multiwoz(tmp_path / "mw", ONE_DIALOGUE)
     with pytest.raises(Exception, match=r"no pairs left to split.*word_count_filtered: 0 kept \(short_instruction 21\)"):
-        materialize_data_graph(tmp_path / "a", BitextSource(location=str(bitext)), MultiwozSource(location=str(multiwoz)))
+        materialize_data_graph(tmp_path, BitextSource(location=str(bitext)), MultiwozSource(location=str(multiwoz)))
 
 
 @pytest.mark.slow
@@ -111,9 +111,9 @@ def test_corpus_of_duplicate_pairs_keeps_one_of_each(tmp_path):
             for i in range(30)]
     bitext = write_bitext_csv(tmp_path / "b.csv", [r for r in rows for _ in range(2)])  # each row twice
     multiwoz = write_multiwoz(tmp_path / "mw", ONE_DIALOGUE)
-    materialize_data_graph(tmp_path / "a", BitextSource(location=str(bitext)), MultiwozSource(location=str(multiwoz)))
-    rejects = pq.read_table(tmp_path / "a" / "deduplicated_pairs" / "rejects.parquet")
-    kept = pq.read_table(tmp_path / "a" / "deduplicated_pairs" / "data.parquet")
+    materialize_data_graph(tmp_path, BitextSource(location=str(bitext)), MultiwozSource(location=str(multiwoz)))
+    rejects = pq.read_table(tmp_path / "artifacts" / "deduplicated_pairs" / "rejects.parquet")
+    kept = pq.read_table(tmp_path / "artifacts" / "deduplicated_pairs" / "data.parquet")
     assert kept.num_rows == 30 and rejects.num_rows == 30
     assert set(rejects.column("reason").to_pylist()) == {"exact_duplicate"}
     # each rejected copy names the first copy, which was kept
