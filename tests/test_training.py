@@ -141,3 +141,32 @@ def test_masking_check_fails_on_completion_only_loss_with_messages(trained):
         fmt_path.write_text(good)
         for split in ("train", "validation"):
             (root / "sft_dataset" / f"good_{split}.parquet").replace(root / "sft_dataset" / f"{split}.parquet")
+
+
+MONITOR_KEYS = {"monitor/token_efficiency", "monitor/padding_share", "grad_norm/q_proj", "grad_norm/down_proj",
+                "lora_drift/v_proj", "eff_rank_entropy/o_proj", "eff_rank_nuc_frob/q_proj", "stable_rank/up_proj"}
+
+
+def test_mlflow_run_finished_and_tensorboard_carry_the_monitor_metrics(trained):
+    import mlflow
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    root, result, resources = trained
+    meta = _metadata(result, "train_adapter")
+    client = mlflow.MlflowClient(tracking_uri=resources["tracking"].resolved_uri())
+    run = client.get_run(meta["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert MONITOR_KEYS | {"loss", "eval_loss"} <= run.data.metrics.keys()
+    assert run.data.tags["dagster.run_id"] == result.run_id
+    from llama_sft_dagster.config_training import TrainConfig
+
+    assert run.data.params["config.train.lora_r"] == str(TrainConfig().lora_r)  # the full config is logged
+    events = sorted((root / "train_adapter" / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event files"
+    tags = set()
+    for f in events:
+        acc = EventAccumulator(str(f))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    assert MONITOR_KEYS <= tags
+    assert any(t.startswith("act_norm/layer_") for t in tags)
