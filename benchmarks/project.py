@@ -66,13 +66,13 @@ def run_project(root: Path, backend: str, meter) -> None:
 def run_dagster(root: Path, backend: str, meter) -> None:
     import dagster as dg
 
-    from llama_sft_dagster.definitions import all_assets
+    from llama_sft_dagster.definitions import all_assets, build_resources
     from llama_sft_dagster.resources.artifacts import ArtifactStore
 
     with meter.stage("dagster_materialize") as rec, dg.DagsterInstance.local_temp() as instance:
         result = dg.materialize(
             all_assets, selection=DATA_ASSETS, instance=instance,
-            resources={"artifacts": ArtifactStore(root=str(root))},
+            resources=build_resources() | {"artifacts": ArtifactStore(root=str(root))},
             run_config={"ops": {"deduplicated_pairs": {"config": {"backend": backend}}}},
         )
         rec["success"] = result.success
