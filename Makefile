@@ -48,5 +48,9 @@ ui: install
 stale: install
 	$(BIN)/sft-materialize-stale $(if $(SELECT),--select '$(SELECT)') $(STALE_ARGS)
 
+# seed-faithful baseline vs the project on a generated 95K-pair corpus (~5 min on 2 cores)
+bench: install
+	$(BIN)/python benchmarks/data_graph.py --pairs $(or $(PAIRS),95000) --dagster
+
 clean:
 	rm -rf $(STATE)

@@ -3,15 +3,13 @@
 from collections import Counter
 
 import dagster as dg
-import pyarrow as pa
-import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from llama_sft_dagster.assets._metadata import count_table_md, stage_result
 from llama_sft_dagster.config import DedupConfig, SplitConfig, code_version_of
 from llama_sft_dagster.core.dedup import NearDuplicateIndex
-from llama_sft_dagster.core.split import is_validation
+from llama_sft_dagster.core.split import split_parquet
 from llama_sft_dagster.core.stages import columns, run_stage
-from llama_sft_dagster.core.storage import read_parquet, write_parquet
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 
 
@@ -41,27 +39,24 @@ class EmptySplitError(ValueError):
     ],
 )
 def split_pairs(config: SplitConfig, artifacts: ArtifactStore):
-    table = read_parquet(artifacts.upstream("deduplicated_pairs", "train_pairs"))
-    if table.num_rows == 0:
+    source = artifacts.upstream("deduplicated_pairs", "train_pairs")
+    rows_in = pq.ParquetFile(source).metadata.num_rows
+    if rows_in == 0:
         raise EmptySplitError(f"no pairs left to split: every row was filtered out ({stage_drop_summary(artifacts)})")
-    mask = pa.array(is_validation(*columns(table), config.validation_fraction, config.seed))
-    parts = {"train_pairs": table.filter(pc.invert(mask)), "validation_pairs": table.filter(mask)}
-    per_source = {name: Counter(t.column("source").to_pylist()) for name, t in parts.items()}
-    per_intent = {name: Counter(t.column("intent").to_pylist()) for name, t in parts.items()}
-    for name, part in parts.items():
-        path = write_parquet(part, artifacts.asset_dir(name) / "data.parquet")
-        yield stage_result(path, asset_key=name, extra={
-            "rows_in": table.num_rows, "train_rows": parts["train_pairs"].num_rows,
-            "validation_rows": parts["validation_pairs"].num_rows,
-            "per_source": dg.MetadataValue.md(count_table_md(per_source, "source")),
-            "per_intent": dg.MetadataValue.md(count_table_md(per_intent, "intent")),
-        })
+    paths = {"train": artifacts.asset_dir("train_pairs") / "data.parquet",
+             "validation": artifacts.asset_dir("validation_pairs") / "data.parquet"}
+    sides = split_parquet(source, paths["train"], paths["validation"], config.validation_fraction, config.seed)
+    shared = {
+        "rows_in": rows_in, "train_rows": sides["train"].rows, "validation_rows": sides["validation"].rows,
+        "per_source": dg.MetadataValue.md(count_table_md({n: s.per_source for n, s in sides.items()}, "source")),
+        "per_intent": dg.MetadataValue.md(count_table_md({n: s.per_intent for n, s in sides.items()}, "intent")),
+    }
+    for name, path in paths.items():
+        yield stage_result(path, asset_key=f"{name}_pairs", extra=shared)
 
 
 def stage_drop_summary(artifacts: ArtifactStore) -> str:
     """'stage: in -> out (reason n, ...)' for every stage whose files exist, for the empty-split error."""
-    import pyarrow.parquet as pq
-
     parts = []
     for stage in ("raw_pairs", "word_count_filtered", "token_limit_filtered", "english_filtered",
                   "parroting_filtered", "deduplicated_pairs"):
