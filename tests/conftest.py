@@ -41,3 +41,11 @@ def project_resources(root: Path, **overrides) -> dict:
         "tracking": MlflowTracking(tracking_uri=f"sqlite:///{root / 'mlflow.db'}"),
     }
     return {**resources, **overrides}
+
+
+def shared_file(rel: str) -> Path:
+    """A real data sample under ../shared/data, or a skip that says where it was looked for."""
+    path = SHARED_DATA / rel
+    if not path.exists():
+        pytest.skip(f"real data sample not found at {path} (see ../shared/data/README.md)")
+    return path

@@ -12,7 +12,8 @@ from llama_sft_dagster.core.bitext import (
 )
 from llama_sft_dagster.core.errors import RawDataError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "bitext"
+from conftest import shared_file
+
 V11_HEADER = "flags,instruction,category,intent,response\n"
 EARLY_HEADER = ("context,role,instruction,intent,entity_type,entity_value,start_offset,end_offset,"
                 "category,tags,response\n")
@@ -122,22 +123,17 @@ def test_load_bitext_hub_pins_the_resolved_commit(monkeypatch):
     assert table.column("source_file").to_pylist() == [f"org/ds@{sha[:12]}/train"]
 
 
-def _shared(name: str) -> Path:
-    path = SHARED / name
-    if not path.is_file():
-        pytest.skip(f"real Bitext sample not found at {path} (see ../shared/data/README.md)")
-    return path
 
 
 def test_real_v11_head5000():
-    table = load_bitext_file(_shared("Bitext_Sample_Customer_Support_Training_Dataset_27K_responses-v11.head5000.csv"))
+    table = load_bitext_file(shared_file("bitext/Bitext_Sample_Customer_Support_Training_Dataset_27K_responses-v11.head5000.csv"))
     assert table.num_rows == 5000 and schema_variant(table) == "v11"
     assert len(set(table.column("intent").to_pylist())) == 6
     assert any("\n" in r for r in table.column("response").to_pylist())  # multi-line fields survived
 
 
 def test_real_earlier_release():
-    table = load_bitext_file(_shared("earlier_release_2023-08/Bitext_Sample_Customer_Support_Training_Dataset.csv"))
+    table = load_bitext_file(shared_file("bitext/earlier_release_2023-08/Bitext_Sample_Customer_Support_Training_Dataset.csv"))
     assert table.num_rows == 4514 and schema_variant(table) == "2023-08"
     assert len(set(table.column("intent").to_pylist())) == 27
     assert len(set(table.column("category").to_pylist())) == 11

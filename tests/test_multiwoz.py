@@ -8,7 +8,8 @@ import pytest
 from llama_sft_dagster.core.errors import RawDataError
 from llama_sft_dagster.core.multiwoz import TURN_SCHEMA, download_multiwoz_archive, load_multiwoz_folder
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "multiwoz_2.2"
+from conftest import shared_file
+
 
 
 def turn(speaker, utterance, intent=None, service="hotel"):
@@ -117,15 +118,10 @@ def test_download_rejects_an_archive_without_multiwoz_22(tmp_path):
         download_multiwoz_archive(archive.as_uri(), tmp_path / "dl")
 
 
-def _shared(rel: str) -> Path:
-    path = SHARED / rel
-    if not path.exists():
-        pytest.skip(f"real MultiWOZ sample not found at {path} (see ../shared/data/README.md)")
-    return path
 
 
 def test_real_dialogstudio_examples():
-    table = load_multiwoz_folder(_shared("samples/dialogstudio_original_examples.json"))
+    table = load_multiwoz_folder(shared_file("multiwoz_2.2/samples/dialogstudio_original_examples.json"))
     assert table.num_rows == 46
     assert table.column("dialogue_id").unique().to_pylist() == [
         "SSNG0007.json", "SNG1161.json", "MUL1443.json", "SNG01678.json", "MUL1170.json"]
@@ -134,7 +130,7 @@ def test_real_dialogstudio_examples():
 
 
 def test_real_hf_dummy_fixtures_layout():
-    table = load_multiwoz_folder(_shared("hf_dummy_fixtures"))
+    table = load_multiwoz_folder(shared_file("multiwoz_2.2/hf_dummy_fixtures"))
     assert table.num_rows == 42
     assert len(table.column("dialogue_id").unique()) == 21
     splits = table.column("split").to_pylist()

@@ -1,5 +1,4 @@
 """raw_pairs logic: Bitext rows and MultiWOZ USER->SYSTEM pairs, every dropped row/turn with a reason."""
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -9,7 +8,7 @@ from llama_sft_dagster.core.multiwoz import TURN_SCHEMA, load_multiwoz_folder
 from llama_sft_dagster.core.pairs import extract_pairs, pairs_balanced
 from llama_sft_dagster.core.schema import PAIR_SCHEMA, REJECT_SCHEMA
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from conftest import shared_file
 
 
 def bitext_table(rows: list[tuple[str | None, str | None]]) -> pa.Table:
@@ -108,18 +107,13 @@ def test_schemas_counts_and_balance_check():
     assert pairs_balanced({**counts, "dropped_total": 99})  # an aggregate key is not a reason
 
 
-def _need(rel: str) -> Path:
-    path = SHARED / rel
-    if not path.exists():
-        pytest.skip(f"real data sample not found at {path} (see ../shared/data/README.md)")
-    return path
 
 
 def test_real_samples_give_the_documented_pair_counts():
-    bt = load_bitext_file(_need("bitext/Bitext_Sample_Customer_Support_Training_Dataset_27K_responses-v11.head5000.csv"))
-    studio = load_multiwoz_folder(_need("multiwoz_2.2/samples/dialogstudio_original_examples.json"))
+    bt = load_bitext_file(shared_file("bitext/Bitext_Sample_Customer_Support_Training_Dataset_27K_responses-v11.head5000.csv"))
+    studio = load_multiwoz_folder(shared_file("multiwoz_2.2/samples/dialogstudio_original_examples.json"))
     pairs, rejects, counts = extract_pairs(bt, studio)
     assert (counts["bitext_pairs_out"], counts["multiwoz_pairs_out"], rejects.num_rows) == (5000, 23, 0)
     assert pairs_balanced(counts)
-    _, _, dummy = extract_pairs(NO_BITEXT, load_multiwoz_folder(_need("multiwoz_2.2/hf_dummy_fixtures")))
+    _, _, dummy = extract_pairs(NO_BITEXT, load_multiwoz_folder(shared_file("multiwoz_2.2/hf_dummy_fixtures")))
     assert (dummy["multiwoz_turns_in"], dummy["multiwoz_pairs_out"]) == (42, 21)
