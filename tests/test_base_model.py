@@ -1,5 +1,4 @@
 """Demo base model: deterministic, offline-loadable, Llama-3 special tokens and template; hub resolver."""
-import json
 
 import pytest
 

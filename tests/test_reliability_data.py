@@ -8,7 +8,6 @@ import sys
 import textwrap
 import time
 
-import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
