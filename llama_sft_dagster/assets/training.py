@@ -31,6 +31,18 @@ def load_sft(artifacts: ArtifactStore, consumer: str) -> tuple[dict, list[dict],
     return fmt, rows[0], rows[1]
 
 
+class EmptySftSplitError(ValueError):
+    """A split of sft_dataset has no rows: training could not start (or evaluate) on it."""
+
+
+def empty_split_message(split: str, upstream: str, counts, max_length: int) -> str:
+    if counts.rows_in == 0:
+        return (f"sft_dataset: {upstream} has 0 rows, so there is no {split} data; add data or change "
+                "SplitConfig.validation_fraction (see the metadata of train_pairs / validation_pairs)")
+    return (f"sft_dataset: all {counts.rows_in} {split} rows were dropped ({dict(counts.dropped)}): every templated "
+            f"sample is longer than max_length={max_length}; raise max_length or set filter_on_templated_length=False")
+
+
 @dg.asset(group_name="training", kinds={"parquet"}, deps=[*SPLITS.values(), "base_model"],
           code_version=code_version_of("1", SftDatasetConfig),
           description="Train/validation pairs as chat rows (seed system prompt, Llama-3 template): conversational "
@@ -46,6 +58,8 @@ def sft_dataset(context: dg.AssetExecutionContext, config: SftDatasetConfig, art
     for split, upstream in SPLITS.items():
         table, rej, counts, lengths = sft_table(read_parquet(artifacts.upstream(upstream, "sft_dataset")), tokenizer, config.dataset_format,
                                                 config.max_length, config.filter_on_templated_length, config.system_prompt)
+        if table.num_rows == 0:  # the trainer needs both: it trains on one and evaluates (eval_strategy=steps) on the other
+            raise EmptySftSplitError(empty_split_message(split, upstream, counts, config.max_length))
         write_parquet(table, out / f"{split}.parquet")
         rejects.append(rej)
         metadata.update({f"{split}_{k}": v for k, v in {**counts.as_metadata(), **length_report(lengths, config.max_length)}.items()})

@@ -91,19 +91,34 @@ def resume_checkpoint(output_dir: Path, run_fingerprint: str) -> str | None:
 
     A folder left by another config, or by a run that finished, is cleared so stale optimizer state
     can never be resumed into a different run."""
-    from transformers.trainer_utils import get_last_checkpoint
-
     output_dir = Path(output_dir)
     marker = output_dir / RUN_CONFIG
     owner = json.loads(marker.read_text()) if marker.exists() else {}
     if owner.get("fingerprint") == run_fingerprint and not owner.get("completed"):
-        last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+        last = last_complete_checkpoint(output_dir)
         if last:
             return last
     if output_dir.exists():
         shutil.rmtree(output_dir)
     output_dir.mkdir(parents=True)
     marker.write_text(json.dumps({"fingerprint": run_fingerprint, "completed": False}))
+    return None
+
+
+def last_complete_checkpoint(output_dir: Path) -> str | None:
+    """The highest checkpoint-N holding trainer_state.json; later, half-written ones are removed.
+
+    The Trainer writes a checkpoint in place, trainer_state.json last (transformers 5.24
+    `Trainer._save_checkpoint`), and `train(resume_from_checkpoint=...)` fails on a folder without it,
+    so a kill mid-save would otherwise block every later run."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    steps = sorted((int(p.name.rsplit("-", 1)[1]), p) for p in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+                   if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit())
+    for _, folder in reversed(steps):
+        if (folder / "trainer_state.json").is_file():
+            return str(folder)
+        shutil.rmtree(folder)
     return None
 
 
@@ -117,14 +132,13 @@ def fit(trainer, output_dir: Path, run_fingerprint: str):
 
 def save_best_adapter(trainer, adapter_dir: Path) -> Path:
     """Write the adapter now in the model (the best one, with load_best_model_at_end) atomically."""
-    adapter_dir = Path(adapter_dir)
-    tmp = adapter_dir.with_name(adapter_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.model.save_pretrained(tmp)
-    trainer.processing_class.save_pretrained(tmp)
-    shutil.rmtree(adapter_dir, ignore_errors=True)
-    tmp.rename(adapter_dir)
-    return adapter_dir
+    from llama_sft_dagster.core.storage import atomic_dir
+
+    # atomic_dir swaps the new folder in by rename: a kill mid-save leaves the previous adapter whole
+    with atomic_dir(Path(adapter_dir)) as tmp:
+        trainer.model.save_pretrained(tmp)
+        trainer.processing_class.save_pretrained(tmp)
+    return Path(adapter_dir)
 
 
 def summary(trainer, result) -> dict:
