@@ -68,6 +68,15 @@ class TrainConfig(dg.Config):
     save_total_limit: int = Field(3, gt=0, description="Checkpoints kept (seed: 3; the best one is always kept).")
     load_best_model_at_end: bool = Field(True, description="Save the adapter of the lowest eval_loss (seed: on).")
     metric_for_best_model: str = Field("eval_loss", description="Metric choosing the best checkpoint (seed).")
+    padding_free: bool = Field(
+        True, description="Concatenate each micro-batch's samples into one row without padding (TRL's padding-free "
+        "collator): same samples per step and the same loss as padded batches, no compute spent on padding (demo "
+        "corpus: 22% of padded positions, benchmarks/training_throughput.py). Only on attention kernels that separate the samples by position_ids "
+        "(flash_attention_2, sdpa, eager: every kernel the device plan picks); others train padded with a warning.")
+    packing: bool = Field(
+        False, description="TRL best-fit-decreasing packing (packing_strategy='bfd') of several samples into each "
+        "max_length row, padding-free. Off: a micro-batch then holds ~max_length/sample_length times more samples, "
+        "which changes the seed's samples per optimizer step (8 x 4) and so its learning-rate schedule.")
     seed: int = Field(42, description="Trainer seed (data order, LoRA init).")
     trust_remote_code: bool = Field(False, description="Run hub model code; Llama needs none.")
     monitor_log_every: int = Field(by_profile(demo=2, full=10), gt=0, description="Monitor metrics every N steps.")

@@ -7,6 +7,12 @@ the reply that is not -100 is a leak (the model learns to write the prompt); a r
 -100 is a hole (the model never learns it, or never learns to stop when it is `<|eot_id|>`).
 Pure logic on lists; `verify_trainer_masking` feeds it the trainer's real processed dataset and
 real collator.
+
+Padding-free batches (TRL's collator with `padding_free`, also under BFD packing) are one row of
+concatenated samples with `position_ids` and no attention_mask; `split_samples` cuts that row back
+into samples by their lengths and counts a boundary error wherever `position_ids` do not restart at 0
+at a sample's first token and count up by one inside it (the attention kernels find the samples from
+exactly these position_ids, see core/training.py).
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ class MaskReport:
     label_mismatch: int = 0     # supervised label != input id (labels are not shifted in HF causal LMs)
     truncated_rows: int = 0     # reply cut by max_length (no <|eot_id|> left)
     text_mismatch: int = 0      # decoded supervised text != the row's reply
+    boundary_errors: int = 0    # padding-free rows: position_ids do not restart at a sample's start
     examples: list[str] = field(default_factory=list)
 
     def add(self, other: "MaskReport") -> None:
@@ -40,7 +47,7 @@ class MaskReport:
     @property
     def ok(self) -> bool:
         return self.rows > 0 and self.reply_tokens > 0 and not (
-            self.leaked or self.unsupervised_reply or self.label_mismatch or self.text_mismatch)
+            self.leaked or self.unsupervised_reply or self.label_mismatch or self.text_mismatch or self.boundary_errors)
 
     def metrics(self) -> dict:
         out = {k: v for k, v in asdict(self).items() if k != "examples"}
@@ -105,6 +112,47 @@ def _note(report: MaskReport, message: str) -> None:
         report.examples.append(message)
 
 
+def split_samples(ids: Sequence[int], labels: Sequence[int], position_ids: Sequence[int], lengths: Sequence[int],
+                  row_name: str = "row") -> tuple[list[tuple[list[int], list[int]]], MaskReport]:
+    """Cut one padding-free row into its samples ((ids, labels) each, `lengths` tokens long).
+
+    The report counts positions after the last sample as padding (a leak if supervised) and a boundary
+    error for every sample whose position_ids are not 0, 1, 2, ... (samples would attend across)."""
+    r = MaskReport()
+    if sum(lengths) > len(ids):
+        r.boundary_errors += 1
+        _note(r, f"{row_name}: samples of {sum(lengths)} tokens in a row of {len(ids)}")
+        return [], r
+    samples, start = [], 0
+    for n in lengths:
+        if list(position_ids[start:start + n]) != list(range(n)):
+            r.boundary_errors += 1
+            _note(r, f"{row_name} position {start}: position_ids {list(position_ids[start:start + 3])}... do not "
+                     "restart at 0 at a sample's first token")
+        samples.append((list(ids[start:start + n]), list(labels[start:start + n])))
+        start += n
+    r.positions = r.padding = len(ids) - start
+    for pos in range(start, len(ids)):
+        if labels[pos] != IGNORE_INDEX:
+            r.leaked += 1
+            r.supervised += 1
+            _note(r, f"{row_name} position {pos}: padding after the last sample is supervised")
+    return samples, r
+
+
+def collated_samples(batch, rows, row_name) -> tuple[list[tuple[list[int], list[int], list[int] | None]], MaskReport]:
+    """(ids, labels, attention or None) per sample of a collated batch of dataset `rows`, padded or padding-free."""
+    if "position_ids" not in batch or "attention_mask" in batch:
+        attn = batch.get("attention_mask")
+        return [(batch["input_ids"][i].tolist(), batch["labels"][i].tolist(),
+                 attn[i].tolist() if attn is not None else None) for i in range(len(rows))], MaskReport()
+    # padding-free: every row's samples end to end in batch row 0; packed rows carry their samples' seq_lengths
+    lengths = [n for r in rows for n in (r["seq_lengths"] if "seq_lengths" in r else [len(r["input_ids"])])]
+    samples, report = split_samples(batch["input_ids"][0].tolist(), batch["labels"][0].tolist(),
+                                    batch["position_ids"][0].tolist(), lengths, row_name)
+    return [(ids, labels, None) for ids, labels in samples], report
+
+
 def blank_token_ids(tokenizer) -> set[int]:
     """Ids of (non-special) tokens that decode to whitespace only, e.g. the template's "\\n\\n"."""
     special = set(tokenizer.all_special_ids)
@@ -126,15 +174,15 @@ def verify_trainer_masking(trainer, max_batches: int = 8, split: str = "train") 
     report = MaskReport()
     for b in range(min(max_batches, -(-len(dataset) // bs))):
         rows = dataset.select(range(b * bs, min((b + 1) * bs, len(dataset))))
-        batch = trainer.data_collator([{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows])
-        attn = batch.get("attention_mask")
-        for i, row in enumerate(rows):
-            ids, labels = batch["input_ids"][i].tolist(), batch["labels"][i].tolist()
-            part = check_row(ids, labels, attn[i].tolist() if attn is not None else None, end_header, eot, blanks,
-                             row_name=f"{split} row {b * bs + i}")
+        keys = [k for k in ("input_ids", "labels", "seq_lengths") if k in dataset.column_names]
+        batch = trainer.data_collator([{k: r[k] for k in keys} for r in rows])
+        samples, boundaries = collated_samples(batch, rows, f"{split} batch {b}")
+        report.add(boundaries)
+        for i, (ids, labels, attn) in enumerate(samples):
+            part = check_row(ids, labels, attn, end_header, eot, blanks, row_name=f"{split} sample {b * bs + i}")
             if has_text and not part.truncated_rows:
                 got = tok.decode([t for t in labels if t != IGNORE_INDEX])
-                if got != reply_text(row).strip() + "<|eot_id|>":
+                if got != reply_text(rows[i]).strip() + "<|eot_id|>":
                     part.text_mismatch += 1
                     _note(part, f"{split} row {b * bs + i}: supervised text {got[:80]!r} != reply")
             report.add(part)

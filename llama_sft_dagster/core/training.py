@@ -34,11 +34,44 @@ def lora_config(lora: Mapping):
     return LoraConfig(bias="none", task_type="CAUSAL_LM", **lora)
 
 
+# Attention kernels that keep the samples of a padding-free row apart. flash_attention_2 gets the sample
+# boundaries as cu_seq_lens from TRL's collator (varlen kernel). sdpa and eager get a block-diagonal causal
+# mask that transformers 5.24 builds from position_ids when a batch has no attention_mask and no cache
+# (masking_utils.find_packed_sequence_indices; SFTTrainer.compute_loss passes use_cache=False).
+# tests/test_padding_free.py checks per-sample losses equal the padded run's with sdpa and eager. Any other
+# kernel (flex, remote code) is not known to, so it trains padded: one row would attend across samples.
+BOUNDARY_AWARE_ATTENTION = ("flash_attention_2", "sdpa", "eager")
+
+
+def batching(hp: Mapping, plan: DevicePlan) -> dict:
+    """How micro-batches are built: {"padding_free", "packing", "padded_reason"}.
+
+    padding_free: TRL's collator concatenates the batch's samples into one row (no padding); the samples
+    per step stay those of the padded run. packing: TRL best-fit-decreasing packing into max_length rows
+    (padding-free too, but more samples per step). Packing on a kernel that cannot see boundaries is an
+    error; padding_free falls back to padded batches there, with the reason."""
+    padding_free, packing = bool(hp.get("padding_free", False)), bool(hp.get("packing", False))
+    attn = plan.attn_implementation
+    if attn in BOUNDARY_AWARE_ATTENTION:
+        return {"padding_free": padding_free or packing, "packing": packing, "padded_reason": None}
+    if packing:
+        raise ValueError(f"packing=True needs an attention kernel that separates packed samples "
+                         f"({', '.join(BOUNDARY_AWARE_ATTENTION)}); attn_implementation={attn!r} would attend across them")
+    reason = f"attn_implementation={attn!r} does not separate samples in one row" if padding_free else None
+    return {"padding_free": False, "packing": False, "padded_reason": reason}
+
+
 def build_sft_config(output_dir: Path, hp: Mapping, data: Mapping, plan: DevicePlan, report_to: Sequence[str] = ("none",)):
+    """SFTConfig of the run. `padding_free` stays False here even when batches are padding-free: TRL 1.16
+    refuses padding_free=True with max_length set and no packing (it would not truncate), so max_length
+    truncation runs as in the padded run and `use_padding_free_collator` swaps the collator afterwards."""
     from trl import SFTConfig
 
     hp = dict(hp)
     trust_remote_code = hp.pop("trust_remote_code", False)
+    plan_batches = batching(hp, plan)
+    for key in ("padding_free", "packing"):  # TrainConfig names, applied below and in setup
+        hp.pop(key, None)
     return SFTConfig(
         output_dir=str(output_dir), **hp,
         greater_is_better=False, eval_strategy="steps", save_strategy="steps", logging_first_step=True,
@@ -47,10 +80,23 @@ def build_sft_config(output_dir: Path, hp: Mapping, data: Mapping, plan: DeviceP
         gradient_checkpointing_kwargs={"use_reentrant": False} if plan.gradient_checkpointing else None,
         optim=plan.optim, use_cpu=plan.device == "cpu",
         max_length=data["max_length"], completion_only_loss=data["completion_only_loss"],
-        assistant_only_loss=data["assistant_only_loss"], packing=False, padding_free=False,
+        assistant_only_loss=data["assistant_only_loss"],
+        # "bfd" keeps sample boundaries and truncates at max_length; TRL makes packed batches padding-free
+        packing=plan_batches["packing"], packing_strategy="bfd", padding_free=False,
         trust_remote_code=trust_remote_code, report_to=list(report_to), disable_tqdm=True,
         dataloader_num_workers=0,
     )
+
+
+def use_padding_free_collator(trainer):
+    """Replace the trainer's padded collator with TRL's padding-free one (same pad token and multiple)."""
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    padded = trainer.data_collator
+    trainer.data_collator = DataCollatorForLanguageModeling(
+        pad_token_id=padded.pad_token_id, padding_free=True, pad_to_multiple_of=padded.pad_to_multiple_of)
+    trainer.padding_free = True
+    return trainer
 
 
 def load_base(base_dir: Path, plan: DevicePlan, trust_remote_code: bool = False):
@@ -79,11 +125,19 @@ def setup(base_dir: Path, train_rows: list[dict], eval_rows: list[dict], hp: Map
 
     model, tokenizer = load_base(base_dir, plan, hp.get("trust_remote_code", False))
     args = build_sft_config(output_dir, hp, data, plan, report_to)
-    return MonitoredSFTTrainer(
+    trainer = MonitoredSFTTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None, processing_class=tokenizer,
         peft_config=lora_config(lora), callbacks=[monitor] if monitor is not None else None,
     )
+    plan_batches = batching(hp, plan)
+    if plan_batches["padding_free"] and not plan_batches["packing"]:
+        use_padding_free_collator(trainer)
+    elif plan_batches["padded_reason"]:
+        import logging
+
+        logging.getLogger(__name__).warning("padding_free=True but training padded: %s", plan_batches["padded_reason"])
+    return trainer
 
 
 def resume_checkpoint(output_dir: Path, run_fingerprint: str) -> str | None:
