@@ -71,8 +71,9 @@ class TrainConfig(dg.Config):
     padding_free: bool = Field(
         True, description="Concatenate each micro-batch's samples into one row without padding (TRL's padding-free "
         "collator): same samples per step and the same loss as padded batches, no compute spent on padding (demo "
-        "corpus: 22% of padded positions, benchmarks/training_throughput.py). Only on attention kernels that separate the samples by position_ids "
-        "(flash_attention_2, sdpa, eager: every kernel the device plan picks); others train padded with a warning.")
+        "corpus: 22% of padded positions, benchmarks/training_throughput.py). Only on attention kernels that "
+        "separate the samples by position_ids (flash_attention_2, sdpa, eager: every kernel the device plan "
+        "picks); others train padded with a warning.")
     packing: bool = Field(
         False, description="TRL best-fit-decreasing packing (packing_strategy='bfd') of several samples into each "
         "max_length row, padding-free. Off: a micro-batch then holds ~max_length/sample_length times more samples, "

@@ -56,7 +56,8 @@ def batching(hp: Mapping, plan: DevicePlan) -> dict:
         return {"padding_free": padding_free or packing, "packing": packing, "padded_reason": None}
     if packing:
         raise ValueError(f"packing=True needs an attention kernel that separates packed samples "
-                         f"({', '.join(BOUNDARY_AWARE_ATTENTION)}); attn_implementation={attn!r} would attend across them")
+                         f"({', '.join(BOUNDARY_AWARE_ATTENTION)}); attn_implementation={attn!r} would attend "
+                         "across them")
     reason = f"attn_implementation={attn!r} does not separate samples in one row" if padding_free else None
     return {"padding_free": False, "packing": False, "padded_reason": reason}
 
