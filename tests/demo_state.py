@@ -51,7 +51,15 @@ def build_demo_state(tmp_path_factory) -> tuple[Path, dg.ExecuteInProcessResult 
     return state, result
 
 
-def copy_artifacts(state: Path, dest: Path) -> Path:
-    """A private copy of the demo run's artifacts (for tests that train again or break files)."""
+def copy_artifacts(state: Path, dest: Path, validation_rows: int | None = 48) -> Path:
+    """A private copy of the demo run's artifacts (for tests that train again or break files).
+
+    `validation_rows` trims sft_dataset's validation split: evaluation of all ~200 rows is most of a
+    short CPU run's time, and these tests are about resume/fallback behaviour, not eval quality."""
+    from llama_sft_dagster.core.storage import read_parquet, write_parquet
+
     shutil.copytree(state / "artifacts", dest / "artifacts", symlinks=True)
+    if validation_rows is not None:
+        val = dest / "artifacts" / "sft_dataset" / "validation.parquet"
+        write_parquet(read_parquet(val).slice(0, validation_rows), val)
     return dest

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -131,8 +132,47 @@ def test_sigkill_mid_training_resumes_from_the_latest_checkpoint(demo_state, tmp
     # the resumed process logged only steps after the checkpoint: it did not restart at step 1
     losses = client.get_metric_history(meta["mlflow_run_id"], "loss")
     assert losses and min(m.step for m in losses) > step and max(m.step for m in losses) == KILL_CONFIG["max_steps"]
+    # the resumed run found the killed process gone and closed its MLflow run
+    assert client.get_run(killed_runs[0].info.run_id).info.status == "KILLED"
     assert _digest(adapter) != previous_adapter and (adapter / "adapter_model.safetensors").is_file()
     assert not list(adapter.parent.glob(".adapter.*"))  # no temporary folder left beside it
+
+
+def test_runs_left_running_by_a_dead_process_are_marked_killed(tmp_path):
+    """Only this host's RUNNING runs of the same name whose pid has exited; live or foreign ones stay."""
+    import socket
+
+    import mlflow
+
+    from llama_sft_dagster.resources.tracking import MlflowTracking
+
+    tracking = MlflowTracking(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = mlflow.MlflowClient(tracking_uri=tracking.resolved_uri())
+    with tracking.start_run("train_adapter"):
+        pass  # creates the experiment
+    experiment_id = client.get_experiment_by_name(tracking.experiment_name).experiment_id
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])  # exits, not reaped until wait(): state Z
+    while Path(f"/proc/{zombie.pid}").exists() and Path(f"/proc/{zombie.pid}/stat").read_text().split(") ")[1][0] != "Z":
+        time.sleep(0.05)
+    host = socket.gethostname()
+    try:
+        left = {name: client.create_run(experiment_id, run_name=run_name, tags={"sft.host": h, "sft.pid": str(pid)}).info.run_id
+                for name, run_name, h, pid in [("dead", "train_adapter", host, dead.pid), ("live", "train_adapter", host, live.pid),
+                                               ("zombie", "train_adapter", host, zombie.pid),
+                                               ("other_host", "train_adapter", host + "-x", dead.pid),
+                                               ("other_name", "evaluate", host, dead.pid)]}
+        with tracking.start_run("train_adapter") as run:
+            assert run is not None
+        status = {name: client.get_run(run_id).info.status for name, run_id in left.items()}
+    finally:
+        live.kill()
+        live.wait()
+        zombie.wait()
+    assert status == {"dead": "KILLED", "live": "RUNNING", "zombie": "KILLED", "other_host": "RUNNING",
+                      "other_name": "RUNNING"}
 
 
 # --- MLflow unreachable, end to end ------------------------------------------------------------------
@@ -149,7 +189,7 @@ def test_training_goes_on_without_mlflow(demo_state, tmp_path, caplog):
     down = MlflowTracking(tracking_uri="http://127.0.0.1:9", probe_timeout_s=2)  # port 9 (discard): refused
     started = time.monotonic()
     result = _materialize(state, ["train_adapter"], {"ops": {"train_adapter": {"config": {
-        "max_steps": 4, "eval_steps": 2, "save_steps": 2}}}}, tracking=down)
+        "max_steps": 4, "eval_steps": 4, "save_steps": 4}}}}, tracking=down)
     assert result.success, time.monotonic() - started
     meta = _metadata(result, "train_adapter")
     assert meta["mlflow_run_id"] == "" and meta["global_steps"] == 4
@@ -180,7 +220,7 @@ def test_empty_sft_split_fails_at_sft_dataset(demo_state, tmp_path, case):
         config = {"max_length": 8, "filter_on_templated_length": True}  # the system prompt alone is longer
     result = _materialize(state, ["sft_dataset"], {"ops": {"sft_dataset": {"config": config}}})
     assert not result.success
-    error = result.get_step_failure_events()[0].event_specific_data.error
+    error = result.get_step_failure_events()[0].event_specific_data.error.cause  # under Dagster's step error
     assert error.cls_name == "EmptySftSplitError"
     if case == "validation_empty":
         assert "validation_pairs has 0 rows" in error.message

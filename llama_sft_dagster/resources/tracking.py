@@ -21,8 +21,11 @@ and leaves ending it to us. Its params go in unprefixed (`learning_rate`), so ou
 `config.` to avoid "changing param values is not allowed" clashes.
 
 `start_run` ends the run FINISHED on success, FAILED on an exception and KILLED on an interrupt (Dagster
-termination raises a BaseException), so no run is left RUNNING. If the store cannot be reached it logs one
-warning and yields None: `report_to()` then drops "mlflow" (else transformers' callback would start its
+termination raises a BaseException). A SIGKILL runs no `finally` and leaves its run RUNNING, so every run
+is tagged `sft.host`/`sft.pid` and the next `start_run` of the same name marks KILLED the RUNNING runs of
+this host whose process has exited (runs of other hosts, or of a live pid, are left alone).
+
+If the store cannot be reached it logs one warning and yields None: `report_to()` then drops "mlflow" (else transformers' callback would start its
 own run and retry), and TrainingMonitor, seeing no active run, writes TensorBoard only. The reachability
 probe runs with `MLFLOW_HTTP_REQUEST_MAX_RETRIES=0` and `MLFLOW_HTTP_REQUEST_TIMEOUT=probe_timeout_s`
 (MLflow's defaults, 7 retries with backoff and 120 s, would stall a run for minutes).
@@ -37,6 +40,7 @@ import contextlib
 import logging
 import os
 import re
+import socket
 import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -110,6 +114,33 @@ def _env(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def _process_gone(pid: str) -> bool:
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)  # signal 0: existence check only
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    # a SIGKILLed process whose parent died too stays a zombie until init reaps it (some container inits
+    # never do): it exists for os.kill, but it is gone
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _close_orphans(client, experiment_id: str, run_name: str) -> None:
+    """Mark KILLED the RUNNING `run_name` runs started on this host by a process that no longer exists."""
+    query = f"attributes.status = 'RUNNING' and attributes.run_name = '{run_name}' and tags.`sft.host` = '{socket.gethostname()}'"
+    for orphan in client.search_runs([experiment_id], query):
+        if _process_gone(orphan.data.tags.get("sft.pid", "")):
+            client.set_terminated(orphan.info.run_id, "KILLED")
+            log.info("MLflow run %s was left RUNNING by process %s, which has exited: marked KILLED",
+                     orphan.info.run_id, orphan.data.tags["sft.pid"])
+
+
 class MlflowTracking(dg.ConfigurableResource):
     """An MLflow tracking store for training runs; falls back to no tracking if it cannot be reached."""
 
@@ -153,8 +184,10 @@ class MlflowTracking(dg.ConfigurableResource):
                     experiment.experiment_id if experiment is not None
                     else client.create_experiment(self.experiment_name, artifact_location=self._artifact_location(uri))
                 )
+                _close_orphans(client, experiment_id, run_name)
             mlflow.set_tracking_uri(uri)
-            run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags))
+            run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
+                                   tags={**tags, "sft.host": socket.gethostname(), "sft.pid": str(os.getpid())})
         except Exception as exc:
             log.warning("MLflow run could not start at %s (gave up after %.1fs; %s: %s); training goes on "
                         "with TensorBoard only", uri, time.monotonic() - started, type(exc).__name__, exc)
