@@ -9,6 +9,7 @@ def _interrupted(folder, fp, steps=(10, 20)):
     (folder / RUN_CONFIG).write_text(json.dumps({"fingerprint": fp, "completed": False}))
     for s in steps:
         (folder / f"checkpoint-{s}").mkdir()
+        (folder / f"checkpoint-{s}" / "trainer_state.json").write_text("{}")  # written last: a complete checkpoint
 
 
 def test_same_config_resumes_latest_checkpoint(tmp_path):

@@ -13,7 +13,6 @@ import pytest
 from llama_sft_dagster.config_training import TrainConfig
 from llama_sft_dagster.core.storage import ArtifactPathError
 from llama_sft_dagster.resources.artifacts import ArtifactStore
-from llama_sft_dagster.resources.hub import HuggingFaceHub
 
 from conftest import REPO
 from demo_state import FAKE_TOKEN, build_demo_state
@@ -68,7 +67,6 @@ def test_hub_token_from_env_is_never_written(demo_state):
 
 def test_trust_remote_code_is_off_by_default():
     assert TrainConfig().trust_remote_code is False
-    assert HuggingFaceHub().trust_remote_code is False
     assert TrainConfig().trainer_kwargs()["trust_remote_code"] is False
     # no code path switches it on by itself
     literal = re.compile(r"trust_remote_code\s*=\s*True")

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
+
+from llama_sft_dagster.core.storage import atomic_dir
 
 MERGE_INFO = "merge_info.json"
 
@@ -56,14 +57,11 @@ def merge_lora(adapter_dir: str | Path, out_dir: str | Path, dtype: str | None =
     model = AutoModelForCausalLM.from_pretrained(base, revision=revision, token=token, dtype=getattr(torch, dtype),
                                                  device_map={"": "cpu"}, trust_remote_code=trust_remote_code)
     merged = PeftModel.from_pretrained(model, adapter_dir, device_map={"": "cpu"}).merge_and_unload()
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    merged.save_pretrained(tmp)
-    AutoTokenizer.from_pretrained(adapter_dir).save_pretrained(tmp)
-    (tmp / MERGE_INFO).write_text(json.dumps({"adapter_digest": adapter_digest(adapter_dir), "base": base,
-                                              "revision": revision, "dtype": dtype}, indent=2))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    with atomic_dir(out_dir) as tmp:  # a kill mid-save keeps the previous merged model whole
+        merged.save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(adapter_dir).save_pretrained(tmp)
+        (tmp / MERGE_INFO).write_text(json.dumps({"adapter_digest": adapter_digest(adapter_dir), "base": base,
+                                                  "revision": revision, "dtype": dtype}, indent=2))
     return out_dir
 
 

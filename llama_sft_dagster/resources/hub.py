@@ -10,4 +10,3 @@ class HuggingFaceHub(dg.ConfigurableResource):
     written to metadata, logs, MLflow params or checkpoints."""
 
     token: Optional[str] = Field(None, description="Hub token; set HF_TOKEN in the environment.")
-    trust_remote_code: bool = Field(False, description="Run model code from the hub. Off: Llama needs none.")
