@@ -80,7 +80,9 @@ def test_materialize_train_adapter_alone_on_empty_store_says_select_upstream(iso
     if not defs.resolve_asset_graph().has(dg.AssetKey("train_adapter")):
         pytest.skip("train_adapter not in definitions yet")
     env = {**os.environ, "SFT_STATE_DIR": str(isolated_state)}
-    proc, _ = run([str(BIN / "dagster"), "asset", "materialize", "--select", "train_adapter"], env)
+    env.pop("DAGSTER_CLI_ASSET_MATERIALIZE_MODULE_NAME", None)  # as in a fresh shell: it comes from activate
+    typed = "dagster asset materialize --select train_adapter"
+    proc, _ = run(["bash", "-c", f"source {BIN / 'activate'} && {typed}"], env)
     assert proc.returncode != 0
     assert "--select '*train_adapter'" in proc.stdout + proc.stderr
 
