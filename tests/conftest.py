@@ -37,7 +37,7 @@ def project_resources(root: Path, **overrides) -> dict:
         "bitext": BitextSource(location="demo"),
         "multiwoz": MultiwozSource(location="demo"),
         "hub": HuggingFaceHub(),
-        "gpu": GpuResource(device="cpu"),
+        "gpu": GpuResource(device="cpu", lock_dir=str(Path(root) / "locks")),
         "tracking": MlflowTracking(tracking_uri=f"sqlite:///{root / 'mlflow.db'}"),
     }
     return {**resources, **overrides}

@@ -96,25 +96,33 @@ def test_gpu_assets_declare_the_gpu_pool():
 
 
 GPU_RUN = textwrap.dedent("""
-    import time, dagster as dg
+    import os, time, dagster as dg
+    from llama_sft_dagster.resources.gpu import GpuResource
     @dg.asset(pool="gpu")
-    def holds_gpu():
-        start = time.time(); time.sleep(2); print("SPAN", start, time.time(), flush=True)
+    def holds_gpu(context: dg.AssetExecutionContext, gpu: GpuResource):
+        plan = gpu.plan(context.log)
+        with gpu.exclusive(plan, f"run {context.run.run_id}", context.log):
+            start = time.time(); time.sleep(2); print("SPAN", start, time.time(), flush=True)
     with dg.DagsterInstance.get() as instance:
-        assert dg.materialize([holds_gpu], instance=instance).success
+        gpu = GpuResource(device="cpu", lock_dir=os.environ["SFT_LOCK_DIR"])
+        assert dg.materialize([holds_gpu], instance=instance, resources={"gpu": gpu}).success
 """)
 
 
 @pytest.mark.slow
-def test_two_runs_never_hold_the_gpu_pool_at_once(isolated_state):
+def test_two_runs_never_hold_the_gpu_at_once(isolated_state):
+    """Two processes materialize a step in pool `gpu` that holds the device as train_adapter does. The
+    pool (limit 1) queues one of them; on SQLite storage it can double-grant its slot to two steps asking
+    at the same instant (Dagster 1.13, select-then-update), and then the device lock makes the second wait."""
     home = isolated_state / "dagster_home"
     project_instance(home).dispose()
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    env = {**os.environ, "DAGSTER_HOME": str(home), "SFT_LOCK_DIR": str(isolated_state / "locks")}
     procs = [subprocess.Popen([sys.executable, "-c", GPU_RUN], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for _, e in outs]
     spans = sorted(tuple(map(float, line.split()[1:])) for out, _ in outs for line in out.splitlines() if line.startswith("SPAN"))
     assert len(spans) == 2
-    assert spans[0][1] <= spans[1][0], f"steps overlapped on the gpu pool: {spans}"
-    assert any("blocked by limit for pool gpu" in err for _, err in outs)
+    assert spans[0][1] <= spans[1][0], f"steps overlapped on the gpu: {spans}"
+    waits = [err for _, err in outs if "blocked by limit for pool gpu" in err or "waiting for cpu: held by" in err]
+    assert waits, "neither the pool nor the device lock made a run wait"

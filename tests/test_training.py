@@ -82,6 +82,7 @@ def test_training_loss_goes_down_and_best_checkpoint_is_lowest_eval(trained):
     saved = load_file(root / "train_adapter" / "adapter" / "adapter_model.safetensors")
     assert best.keys() == saved.keys() and all((best[k] == saved[k]).all() for k in best)
     assert meta["mlflow_run_id"] and meta["trainable_params"] > 0 and meta["device_device"] == "cpu"
+    assert meta["device_lock_wait_s"] >= 0  # train_adapter held the device lock
     assert {"loss_plot", "grad_norm_plot", "effective_rank_plot"} <= meta.keys()
     assert not list((root / "train_adapter" / "adapter").glob("*.bin"))
 

@@ -76,17 +76,19 @@ def sft_dataset(context: dg.AssetExecutionContext, config: SftDatasetConfig, art
 @dg.asset_check(asset=sft_dataset, blocking=True,
                 description="On the trainer's real processed dataset and collator: every label outside the assistant "
                 "reply is -100, every reply token and its <|eot_id|> is supervised. Reports token efficiency and padding share.")
-def sft_dataset_label_masking(artifacts: ArtifactStore, gpu: GpuResource) -> dg.AssetCheckResult:
+def sft_dataset_label_masking(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore,
+                              gpu: GpuResource) -> dg.AssetCheckResult:
     import tempfile
 
     from llama_sft_dagster.core.masking import verify_trainer_masking
     from llama_sft_dagster.core.training import setup
 
     fmt, train_rows, eval_rows = load_sft(artifacts, "sft_dataset")
-    hp = TrainConfig()
-    with tempfile.TemporaryDirectory() as tmp:
+    hp, plan = TrainConfig(), gpu.plan()
+    # the trainer places the base model on the device: hold it, as train_adapter does
+    with tempfile.TemporaryDirectory() as tmp, gpu.exclusive(plan, f"masking check of run {context.run.run_id}", context.log):
         trainer = setup(base_model_dir(artifacts), train_rows, eval_rows, hp.trainer_kwargs(), hp.lora_kwargs(), fmt,
-                        gpu.plan(), tmp)
+                        plan, tmp)
         reports = {s: verify_trainer_masking(trainer, max_batches=8, split=s) for s in ("train", "eval")}
     metadata = {f"{s}_{k}": v for s, r in reports.items() for k, v in r.metrics().items()}
     problems = [e for r in reports.values() for e in r.examples]
@@ -131,8 +133,10 @@ def train_adapter(context: dg.AssetExecutionContext, config: TrainConfig, artifa
     run_fp = training.fingerprint(config.model_dump(), fmt, plan.metadata(), {"data": data_version,
                                   "base": folder_version(base_model_dir(artifacts))})
     params = {"train": config.model_dump(), "sft_dataset": fmt, "device": plan.metadata()}
-    with tracking.start_run("train_adapter", params=params, dagster_run_id=context.run.run_id,
-                            train_data_version=data_version) as run:
+    # the pool `gpu` queues the step; the device lock makes it exclusive (see GpuResource.exclusive)
+    with gpu.exclusive(plan, f"train_adapter of run {context.run.run_id}", context.log) as lock_wait_s, \
+            tracking.start_run("train_adapter", params=params, dagster_run_id=context.run.run_id,
+                               train_data_version=data_version) as run:
         monitor = TrainingMonitor(out / "tensorboard", log_every=config.monitor_log_every,
                                   deep_every=config.monitor_deep_every, use_mlflow=run is not None)
         trainer = training.setup(base_model_dir(artifacts), train_rows, eval_rows, config.trainer_kwargs(),
@@ -148,6 +152,7 @@ def train_adapter(context: dg.AssetExecutionContext, config: TrainConfig, artifa
         adapter = training.save_best_adapter(trainer, out / "adapter")
         stats = training.summary(trainer, result)
     metadata = {**stats, **{f"device_{k}": v for k, v in plan.metadata().items()}, "peak_memory_gb": gpu.peak_memory_gb(),
+                "device_lock_wait_s": round(lock_wait_s, 2),
                 "token_efficiency": mask.metrics()["token_efficiency"], "padding_share": mask.metrics()["padding_share"],
                 "resumed_from": resumed_from or "", "mlflow_run_id": run.info.run_id if run else "",
                 "path": dg.MetadataValue.path(str(adapter)), **_plots(trainer, monitor, out)}
