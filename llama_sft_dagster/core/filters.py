@@ -162,16 +162,13 @@ def language_decisions(
 
 
 def word_jaccard_similarity(instruction: str, response: str) -> float:
-    """1 - nltk jaccard_distance of the lower-cased whitespace word sets (seed's measure).
+    """1 - nltk `jaccard_distance` of the lower-cased whitespace word sets (the seed's measure)."""
+    from nltk.metrics import jaccard_distance  # nltk's package import takes ~1.5 s: paid once, on first use
 
-    nltk's formula, written out so the float is bit-identical without importing nltk per call:
-    jaccard_distance(a, b) = (len(a | b) - len(a & b)) / len(a | b).
-    """
     a, b = set(instruction.lower().split()), set(response.lower().split())
-    union = len(a | b)
-    if not union:
+    if not (a or b):
         return 1.0  # two empty texts are identical; nltk would divide by zero
-    return 1.0 - (union - len(a & b)) / union
+    return 1.0 - jaccard_distance(a, b)
 
 
 def parroting_decisions(instructions: Sequence[str], responses: Sequence[str], max_similarity: float) -> Decisions:
