@@ -48,6 +48,7 @@ from typing import Any, Iterator, Mapping
 import dagster as dg
 from pydantic import Field
 
+from llama_sft_dagster.core.processes import process_gone
 from llama_sft_dagster.settings import state_dir
 
 log = logging.getLogger(__name__)
@@ -114,28 +115,11 @@ def _env(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _process_gone(pid: str) -> bool:
-    if not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)  # signal 0: existence check only
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # alive, another user's
-    # a SIGKILLed process whose parent died too stays a zombie until init reaps it (some container inits
-    # never do): it exists for os.kill, but it is gone
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def _close_orphans(client, experiment_id: str, run_name: str) -> None:
     """Mark KILLED the RUNNING `run_name` runs started on this host by a process that no longer exists."""
     query = f"attributes.status = 'RUNNING' and attributes.run_name = '{run_name}' and tags.`sft.host` = '{socket.gethostname()}'"
     for orphan in client.search_runs([experiment_id], query):
-        if _process_gone(orphan.data.tags.get("sft.pid", "")):
+        if process_gone(orphan.data.tags.get("sft.pid", "")):
             client.set_terminated(orphan.info.run_id, "KILLED")
             log.info("MLflow run %s was left RUNNING by process %s, which has exited: marked KILLED",
                      orphan.info.run_id, orphan.data.tags["sft.pid"])

@@ -1,0 +1,82 @@
+"""A run killed while it holds the `gpu` pool slot must not block later training runs forever: the
+next run (through the gpu resource) or the daemon's sensor fails it and frees the slot. Real SIGKILL,
+real instance with the project's dagster.yaml."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import dagster as dg
+import pytest
+
+from llama_sft_dagster.core.processes import dead_runs, process_gone
+from llama_sft_dagster.dead_runs import dead_run_sensor, fail_dead_runs
+
+from conftest import REPO
+
+HOLD_GPU = textwrap.dedent("""
+    import os, sys, time, dagster as dg
+    from llama_sft_dagster.resources.gpu import GpuResource
+    @dg.asset(pool="gpu")
+    def holds_gpu(context: dg.AssetExecutionContext, gpu: GpuResource):
+        print("HOLDING", context.run.run_id, flush=True)
+        time.sleep(float(sys.argv[1]))
+    with dg.DagsterInstance.get() as instance:
+        gpu = GpuResource(device="cpu", lock_dir=os.environ["SFT_LOCK_DIR"])
+        assert dg.materialize([holds_gpu], instance=instance, resources={"gpu": gpu}).success
+    print("DONE", flush=True)
+""")
+
+
+def test_dead_runs_needs_a_recorded_pid_that_is_gone():
+    gone = {11: True, 12: False}.__getitem__
+    assert dead_runs({"a": 11, "b": 12, "c": None}, gone) == ["a"]
+    assert process_gone(os.getpid()) is False and process_gone("not-a-pid") is False
+
+
+@pytest.fixture
+def home_with_a_killed_gpu_holder(isolated_state):
+    home = isolated_state / "dagster_home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    env = {**os.environ, "DAGSTER_HOME": str(home), "SFT_LOCK_DIR": str(isolated_state / "locks")}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_GPU, "120"], env=env, stdout=subprocess.PIPE, text=True)
+    line = holder.stdout.readline()
+    assert line.startswith("HOLDING"), line
+    killed_run = line.split()[1]
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=30)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_run_by_id(killed_run).status == dg.DagsterRunStatus.STARTED  # no cleanup ran
+        assert instance.event_log_storage.get_concurrency_info("gpu").active_run_ids == {killed_run}
+    return home, env, killed_run
+
+
+@pytest.mark.slow
+def test_next_run_fails_the_killed_run_and_takes_the_gpu(home_with_a_killed_gpu_holder):
+    home, env, killed_run = home_with_a_killed_gpu_holder
+    nxt = subprocess.Popen([sys.executable, "-c", HOLD_GPU, "0"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = nxt.communicate(timeout=90)  # without the fix it waits on the slot forever
+    finally:
+        if nxt.poll() is None:
+            nxt.kill()
+    assert nxt.returncode == 0 and "DONE" in out, err[-2000:]
+    assert f"run {killed_run}: process" in err and "is gone" in err
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_run_by_id(killed_run).status == dg.DagsterRunStatus.FAILURE
+        assert instance.event_log_storage.get_concurrency_info("gpu").active_run_ids == set()
+
+
+@pytest.mark.slow
+def test_sensor_fails_the_killed_run_and_frees_its_slot(home_with_a_killed_gpu_holder):
+    home, _, killed_run = home_with_a_killed_gpu_holder
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        result = dead_run_sensor(dg.build_sensor_context(instance=instance))
+        assert isinstance(result, dg.SkipReason) and killed_run in result.skip_message
+        assert instance.get_run_by_id(killed_run).status == dg.DagsterRunStatus.FAILURE
+        assert instance.event_log_storage.get_concurrency_info("gpu").active_run_ids == set()
+        assert fail_dead_runs(instance) == []  # nothing left to do
