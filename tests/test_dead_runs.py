@@ -11,7 +11,7 @@ import time
 import dagster as dg
 import pytest
 
-from llama_sft_dagster.core.processes import dead_runs, process_gone
+from llama_sft_dagster.core.processes import dead_runs, pid_still_runs_since, process_gone, process_start_time
 from llama_sft_dagster.dead_runs import dead_run_sensor, fail_dead_runs
 
 from conftest import REPO
@@ -30,10 +30,20 @@ HOLD_GPU = textwrap.dedent("""
 """)
 
 
-def test_dead_runs_needs_a_recorded_pid_that_is_gone():
-    gone = {11: True, 12: False}.__getitem__
-    assert dead_runs({"a": 11, "b": 12, "c": None}, gone) == ["a"]
+def test_dead_runs_needs_a_recorded_pid_that_no_longer_runs():
+    still_runs = {11: False, 12: True}
+    assert dead_runs({"a": (11, 0.0), "b": (12, 0.0), "c": None}, lambda pid, _: still_runs[pid]) == ["a"]
     assert process_gone(os.getpid()) is False and process_gone("not-a-pid") is False
+
+
+def test_a_reused_pid_does_not_keep_a_dead_run_alive():
+    me, now = os.getpid(), time.time()
+    assert pid_still_runs_since(me, now)  # this process, recorded now
+    # the same pid recorded before this process started (e.g. before a reboot) belonged to another process
+    assert not pid_still_runs_since(me, process_start_time(me) - 60)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert not pid_still_runs_since(dead.pid, now)
 
 
 @pytest.fixture
