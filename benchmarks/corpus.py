@@ -1,6 +1,6 @@
 """Benchmark corpus: N Bitext- and MultiWOZ-like pairs with the seed's share of waste, as raw_pairs Parquet.
 
-    python benchmarks/corpus.py --pairs 95000 --out /tmp/bench/raw_pairs/data.parquet
+    python benchmarks/corpus.py --pairs 95000 --out .bench/95000/raw_pairs/data.parquet
 
 Shape (the seed: ~95K raw pairs -> ~74.5K, i.e. ~22% removed): 28% Bitext-like rows (one request,
 a templated multi-step answer of 60-200 words) and 72% MultiWOZ-like USER->SYSTEM turns (10-30 words),
