@@ -16,8 +16,8 @@ import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 from llama_sft_dagster.assets.sources import bitext_version, multiwoz_version
-from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 from llama_sft_dagster.dead_runs import dead_run_sensor
+from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 from llama_sft_dagster.stale_plan import plan, stale_resolver
 
 # weekly: new raw data arrives rarely, and a full-profile retrain holds the GPU for hours

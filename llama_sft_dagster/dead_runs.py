@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 
 import dagster as dg
+from dagster._core.storage.event_log import ConsolidatedSqliteEventLogStorage, SqliteEventLogStorage
 
 from llama_sft_dagster.core.processes import dead_runs, pid_still_runs_since
 
@@ -27,7 +28,7 @@ ENGINE_PID_PREFIX = "Executing steps"  # in-process: "...in process (pid: N)"; m
 
 
 def is_local(instance: dg.DagsterInstance) -> bool:
-    return "sqlite" in type(instance.event_log_storage).__name__.lower()
+    return isinstance(instance.event_log_storage, (SqliteEventLogStorage, ConsolidatedSqliteEventLogStorage))
 
 
 def executor_pid(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:

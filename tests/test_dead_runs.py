@@ -5,8 +5,8 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -16,18 +16,8 @@ from llama_sft_dagster.dead_runs import dead_run_sensor, fail_dead_runs
 
 from conftest import REPO
 
-HOLD_GPU = textwrap.dedent("""
-    import os, sys, time, dagster as dg
-    from llama_sft_dagster.resources.gpu import GpuResource
-    @dg.asset(pool="gpu")
-    def holds_gpu(context: dg.AssetExecutionContext, gpu: GpuResource):
-        print("HOLDING", context.run.run_id, flush=True)
-        time.sleep(float(sys.argv[1]))
-    with dg.DagsterInstance.get() as instance:
-        gpu = GpuResource(device="cpu", lock_dir=os.environ["SFT_LOCK_DIR"])
-        assert dg.materialize([holds_gpu], instance=instance, resources={"gpu": gpu}).success
-    print("DONE", flush=True)
-""")
+GPU_HOLDER = str(Path(__file__).parent / "gpu_holder.py")
+
 
 
 def test_dead_runs_needs_a_recorded_pid_that_no_longer_runs():
@@ -52,7 +42,7 @@ def home_with_a_killed_gpu_holder(isolated_state):
     home.mkdir(exist_ok=True)
     (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
     env = {**os.environ, "DAGSTER_HOME": str(home), "SFT_LOCK_DIR": str(isolated_state / "locks")}
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_GPU, "120"], env=env, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, GPU_HOLDER, "120"], env=env, stdout=subprocess.PIPE, text=True)
     line = holder.stdout.readline()
     assert line.startswith("HOLDING"), line
     killed_run = line.split()[1]
@@ -67,7 +57,7 @@ def home_with_a_killed_gpu_holder(isolated_state):
 @pytest.mark.slow
 def test_next_run_fails_the_killed_run_and_takes_the_gpu(home_with_a_killed_gpu_holder):
     home, env, killed_run = home_with_a_killed_gpu_holder
-    nxt = subprocess.Popen([sys.executable, "-c", HOLD_GPU, "0"], env=env, stdout=subprocess.PIPE,
+    nxt = subprocess.Popen([sys.executable, GPU_HOLDER, "0"], env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     try:
         out, err = nxt.communicate(timeout=90)  # without the fix it waits on the slot forever

@@ -5,7 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -95,18 +95,8 @@ def test_gpu_assets_declare_the_gpu_pool():
     assert pools["merged_model"] is None, "the merge runs on the CPU: it must not wait for the GPU"
 
 
-GPU_RUN = textwrap.dedent("""
-    import os, time, dagster as dg
-    from llama_sft_dagster.resources.gpu import GpuResource
-    @dg.asset(pool="gpu")
-    def holds_gpu(context: dg.AssetExecutionContext, gpu: GpuResource):
-        plan = gpu.plan(context.log)
-        with gpu.exclusive(plan, f"run {context.run.run_id}", context.log):
-            start = time.time(); time.sleep(2); print("SPAN", start, time.time(), flush=True)
-    with dg.DagsterInstance.get() as instance:
-        gpu = GpuResource(device="cpu", lock_dir=os.environ["SFT_LOCK_DIR"])
-        assert dg.materialize([holds_gpu], instance=instance, resources={"gpu": gpu}).success
-""")
+GPU_HOLDER = str(Path(__file__).parent / "gpu_holder.py")
+
 
 
 @pytest.mark.slow
@@ -117,7 +107,7 @@ def test_two_runs_never_hold_the_gpu_at_once(isolated_state):
     home = isolated_state / "dagster_home"
     project_instance(home).dispose()
     env = {**os.environ, "DAGSTER_HOME": str(home), "SFT_LOCK_DIR": str(isolated_state / "locks")}
-    procs = [subprocess.Popen([sys.executable, "-c", GPU_RUN], env=env, stdout=subprocess.PIPE,
+    procs = [subprocess.Popen([sys.executable, GPU_HOLDER, "2"], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for _, e in outs]

@@ -43,7 +43,7 @@ def trained(tmp_path_factory):
     write_parquet(pairs, root / "raw_pairs" / "data.parquet")
     write_parquet(pairs.slice(0, 330), root / "train_pairs" / "data.parquet")
     write_parquet(pairs.slice(330), root / "validation_pairs" / "data.parquet")
-    resources = {"artifacts": ArtifactStore(root=str(root)), "gpu": GpuResource(device="cpu"), "hub": HuggingFaceHub(),
+    resources = {"artifacts": ArtifactStore(root=str(root)), "gpu": GpuResource(device="cpu", lock_dir=str(root / "locks")), "hub": HuggingFaceHub(),
                  "tracking": MlflowTracking(tracking_uri=f"sqlite:///{root}/mlflow.db")}
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
@@ -82,7 +82,8 @@ def test_training_loss_goes_down_and_best_checkpoint_is_lowest_eval(trained):
     saved = load_file(root / "train_adapter" / "adapter" / "adapter_model.safetensors")
     assert best.keys() == saved.keys() and all((best[k] == saved[k]).all() for k in best)
     assert meta["mlflow_run_id"] and meta["trainable_params"] > 0 and meta["device_device"] == "cpu"
-    assert meta["device_lock_wait_s"] >= 0  # train_adapter held the device lock
+    assert meta["device_lock_wait_s"] >= 0
+    assert (root / "locks" / "cpu.lock").read_text() == ""  # train_adapter took the device lock, then let go
     assert {"loss_plot", "grad_norm_plot", "effective_rank_plot"} <= meta.keys()
     assert not list((root / "train_adapter" / "adapter").glob("*.bin"))
 
