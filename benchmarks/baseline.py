@@ -15,8 +15,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llama_sft_dagster.config import DedupConfig, LanguageConfig, ParrotingConfig, SplitConfig, TokenLimitConfig, WordCountConfig
-from llama_sft_dagster.core.dedup import word_shingles
+from llama_sft_dagster.config.data import DedupConfig, LanguageConfig, ParrotingConfig, SplitConfig, TokenLimitConfig, WordCountConfig
+from llama_sft_dagster.core.data.dedup import word_shingles
 
 
 def run_baseline(raw: Path, tokenizer_dir: Path, out: Path, meter) -> None:

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from llama_sft_dagster.core.schema import PAIR_SCHEMA  # noqa: E402
+from llama_sft_dagster.core.data.schema import PAIR_SCHEMA  # noqa: E402
 
 CHUNK = 50_000
 BITEXT_SHARE = 0.28

@@ -13,12 +13,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llama_sft_dagster.config import DedupConfig, LanguageConfig, ParrotingConfig, SplitConfig, TokenLimitConfig, WordCountConfig
-from llama_sft_dagster.core import filters
-from llama_sft_dagster.core.dedup import NearDuplicateIndex
-from llama_sft_dagster.core.split import is_validation
-from llama_sft_dagster.core.stages import columns, run_stage
-from llama_sft_dagster.core.storage import read_parquet, write_parquet
+from llama_sft_dagster.config.data import DedupConfig, LanguageConfig, ParrotingConfig, SplitConfig, TokenLimitConfig, WordCountConfig
+from llama_sft_dagster.core.data import filters
+from llama_sft_dagster.core.data.dedup import NearDuplicateIndex
+from llama_sft_dagster.core.data.split import is_validation
+from llama_sft_dagster.core.data.stages import columns, run_stage
+from llama_sft_dagster.core.data.storage import read_parquet, write_parquet
 
 FILTER_STAGES = ["word_count_filtered", "token_limit_filtered", "english_filtered", "parroting_filtered"]
 DATA_ASSETS = FILTER_STAGES + ["deduplicated_pairs", "train_pairs", "validation_pairs"]

@@ -153,8 +153,8 @@ def child(mode: str, root: Path, steps: int, warmup: int, peak_tflops: float | N
 
     from _measure import StageMeter
     from llama_sft_dagster.assets.training import load_sft
-    from llama_sft_dagster.config_training import TrainConfig
-    from llama_sft_dagster.core.training import setup
+    from llama_sft_dagster.config.training import TrainConfig
+    from llama_sft_dagster.core.training.trainer import setup
     from llama_sft_dagster.resources.artifacts import ArtifactStore
     from llama_sft_dagster.resources.gpu import GpuResource
 
@@ -232,7 +232,7 @@ def main() -> None:
     ap.add_argument("--child", choices=list(MODES), help=argparse.SUPPRESS)
     args = ap.parse_args()
     os.environ["SFT_PROFILE"] = args.profile  # config defaults are read at import (settings.by_profile)
-    from llama_sft_dagster.settings import default_artifact_root
+    from llama_sft_dagster.config.profiles import default_artifact_root
 
     root = (args.root or Path(default_artifact_root())).resolve()
     if args.child:

@@ -7,7 +7,7 @@
 - `raw_data_sensor` (every SFT_RAW_DATA_CHECK_SECONDS, default 3600): computes each raw source's
   version (file hash, hub commit, archive ETag) and records an observation when it changed, which
   makes the raw assets stale; the next scheduled tick (or `sft-materialize-stale`) rebuilds the chain.
-- `dead_run_sensor` (every 60 s, dead_runs.py): fails killed runs and frees their `gpu` pool slots.
+- `dead_run_sensor` (every 60 s, housekeeping/dead_runs.py): fails killed runs and frees their `gpu` pool slots.
 """
 
 import os
@@ -16,9 +16,9 @@ import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 from llama_sft_dagster.assets.sources import bitext_version, multiwoz_version
-from llama_sft_dagster.dead_runs import dead_run_sensor
+from llama_sft_dagster.housekeeping.dead_runs import dead_run_sensor
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
-from llama_sft_dagster.stale_plan import plan, stale_resolver
+from llama_sft_dagster.housekeeping.stale_plan import plan, stale_resolver
 
 # weekly: new raw data arrives rarely, and a full-profile retrain holds the GPU for hours
 DEFAULT_RETRAIN_CRON = "0 3 * * 1"

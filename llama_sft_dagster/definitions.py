@@ -12,7 +12,7 @@ from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSourc
 from llama_sft_dagster.resources.gpu import GpuResource
 from llama_sft_dagster.resources.hub import HuggingFaceHub
 from llama_sft_dagster.resources.tracking import MlflowTracking
-from llama_sft_dagster.settings import active_profile
+from llama_sft_dagster.config.profiles import active_profile
 
 DATA_MODULES = [raw, model, filters, dedup_split]
 

@@ -7,8 +7,8 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llama_sft_dagster.core.accounting import StageCounts
-from llama_sft_dagster.core.storage import table_version
+from llama_sft_dagster.core.data.accounting import StageCounts
+from llama_sft_dagster.core.data.storage import table_version
 
 PREVIEW_ROWS = 5
 PREVIEW_CHARS = 80

@@ -9,7 +9,7 @@ from collections import Counter
 import dagster as dg
 import pyarrow.parquet as pq
 
-from llama_sft_dagster.core.accounting import check_balance
+from llama_sft_dagster.core.data.accounting import check_balance
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 
 # stage asset -> the asset whose rows it consumes

@@ -6,10 +6,10 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from llama_sft_dagster.assets._metadata import count_table_md, stage_result
-from llama_sft_dagster.config import DedupConfig, SplitConfig, code_version_of
-from llama_sft_dagster.core.dedup import NearDuplicateIndex
-from llama_sft_dagster.core.split import split_parquet
-from llama_sft_dagster.core.stages import columns, run_stage
+from llama_sft_dagster.config.data import DedupConfig, SplitConfig, code_version_of
+from llama_sft_dagster.core.data.dedup import NearDuplicateIndex
+from llama_sft_dagster.core.data.split import split_parquet
+from llama_sft_dagster.core.data.stages import columns, run_stage
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 
 

@@ -8,10 +8,10 @@ import dagster as dg
 
 from llama_sft_dagster.assets._metadata import stage_result
 from llama_sft_dagster.assets.model_paths import load_base_tokenizer
-from llama_sft_dagster.config import (LanguageConfig, ParrotingConfig, TokenLimitConfig, WordCountConfig,
+from llama_sft_dagster.config.data import (LanguageConfig, ParrotingConfig, TokenLimitConfig, WordCountConfig,
                                       code_version_of)
-from llama_sft_dagster.core import filters
-from llama_sft_dagster.core.stages import columns, run_stage
+from llama_sft_dagster.core.data import filters
+from llama_sft_dagster.core.data.stages import columns, run_stage
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 
 

@@ -3,10 +3,10 @@ import dagster as dg
 from pydantic import Field
 
 from llama_sft_dagster.assets.model_paths import BASE_MODEL_ASSET, base_model_dir
-from llama_sft_dagster.core.storage import atomic_dir, folder_version, read_parquet
+from llama_sft_dagster.core.data.storage import atomic_dir, folder_version, read_parquet
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.hub import HuggingFaceHub
-from llama_sft_dagster.settings import by_profile
+from llama_sft_dagster.config.profiles import by_profile
 
 
 class BaseModelConfig(dg.Config):
@@ -22,7 +22,7 @@ class BaseModelConfig(dg.Config):
           "raw_pairs, or a hub snapshot of meta-llama/Llama-3.1-8B-Instruct at a resolved revision.")
 def base_model(context: dg.AssetExecutionContext, config: BaseModelConfig, artifacts: ArtifactStore,
                hub: HuggingFaceHub) -> dg.MaterializeResult:
-    from llama_sft_dagster.core import base_model as core
+    from llama_sft_dagster.core.training import base_model as core
 
     out_dir = base_model_dir(artifacts)
     if config.model_id == "demo":

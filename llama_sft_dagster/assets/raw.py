@@ -3,7 +3,7 @@
 import dagster as dg
 
 from llama_sft_dagster.assets._metadata import stage_result
-from llama_sft_dagster.core.storage import write_parquet
+from llama_sft_dagster.core.data.storage import write_parquet
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 
@@ -28,8 +28,8 @@ def multiwoz_raw(artifacts: ArtifactStore, multiwoz: MultiwozSource) -> dg.Mater
 @dg.asset(group_name="raw", kinds={"parquet"}, code_version="1", deps=[bitext_raw, multiwoz_raw],
           description="Instruction/response pairs: Bitext rows pass through; every consecutive MultiWOZ USER->SYSTEM turn pair. Provenance kept on every pair.")
 def raw_pairs(artifacts: ArtifactStore) -> dg.MaterializeResult:
-    from llama_sft_dagster.core.pairs import extract_pairs
-    from llama_sft_dagster.core.storage import read_parquet
+    from llama_sft_dagster.core.data.pairs import extract_pairs
+    from llama_sft_dagster.core.data.storage import read_parquet
 
     bitext = read_parquet(artifacts.upstream("bitext_raw", "raw_pairs"))
     turns = read_parquet(artifacts.upstream("multiwoz_raw", "raw_pairs"))

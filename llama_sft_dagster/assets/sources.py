@@ -9,7 +9,7 @@ import warnings
 
 import dagster as dg
 
-from llama_sft_dagster.core import source_versions
+from llama_sft_dagster.core.sources import versions as source_versions
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 
 # observable_source_asset is marked beta in 1.13 but is the documented way to version a source

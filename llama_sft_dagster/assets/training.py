@@ -9,14 +9,14 @@ import dagster as dg
 from pydantic import Field
 
 from llama_sft_dagster.assets.model_paths import base_model_dir
-from llama_sft_dagster.config import code_version_of
-from llama_sft_dagster.config_training import SftDatasetConfig, TrainConfig
-from llama_sft_dagster.core.training import fingerprint
-from llama_sft_dagster.core.storage import folder_version, read_parquet, table_version, write_parquet
+from llama_sft_dagster.config.data import code_version_of
+from llama_sft_dagster.config.training import SftDatasetConfig, TrainConfig
+from llama_sft_dagster.core.training.trainer import fingerprint
+from llama_sft_dagster.core.data.storage import folder_version, read_parquet, table_version, write_parquet
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.gpu import GpuResource
 from llama_sft_dagster.resources.tracking import MlflowTracking
-from llama_sft_dagster.settings import by_profile
+from llama_sft_dagster.config.profiles import by_profile
 
 SPLITS = {"train": "train_pairs", "validation": "validation_pairs"}
 FORMAT_FILE = "format.json"  # the sft_dataset settings train_adapter and the checks must share
@@ -50,8 +50,8 @@ def empty_split_message(split: str, upstream: str, counts, max_length: int) -> s
 def sft_dataset(context: dg.AssetExecutionContext, config: SftDatasetConfig, artifacts: ArtifactStore) -> dg.MaterializeResult:
     from transformers import AutoTokenizer
 
-    from llama_sft_dagster.core.chat_format import sft_table
-    from llama_sft_dagster.core.masking import length_report
+    from llama_sft_dagster.core.training.chat_format import sft_table
+    from llama_sft_dagster.core.training.masking import length_report
 
     tokenizer = AutoTokenizer.from_pretrained(artifacts.upstream("base_model", "sft_dataset", "model"))
     out, metadata, rejects = artifacts.asset_dir("sft_dataset"), {}, []
@@ -80,8 +80,8 @@ def sft_dataset_label_masking(context: dg.AssetCheckExecutionContext, artifacts:
                               gpu: GpuResource) -> dg.AssetCheckResult:
     import tempfile
 
-    from llama_sft_dagster.core.masking import verify_trainer_masking
-    from llama_sft_dagster.core.training import setup
+    from llama_sft_dagster.core.training.masking import verify_trainer_masking
+    from llama_sft_dagster.core.training.trainer import setup
 
     fmt, train_rows, eval_rows = load_sft(artifacts, "sft_dataset")
     hp, plan = TrainConfig(), gpu.plan()
@@ -100,7 +100,7 @@ def sft_dataset_label_masking(context: dg.AssetCheckExecutionContext, artifacts:
 @dg.asset_check(asset=sft_dataset, description="WARN when templated train samples exceed max_length (the trainer "
                 "would truncate them silently; set filter_on_templated_length to drop them with a reason instead).")
 def sft_dataset_templated_length(artifacts: ArtifactStore) -> dg.AssetCheckResult:
-    from llama_sft_dagster.core.masking import length_report
+    from llama_sft_dagster.core.training.masking import length_report
 
     fmt = json.loads(artifacts.path("sft_dataset", FORMAT_FILE).read_text())
     lengths = read_parquet(artifacts.path("sft_dataset", "train.parquet"), columns=["templated_tokens"]).column(0).to_pylist()
@@ -109,7 +109,7 @@ def sft_dataset_templated_length(artifacts: ArtifactStore) -> dg.AssetCheckResul
 
 
 def _plots(trainer, monitor, out) -> dict:
-    from llama_sft_dagster.core import plots
+    from llama_sft_dagster.core.training import plots
 
     made = {"loss_plot": plots.plot_losses(trainer.state.log_history, out / "loss.png"),
             "grad_norm_plot": plots.plot_grad_norms(monitor.history, out / "grad_norm.png"),
@@ -123,9 +123,9 @@ def _plots(trainer, monitor, out) -> dict:
           "loss, seed hyperparameters (full) or a short CPU run (demo). Resumes an interrupted run of the same config.")
 def train_adapter(context: dg.AssetExecutionContext, config: TrainConfig, artifacts: ArtifactStore, gpu: GpuResource,
                   tracking: MlflowTracking) -> dg.MaterializeResult:
-    from llama_sft_dagster.core import training
-    from llama_sft_dagster.core.masking import verify_trainer_masking
-    from llama_sft_dagster.core.monitoring import TrainingMonitor
+    from llama_sft_dagster.core.training import trainer as training
+    from llama_sft_dagster.core.training.masking import verify_trainer_masking
+    from llama_sft_dagster.core.training.monitoring import TrainingMonitor
 
     fmt, train_rows, eval_rows = load_sft(artifacts, "train_adapter")
     plan, out = gpu.plan(context.log), artifacts.asset_dir("train_adapter")
@@ -170,7 +170,7 @@ class MergeCheckConfig(dg.Config):
 @dg.asset(group_name="training", kinds={"safetensors"}, deps=["train_adapter"], code_version="1",
           description="Base model with the adapter merged in (CPU, PeftModel.merge_and_unload), safetensors + tokenizer.")
 def merged_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> dg.MaterializeResult:
-    from llama_sft_dagster.core.merge import base_identity, merge_lora
+    from llama_sft_dagster.core.training.merge import base_identity, merge_lora
 
     adapter = artifacts.upstream("train_adapter", "merged_model", "adapter")
     out = merge_lora(adapter, artifacts.asset_dir("merged_model") / "model")
@@ -185,7 +185,7 @@ def merged_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore) ->
 def merged_model_logits(config: MergeCheckConfig, artifacts: ArtifactStore) -> dg.AssetCheckResult:
     from transformers import AutoTokenizer
 
-    from llama_sft_dagster.core.merge import probe_logits
+    from llama_sft_dagster.core.training.merge import probe_logits
 
     merged = artifacts.path("merged_model", "model")
     _, _, eval_rows = load_sft(artifacts, "merged_model")

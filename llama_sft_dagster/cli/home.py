@@ -8,7 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
-from llama_sft_dagster.settings import state_dir
+from llama_sft_dagster.config.profiles import state_dir
 
 REPO_INSTANCE_CONFIG = Path(__file__).resolve().parents[2] / "dagster.yaml"
 

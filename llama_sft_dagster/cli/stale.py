@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from llama_sft_dagster.stale_plan import PlannedAsset, format_plan, plan
+from llama_sft_dagster.housekeeping.stale_plan import PlannedAsset, format_plan, plan
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 

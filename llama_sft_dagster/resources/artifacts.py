@@ -5,8 +5,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from llama_sft_dagster.core.storage import confined, ensure_writable_dir
-from llama_sft_dagster.settings import default_artifact_root
+from llama_sft_dagster.core.data.storage import confined, ensure_writable_dir
+from llama_sft_dagster.config.profiles import default_artifact_root
 
 
 class MissingUpstreamError(FileNotFoundError):

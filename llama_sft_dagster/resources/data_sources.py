@@ -13,8 +13,8 @@ import dagster as dg
 import pyarrow as pa
 from pydantic import Field
 
-from llama_sft_dagster.core.multiwoz import MULTIWOZ_ARCHIVE_URL  # pinned to a commit: reproducible data
-from llama_sft_dagster.settings import by_profile, state_dir
+from llama_sft_dagster.core.sources.multiwoz import MULTIWOZ_ARCHIVE_URL  # pinned to a commit: reproducible data
+from llama_sft_dagster.config.profiles import by_profile, state_dir
 
 BITEXT_HUB_ID = "bitext/Bitext-customer-support-llm-chatbot-training-dataset"
 
@@ -31,7 +31,8 @@ class BitextSource(dg.ConfigurableResource):
     demo_seed: int = Field(13, description="Seed of the generated demo corpus.")
 
     def load(self) -> pa.Table:
-        from llama_sft_dagster.core import bitext, demo_corpus
+        from llama_sft_dagster.core.sources import bitext
+        from llama_sft_dagster.core.demo import corpus as demo_corpus
 
         if self.location == "demo":
             return demo_corpus.generate_bitext_rows(seed=self.demo_seed)
@@ -52,7 +53,8 @@ class MultiwozSource(dg.ConfigurableResource):
     demo_seed: int = Field(13, description="Seed of the generated demo dialogues.")
 
     def load(self) -> pa.Table:
-        from llama_sft_dagster.core import demo_corpus, multiwoz
+        from llama_sft_dagster.core.demo import corpus as demo_corpus
+        from llama_sft_dagster.core.sources import multiwoz
 
         if self.location == "demo":
             return demo_corpus.generate_multiwoz_turns(seed=self.demo_seed)

@@ -15,7 +15,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from llama_sft_dagster.core.device import DevicePlan, MachineFacts, plan_device
+from llama_sft_dagster.core.training.device import DevicePlan, MachineFacts, plan_device
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,10 @@ class GpuResource(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # runs before this run's steps claim `gpu` pool slots (in-process executor): a slot still held by
-        # a killed run would otherwise block the training step forever (see dead_runs.py)
+        # a killed run would otherwise block the training step forever (see housekeeping/dead_runs.py)
         if context.instance is None:
             return
-        from llama_sft_dagster.dead_runs import fail_dead_runs
+        from llama_sft_dagster.housekeeping.dead_runs import fail_dead_runs
 
         try:
             fail_dead_runs(context.instance, context.log)

@@ -48,8 +48,8 @@ from typing import Any, Iterator, Mapping
 import dagster as dg
 from pydantic import Field
 
-from llama_sft_dagster.core.processes import process_gone
-from llama_sft_dagster.settings import state_dir
+from llama_sft_dagster.housekeeping.processes import process_gone
+from llama_sft_dagster.config.profiles import state_dir
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,107 @@
+"""Typed config of the training group: `sft_dataset` (format, loss masking, max length) and
+`train_adapter` (LoRA + trainer hyperparameters). Field names are TRL's / PEFT's.
+
+Defaults: `full` = the seed's arguments; `demo` = the same code with small numbers for 2 CPU cores.
+Conflicting settings are rejected with a message naming the field (like litgpt's args.py).
+"""
+
+from typing import Literal
+
+import dagster as dg
+from pydantic import Field, model_validator
+
+from llama_sft_dagster.core.training.chat_format import SYSTEM_PROMPT
+from llama_sft_dagster.config.profiles import by_profile
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class SftDatasetConfig(dg.Config):
+    dataset_format: Literal["prompt_completion", "messages"] = Field(
+        "prompt_completion", description="TRL row format: conversational prompt/completion (works with the stock "
+        "Llama-3.1 template) or one `messages` list (needs {% generation %} markers and assistant_only_loss).")
+    completion_only_loss: bool = Field(True, description="Supervise only the completion (prompt/completion rows).")
+    assistant_only_loss: bool = Field(False, description="Supervise only {% generation %} spans (messages rows).")
+    max_length: int = Field(512, gt=0, description="Trainer max sequence length in tokens (seed: 512).")
+    filter_on_templated_length: bool = Field(
+        False, description="Drop samples whose chat-templated length exceeds max_length (counted, stored in "
+        "rejects.parquet) instead of letting the trainer truncate them silently as the seed did.")
+    system_prompt: str = Field(SYSTEM_PROMPT, description="System message of every sample (seed's, verbatim).")
+
+    @model_validator(mode="after")
+    def _loss_mask_is_real(self):
+        if self.dataset_format == "messages" and self.completion_only_loss and not self.assistant_only_loss:
+            raise ValueError("completion_only_loss=True does nothing on dataset_format='messages' rows (there is no "
+                             "completion mask, every token is supervised): use assistant_only_loss=True or "
+                             "dataset_format='prompt_completion'")
+        if self.dataset_format == "prompt_completion" and not self.completion_only_loss:
+            raise ValueError("completion_only_loss=False with dataset_format='prompt_completion' supervises the "
+                             "system prompt and instruction too; set completion_only_loss=True")
+        if self.assistant_only_loss and self.dataset_format != "messages":
+            raise ValueError("assistant_only_loss=True needs dataset_format='messages'")
+        return self
+
+
+class TrainConfig(dg.Config):
+    lora_r: int = Field(64, gt=0, description="LoRA rank (seed: 64).")
+    lora_alpha: int = Field(128, gt=0, description="LoRA alpha (seed: 128, scale alpha/r = 2).")
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA dropout (seed: 0.05).")
+    lora_target_modules: list[str] = Field(default_factory=lambda: list(LORA_TARGETS),
+                                           description="Projections wrapped by LoRA (seed: q/k/v/o/gate/up/down).")
+    per_device_train_batch_size: int = Field(8, gt=0, description="Micro-batch size (seed: 8).")
+    gradient_accumulation_steps: int = Field(by_profile(demo=1, full=4), gt=0,
+                                             description="Micro-batches per optimizer step (seed: 4).")
+    per_device_eval_batch_size: int = Field(16, gt=0, description="Eval batch size (seed: 16).")
+    num_train_epochs: float = Field(3.0, gt=0, description="Epochs (seed: 3); ignored when max_steps > 0.")
+    max_steps: int = Field(by_profile(demo=40, full=-1),
+                           description="Optimizer steps; -1 = use num_train_epochs (seed). Demo: 40 steps (~1 min on 2 cores).")
+    learning_rate: float = Field(by_profile(demo=5e-3, full=2e-4), gt=0,
+                                 description="Peak LR (seed: 2e-4; demo 5e-3: a random-init base learns slowly under LoRA).")
+    lr_scheduler_type: str = Field("cosine", description="LR schedule (seed: cosine).")
+    warmup_steps: float = Field(0.03, ge=0, description="Warmup; < 1 is a ratio of total steps (transformers 5 "
+                                "TrainingArguments.get_warmup_steps), seed: 3% warmup.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping (seed: 1.0).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (TrainingArguments default 0).")
+    logging_steps: int = Field(by_profile(demo=2, full=10), gt=0, description="Log train loss every N steps.")
+    eval_steps: int = Field(by_profile(demo=10, full=200), gt=0, description="Evaluate every N steps (seed: 200).")
+    save_steps: int = Field(by_profile(demo=10, full=200), gt=0, description="Checkpoint every N steps (seed: 200).")
+    save_total_limit: int = Field(3, gt=0, description="Checkpoints kept (seed: 3; the best one is always kept).")
+    load_best_model_at_end: bool = Field(True, description="Save the adapter of the lowest eval_loss (seed: on).")
+    metric_for_best_model: str = Field("eval_loss", description="Metric choosing the best checkpoint (seed).")
+    padding_free: bool = Field(
+        True, description="Concatenate each micro-batch's samples into one row without padding (TRL's padding-free "
+        "collator): same samples per step and the same loss as padded batches, no compute spent on padding (demo "
+        "corpus: 22% of padded positions, benchmarks/training_throughput.py). Only on attention kernels that "
+        "separate the samples by position_ids (flash_attention_2, sdpa, eager: every kernel the device plan "
+        "picks); others train padded with a warning.")
+    packing: bool = Field(
+        False, description="TRL best-fit-decreasing packing (packing_strategy='bfd') of several samples into each "
+        "max_length row, padding-free. Off: a micro-batch then holds ~max_length/sample_length times more samples, "
+        "which changes the seed's samples per optimizer step (8 x 4) and so its learning-rate schedule.")
+    seed: int = Field(42, description="Trainer seed (data order, LoRA init).")
+    trust_remote_code: bool = Field(False, description="Run hub model code; Llama needs none.")
+    monitor_log_every: int = Field(by_profile(demo=2, full=10), gt=0, description="Monitor metrics every N steps.")
+    monitor_deep_every: int = Field(by_profile(demo=10, full=200), gt=0,
+                                    description="LoRA drift / effective-rank metrics every N steps.")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.load_best_model_at_end and self.save_steps % self.eval_steps:
+            raise ValueError(f"save_steps={self.save_steps} must be a multiple of eval_steps={self.eval_steps} "
+                             "when load_best_model_at_end=True (a checkpoint must exist at every evaluation)")
+        if self.max_steps == 0 or (self.max_steps < 0 and self.max_steps != -1):
+            raise ValueError(f"max_steps={self.max_steps}: use a positive number, or -1 for num_train_epochs")
+        if self.metric_for_best_model != "eval_loss" and self.load_best_model_at_end:
+            raise ValueError(f"metric_for_best_model={self.metric_for_best_model!r}: only 'eval_loss' is computed")
+        bad = sorted(set(self.lora_target_modules) - set(LORA_TARGETS))
+        if bad:
+            raise ValueError(f"lora_target_modules has unknown projections {bad}; choose from {LORA_TARGETS}")
+        return self
+
+    def lora_kwargs(self) -> dict:
+        return {"r": self.lora_r, "lora_alpha": self.lora_alpha, "lora_dropout": self.lora_dropout,
+                "target_modules": list(self.lora_target_modules)}
+
+    def trainer_kwargs(self) -> dict:
+        skip = {"lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "monitor_log_every", "monitor_deep_every"}
+        return {k: v for k, v in self.model_dump().items() if k not in skip}

@@ -1,0 +1,145 @@
+"""Load the Bitext customer-support dataset into one raw table, faithful to the source rows.
+
+Two published schemas are accepted (see shared/data/README.md):
+- v11 (2023-09, the current hub dataset): flags, instruction, category, intent, response;
+- the 2023-08 release: context, role, instruction, intent, entity_type, entity_value,
+  start_offset, end_offset, category, tags, response (`tags` holds what v11 calls `flags`).
+The raw table keeps only the v11 columns plus provenance (`source_file`, `row_index`). Empty cells
+stay as they are ("" in CSV, null in Parquet); `core.pairs.extract_pairs` drops them with a reason.
+
+    python -c "from llama_sft_dagster.core.sources.bitext import load_bitext_file as f; print(f('x.csv'))"
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from llama_sft_dagster.core.sources.errors import RawDataError, decode_utf8
+
+BITEXT_COLUMNS = ["flags", "instruction", "category", "intent", "response"]
+# The 2023-08 release calls the flags column `tags`.
+EARLIER_RELEASE_RENAMES = {"tags": "flags"}
+
+RAW_BITEXT_SCHEMA = pa.schema(
+    [pa.field(name, pa.string()) for name in BITEXT_COLUMNS]
+    + [pa.field("source_file", pa.string(), nullable=False), pa.field("row_index", pa.int64(), nullable=False)]
+)
+# Schema metadata keys: which published schema was read and which input columns were ignored.
+META_SCHEMA_VARIANT = b"bitext_schema_variant"
+META_IGNORED_COLUMNS = b"bitext_ignored_columns"
+
+
+def ignored_columns(table: pa.Table) -> list[str]:
+    """Input columns that `normalise_bitext_table` dropped (reported as asset metadata)."""
+    meta = table.schema.metadata or {}
+    return json.loads(meta.get(META_IGNORED_COLUMNS, b"[]"))
+
+
+def schema_variant(table: pa.Table) -> str:
+    return (table.schema.metadata or {}).get(META_SCHEMA_VARIANT, b"unknown").decode()
+
+
+def normalise_bitext_table(table: pa.Table, source_file: str) -> pa.Table:
+    """Map either published schema onto RAW_BITEXT_SCHEMA; name what is missing or ignored."""
+    names = table.column_names
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise RawDataError(f"{source_file}: duplicate column(s) {dupes}; columns found: {names}")
+    variant = "v11"
+    if "flags" not in names and "tags" in names:
+        variant = "2023-08"
+        table = table.rename_columns([EARLIER_RELEASE_RENAMES.get(n, n) for n in names])
+    missing = [c for c in BITEXT_COLUMNS if c not in table.column_names]
+    if missing:
+        hint = " (the 2023-08 release's `tags` is accepted for `flags`)" if "flags" in missing else ""
+        raise RawDataError(
+            f"{source_file}: missing required column(s) {missing}{hint}; columns found: {names}"
+        )
+    if table.num_rows == 0:
+        raise RawDataError(f"{source_file}: no data rows (header only)")
+    extra = [n for n in names if EARLIER_RELEASE_RENAMES.get(n, n) not in BITEXT_COLUMNS]
+    columns = []
+    for name in BITEXT_COLUMNS:
+        col = table.column(name)
+        if not pa.types.is_string(col.type):
+            try:
+                col = pc.cast(col, pa.string())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise RawDataError(f"{source_file}: column {name!r} of type {col.type} is not text: {exc}") from exc
+        columns.append(col)
+    n = table.num_rows
+    columns.append(pa.array([source_file] * n, type=pa.string()))
+    columns.append(pa.array(range(n), type=pa.int64()))
+    meta = {META_SCHEMA_VARIANT: variant.encode(), META_IGNORED_COLUMNS: json.dumps(extra).encode()}
+    return pa.Table.from_arrays(columns, schema=RAW_BITEXT_SCHEMA.with_metadata(meta))
+
+
+def _read_csv(path: Path, name: str) -> pa.Table:
+    data = path.read_bytes()
+    if not data.strip():
+        raise RawDataError(f"{name}: empty file")
+    text = decode_utf8(data, name)
+    if text.startswith("\ufeff"):
+        data = data[3:]
+        text = text[1:]
+    # The header is parsed with the csv module so quoted names are handled, then every column is
+    # read as text: Bitext fields are quoted multi-line strings, never numbers.
+    header = next(csv.reader(io.StringIO(text)))
+    try:
+        return pacsv.read_csv(
+            pa.BufferReader(data),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={h: pa.string() for h in header}, strings_can_be_null=False
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        raise RawDataError(f"{name}: malformed CSV: {exc}") from exc
+
+
+def load_bitext_file(path: str | Path, source_file: str | None = None) -> pa.Table:
+    """Read a local Bitext .csv or .parquet file into RAW_BITEXT_SCHEMA.
+
+    `source_file` is recorded in every row (default: the file name, so no machine path is stored).
+    """
+    path = Path(path)
+    name = source_file or path.name
+    if not path.is_file():
+        raise RawDataError(f"{path}: Bitext file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        table = _read_csv(path, name)
+    elif suffix == ".parquet":
+        if path.stat().st_size == 0:
+            raise RawDataError(f"{name}: empty file")
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise RawDataError(f"{name}: not a readable Parquet file: {exc}") from exc
+    else:
+        raise RawDataError(f"{name}: unsupported file type {suffix!r}; expected .csv or .parquet")
+    return normalise_bitext_table(table, name)
+
+
+def load_bitext_hub(
+    dataset_id: str, revision: str | None = None, split: str = "train", token: str | None = None
+) -> tuple[pa.Table, str]:
+    """Download one split from the hub at a pinned commit; return (raw table, commit sha).
+
+    The revision (branch, tag or None for the default branch) is resolved to a commit sha first and
+    the data is loaded at that sha, so the returned version names exactly the bytes that were read.
+    """
+    from datasets import load_dataset
+    from huggingface_hub import HfApi
+
+    sha = HfApi().dataset_info(dataset_id, revision=revision, token=token).sha
+    dataset = load_dataset(dataset_id, revision=sha, split=split, token=token)
+    table = dataset.with_format("arrow")[:]
+    return normalise_bitext_table(table, f"{dataset_id}@{sha[:12]}/{split}"), sha

@@ -1,0 +1,181 @@
+"""Load MultiWOZ 2.2 dialogues into one raw table with one row per turn.
+
+Accepted inputs:
+- the published folder `data/MultiWOZ_2.2/` with `train/`, `dev/`, `test/` holding
+  `dialogues_NNN.json` (each a JSON list of dialogues; `schema.json`/`dialog_acts.json` are ignored);
+- a single JSON file holding a list of dialogues (e.g. the DialogStudio examples), recorded with
+  the split given (default "train").
+The table is a faithful copy: unknown speakers, empty or huge utterances and control characters
+are kept; `core.pairs.extract_pairs` decides what to do with them and counts every turn.
+
+    python -c "from llama_sft_dagster.core.sources.multiwoz import load_multiwoz_folder as f; print(f('MultiWOZ_2.2'))"
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import urllib.request
+import zipfile
+from pathlib import Path, PurePosixPath
+
+import pyarrow as pa
+
+from llama_sft_dagster.core.sources.errors import RawDataError, decode_utf8
+
+SPLITS = ("train", "dev", "test")
+TURN_SCHEMA = pa.schema(
+    [
+        pa.field("dialogue_id", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("source_file", pa.string(), nullable=False),  # relative, e.g. "train/dialogues_001.json"
+        pa.field("services", pa.string(), nullable=False),  # comma-joined dialogue services
+        pa.field("turn_index", pa.int64(), nullable=False),  # position of the turn in its dialogue
+        pa.field("turn_id", pa.string()),  # as written in the file
+        pa.field("speaker", pa.string(), nullable=False),
+        pa.field("utterance", pa.string(), nullable=False),
+        pa.field("active_intent", pa.string()),  # USER turns: first frame state's non-"NONE" intent
+        pa.field("domain", pa.string()),  # service of that frame
+    ]
+)
+# Pinned snapshot of budzianowski/multiwoz (the 2.2 data last changed in 44f0f84, 2021-04-12).
+MULTIWOZ_ARCHIVE_URL = (
+    "https://github.com/budzianowski/multiwoz/archive/fe0c8e65cfcd8462bd33c86e35f21addc84ca82b.zip"
+)
+MULTIWOZ_22_DIR = "data/MultiWOZ_2.2"
+
+
+def _user_intent(frames: object) -> tuple[str | None, str | None]:
+    if not isinstance(frames, list):
+        return None, None
+    for frame in frames:
+        state = frame.get("state") if isinstance(frame, dict) else None
+        intent = state.get("active_intent") if isinstance(state, dict) else None
+        if isinstance(intent, str) and intent and intent != "NONE":
+            service = frame.get("service")
+            return intent, service if isinstance(service, str) else None
+    return None, None
+
+
+def _read_dialogues(path: Path, rel: str) -> list:
+    text = decode_utf8(path.read_bytes(), rel)
+    if not text.strip():
+        raise RawDataError(f"{rel}: empty file")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RawDataError(f"{rel}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+    if not isinstance(data, list):
+        raise RawDataError(f"{rel}: top level must be a list of dialogues, found {type(data).__name__}")
+    return data
+
+
+def _append_dialogues(rows: dict[str, list], dialogues: list, rel: str, split: str, seen: dict[str, str]) -> None:
+    for d_idx, dialogue in enumerate(dialogues):
+        where = f"{rel}: dialogue {d_idx}"
+        if not isinstance(dialogue, dict):
+            raise RawDataError(f"{where}: must be an object, found {type(dialogue).__name__}")
+        dialogue_id = dialogue.get("dialogue_id")
+        if not isinstance(dialogue_id, str) or not dialogue_id:
+            raise RawDataError(f"{where}: missing field 'dialogue_id'")
+        where = f"{rel}: dialogue {d_idx} ({dialogue_id})"
+        if dialogue_id in seen:
+            raise RawDataError(f"duplicate dialogue_id {dialogue_id!r} in {seen[dialogue_id]} and {rel}")
+        seen[dialogue_id] = rel
+        turns = dialogue.get("turns")
+        if not isinstance(turns, list):
+            raise RawDataError(f"{where}: missing field 'turns' (a list)")
+        services = dialogue.get("services") or []
+        services_text = ",".join(str(s) for s in services) if isinstance(services, list) else str(services)
+        for t_idx, turn in enumerate(turns):
+            if not isinstance(turn, dict):
+                raise RawDataError(f"{where}, turn {t_idx}: must be an object, found {type(turn).__name__}")
+            for field in ("speaker", "utterance"):
+                if not isinstance(turn.get(field), str):
+                    problem = "missing field" if turn.get(field) is None else "non-text field"
+                    raise RawDataError(f"{where}, turn {t_idx}: {problem} {field!r}")
+            speaker = turn["speaker"]
+            intent, domain = _user_intent(turn.get("frames")) if speaker == "USER" else (None, None)
+            turn_id = turn.get("turn_id")
+            rows["dialogue_id"].append(dialogue_id)
+            rows["split"].append(split)
+            rows["source_file"].append(rel)
+            rows["services"].append(services_text)
+            rows["turn_index"].append(t_idx)
+            rows["turn_id"].append(None if turn_id is None else str(turn_id))
+            rows["speaker"].append(speaker)
+            rows["utterance"].append(turn["utterance"])
+            rows["active_intent"].append(intent)
+            rows["domain"].append(domain)
+
+
+def _dialogue_files(folder: Path) -> list[tuple[Path, str, str]]:
+    found = []
+    for split in SPLITS:
+        for path in sorted((folder / split).glob("dialogues_*.json")):
+            found.append((path, f"{split}/{path.name}", split))
+    return found
+
+
+def load_multiwoz_folder(folder: str | Path, split: str = "train") -> pa.Table:
+    """Read the published layout (or one JSON file of dialogues, recorded under `split`)."""
+    folder = Path(folder)
+    if folder.is_file():
+        files = [(folder, folder.name, split)]
+    elif folder.is_dir():
+        files = _dialogue_files(folder)
+        if not files:
+            raise RawDataError(
+                f"{folder}: no dialogue files; expected {', '.join(s + '/' for s in SPLITS)} "
+                "holding dialogues_NNN.json"
+            )
+    else:
+        raise RawDataError(f"{folder}: MultiWOZ folder or file not found")
+    rows: dict[str, list] = {name: [] for name in TURN_SCHEMA.names}
+    seen: dict[str, str] = {}
+    for path, rel, file_split in files:
+        _append_dialogues(rows, _read_dialogues(path, rel), rel, file_split, seen)
+    return pa.table(rows, schema=TURN_SCHEMA)
+
+
+def turns_from_dialogues(dialogues: list, source_file: str, split: str = "train") -> pa.Table:
+    """The same table built from an in-memory list of dialogues (used by the demo corpus)."""
+    rows: dict[str, list] = {name: [] for name in TURN_SCHEMA.names}
+    _append_dialogues(rows, dialogues, source_file, split, {})
+    return pa.table(rows, schema=TURN_SCHEMA)
+
+
+def download_multiwoz_archive(url: str, dest: str | Path) -> Path:
+    """Download the repository archive and extract `data/MultiWOZ_2.2/` to `dest/MultiWOZ_2.2`.
+
+    Returns the extracted folder (skips the download when it already holds dialogue files).
+    """
+    target = Path(dest) / "MultiWOZ_2.2"
+    if target.is_dir() and _dialogue_files(target):
+        return target
+    Path(dest).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest) as tmp:
+        archive = Path(tmp) / "multiwoz.zip"
+        with urllib.request.urlopen(url) as response, open(archive, "wb") as out:
+            shutil.copyfileobj(response, out)
+        staged = Path(tmp) / "MultiWOZ_2.2"
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                parts = PurePosixPath(info.filename).parts
+                # GitHub archives nest everything under "<repo>-<ref>/".
+                inner = PurePosixPath(*parts[1:]) if len(parts) > 1 else PurePosixPath()
+                if info.is_dir() or not str(inner).startswith(MULTIWOZ_22_DIR + "/"):
+                    continue
+                rel = inner.relative_to(MULTIWOZ_22_DIR)
+                if ".." in rel.parts:
+                    raise RawDataError(f"{url}: archive member {info.filename!r} escapes the folder")
+                out_path = staged / rel
+                out_path.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(out_path, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        if not staged.is_dir() or not _dialogue_files(staged):
+            raise RawDataError(f"{url}: archive holds no {MULTIWOZ_22_DIR}/<split>/dialogues_NNN.json")
+        if target.exists():
+            shutil.rmtree(target)
+        staged.rename(target)
+    return target

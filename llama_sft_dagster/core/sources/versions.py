@@ -1,0 +1,49 @@
+"""Versions of the raw sources, so new upstream data makes the chain stale (Dagster-free).
+
+- a local file or folder: a hash of its bytes (and, for a folder, its file names);
+- a hub dataset: the commit sha its revision resolves to (needs the network);
+- a published archive: its URL, which the project pins to a commit (core/sources/multiwoz.py), so it names the bytes;
+- the generated demo corpus: its seed and the generator's source code.
+"""
+
+import hashlib
+from pathlib import Path
+
+from llama_sft_dagster.core.data.storage import folder_version
+
+DEMO_GENERATOR_FILES = ("demo_corpus.py", "demo_dialogues.py", "demo_text.py")
+
+
+def file_version(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def local_version(path: str | Path) -> str:
+    """Content hash of a local source file or folder; a clear error when it does not exist."""
+    path = Path(path)
+    if path.is_file():
+        return file_version(path)
+    if path.is_dir():
+        return folder_version(path)
+    raise FileNotFoundError(f"raw source {str(path)!r} does not exist")
+
+
+def demo_version(seed: int) -> str:
+    """The demo corpus is a pure function of its seed and its generator's code."""
+    here = Path(__file__).parent
+    h = hashlib.sha256(f"seed={seed}".encode())
+    for name in DEMO_GENERATOR_FILES:
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def hub_revision(dataset_id: str, revision: str | None, token: str | None = None) -> str:
+    """Commit sha that `revision` (None = default branch) of a hub dataset resolves to."""
+    from huggingface_hub import HfApi
+
+    return HfApi().dataset_info(dataset_id, revision=revision, token=token).sha
+

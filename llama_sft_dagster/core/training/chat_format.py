@@ -1,0 +1,89 @@
+"""Chat formatting: the seed's system prompt and the rows TRL's SFTTrainer trains on.
+
+Rows are *conversational prompt/completion* (TRL 1.16 dataset format): `prompt` = [system, user]
+messages, `completion` = [assistant] message. With `completion_only_loss=True` TRL tokenizes the prompt
+with `add_generation_prompt=True` and the prompt+completion, and supervises only what follows the
+prompt: the reply and its `<|eot_id|>`. This works with any chat template, including the stock
+Llama-3.1-8B-Instruct one, which has no `{% generation %}` markers (those are needed only by
+`assistant_only_loss` on `messages` rows, the other mechanism TRL offers).
+
+TRL removed `DataCollatorForCompletionOnlyLM`; `completion_only_loss=True` on plain `messages` rows
+silently supervises every token (there is no completion mask to apply), so core/training/masking.py verifies
+the labels instead of trusting the settings.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+# Verbatim from the seed training script.
+SYSTEM_PROMPT = (
+    "You are a professional customer support assistant. Be empathetic, concise, and resolution-focused. "
+    "If unable to resolve, offer to escalate to a human agent."
+)
+
+
+def prompt_messages(instruction: str, system_prompt: str = SYSTEM_PROMPT) -> list[dict[str, str]]:
+    return [{"role": "system", "content": system_prompt}, {"role": "user", "content": instruction}]
+
+
+def prompt_completion_row(instruction: str, response: str, system_prompt: str = SYSTEM_PROMPT) -> dict:
+    """One training row: {"prompt": [system, user], "completion": [assistant]}."""
+    return {"prompt": prompt_messages(instruction, system_prompt),
+            "completion": [{"role": "assistant", "content": response}]}
+
+
+def messages_row(instruction: str, response: str, system_prompt: str = SYSTEM_PROMPT) -> dict:
+    """The same sample as one `messages` list (for `assistant_only_loss` with a {% generation %} template)."""
+    row = prompt_completion_row(instruction, response, system_prompt)
+    return {"messages": row["prompt"] + row["completion"]}
+
+
+def build_rows(instructions: Sequence[str], responses: Sequence[str], dataset_format: str = "prompt_completion",
+               system_prompt: str = SYSTEM_PROMPT) -> list[dict]:
+    if dataset_format not in ("prompt_completion", "messages"):
+        raise ValueError(f"dataset_format {dataset_format!r}: choose 'prompt_completion' or 'messages'")
+    make = prompt_completion_row if dataset_format == "prompt_completion" else messages_row
+    return [make(i, r, system_prompt) for i, r in zip(instructions, responses, strict=True)]
+
+
+def conversation(row: dict) -> list[dict[str, str]]:
+    """The full conversation of a row in either format."""
+    return row["messages"] if "messages" in row else list(row["prompt"]) + list(row["completion"])
+
+
+def reply_text(row: dict) -> str:
+    return conversation(row)[-1]["content"]
+
+
+def templated_lengths(tokenizer, rows: Iterable[dict]) -> list[int]:
+    """Token count of each row rendered with the tokenizer's chat template (what the trainer sees
+    before truncation at `max_length`)."""
+    convs = [conversation(r) for r in rows]
+    if not convs:
+        return []
+    ids = tokenizer.apply_chat_template(convs, tokenize=True, return_dict=True)["input_ids"]
+    return [len(x) for x in ids]
+
+
+def sft_table(pairs, tokenizer, dataset_format: str, max_length: int, filter_on_templated_length: bool,
+              system_prompt: str = SYSTEM_PROMPT, stage: str = "sft_dataset"):
+    """Pair table -> (training rows table, rejects table, StageCounts, templated lengths of kept rows).
+
+    Rows keep `pair_id` for lineage and `templated_tokens` (length with the chat template). With
+    `filter_on_templated_length`, rows longer than `max_length` are dropped with reason
+    `templated_too_long` instead of being truncated silently by the trainer."""
+    import pyarrow as pa
+
+    from llama_sft_dagster.core.data.accounting import partition
+
+    instructions, responses = pairs.column("instruction").to_pylist(), pairs.column("response").to_pylist()
+    rows = build_rows(instructions, responses, dataset_format, system_prompt)
+    lengths = templated_lengths(tokenizer, rows)
+    too_long = [filter_on_templated_length and n > max_length for n in lengths]
+    reasons = ["templated_too_long" if t else None for t in too_long]
+    details = [f"templated_tokens={n}>{max_length}" if t else None for n, t in zip(lengths, too_long)]
+    _, rejects, counts = partition(pairs, reasons, stage, details)
+    keep = [i for i, r in enumerate(reasons) if r is None]
+    table = pa.Table.from_pylist([{"pair_id": pairs.column("pair_id")[i].as_py(), **rows[i],
+                                   "templated_tokens": lengths[i]} for i in keep])
+    return table, rejects, counts, [lengths[i] for i in keep]

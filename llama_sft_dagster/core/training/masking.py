@@ -1,0 +1,201 @@
+"""Loss-masking verification on collated batches, and the templated-length report.
+
+Nothing here trusts the trainer's settings: `reply_mask` finds the assistant reply in the token ids
+themselves (after the LAST `<|end_header_id|>` and its blank-line tokens, through the first
+`<|eot_id|>`), and `check_batch` compares it with the labels the collator produced. A label outside
+the reply that is not -100 is a leak (the model learns to write the prompt); a reply token that is
+-100 is a hole (the model never learns it, or never learns to stop when it is `<|eot_id|>`).
+Pure logic on lists; `verify_trainer_masking` feeds it the trainer's real processed dataset and
+real collator.
+
+Padding-free batches (TRL's collator with `padding_free`, also under BFD packing) are one row of
+concatenated samples with `position_ids` and no attention_mask; `split_samples` cuts that row back
+into samples by their lengths and counts a boundary error wherever `position_ids` do not restart at 0
+at a sample's first token and count up by one inside it (the attention kernels find the samples from
+exactly these position_ids, see core/training/trainer.py).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+IGNORE_INDEX = -100  # transformers' "no loss here" label
+
+
+@dataclass
+class MaskReport:
+    rows: int = 0
+    positions: int = 0          # every position of every collated row, padding included
+    padding: int = 0            # attention_mask == 0
+    supervised: int = 0         # labels != -100
+    reply_tokens: int = 0       # positions the ids say are reply (+ <|eot_id|>)
+    leaked: int = 0             # supervised but outside the reply
+    unsupervised_reply: int = 0 # reply tokens labelled -100
+    label_mismatch: int = 0     # supervised label != input id (labels are not shifted in HF causal LMs)
+    truncated_rows: int = 0     # reply cut by max_length (no <|eot_id|> left)
+    text_mismatch: int = 0      # decoded supervised text != the row's reply
+    boundary_errors: int = 0    # padding-free rows: position_ids do not restart at a sample's start
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, other: "MaskReport") -> None:
+        for k, v in asdict(other).items():
+            if k == "examples":
+                self.examples.extend(v[: max(0, 5 - len(self.examples))])
+            else:
+                setattr(self, k, getattr(self, k) + v)
+
+    @property
+    def ok(self) -> bool:
+        return self.rows > 0 and self.reply_tokens > 0 and not (
+            self.leaked or self.unsupervised_reply or self.label_mismatch or self.text_mismatch or self.boundary_errors)
+
+    def metrics(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if k != "examples"}
+        out["token_efficiency"] = self.supervised / self.positions if self.positions else 0.0
+        out["padding_share"] = self.padding / self.positions if self.positions else 0.0
+        return out
+
+
+def reply_mask(ids: Sequence[int], end_header_id: int, eot_id: int, blank_ids: set[int]) -> tuple[list[bool], bool]:
+    """(mask of reply positions, truncated). `ids` are one row's non-padding tokens.
+
+    The reply starts after the last `<|end_header_id|>` and the blank-line tokens the template puts
+    after it (`blank_ids`: ids that decode to whitespace only), and ends with the first `<|eot_id|>`
+    after that, inclusive. No `<|eot_id|>` means max_length cut the reply: it runs to the end.
+    """
+    mask = [False] * len(ids)
+    headers = [i for i, t in enumerate(ids) if t == end_header_id]
+    if not headers:
+        return mask, False
+    start = headers[-1] + 1
+    while start < len(ids) and ids[start] in blank_ids:
+        start += 1
+    end, truncated = len(ids) - 1, True
+    for j in range(start, len(ids)):
+        if ids[j] == eot_id:
+            end, truncated = j, False
+            break
+    for j in range(start, end + 1):
+        mask[j] = True
+    return mask, truncated
+
+
+def check_row(ids: Sequence[int], labels: Sequence[int], attention: Sequence[int] | None, end_header_id: int,
+              eot_id: int, blank_ids: set[int], row_name: str = "row") -> MaskReport:
+    """Compare one collated row's labels with the reply its ids contain."""
+    attention = attention if attention is not None else [1] * len(ids)
+    keep = [i for i, a in enumerate(attention) if a]
+    r = MaskReport(rows=1, positions=len(ids), padding=len(ids) - len(keep))
+    content = [ids[i] for i in keep]
+    mask, r.truncated_rows = reply_mask(content, end_header_id, eot_id, blank_ids)
+    r.truncated_rows = int(r.truncated_rows)
+    expected = {keep[i] for i, m in enumerate(mask) if m}
+    r.reply_tokens = len(expected)
+    for pos, label in enumerate(labels):
+        if label == IGNORE_INDEX:
+            if pos in expected:
+                r.unsupervised_reply += 1
+                _note(r, f"{row_name} position {pos}: reply token {ids[pos]} has label -100")
+            continue
+        r.supervised += 1
+        if pos not in expected:
+            r.leaked += 1
+            _note(r, f"{row_name} position {pos}: token {ids[pos]} outside the reply is supervised")
+        elif label != ids[pos]:
+            r.label_mismatch += 1
+            _note(r, f"{row_name} position {pos}: label {label} != input id {ids[pos]}")
+    return r
+
+
+def _note(report: MaskReport, message: str) -> None:
+    if len(report.examples) < 5:
+        report.examples.append(message)
+
+
+def split_samples(ids: Sequence[int], labels: Sequence[int], position_ids: Sequence[int], lengths: Sequence[int],
+                  row_name: str = "row") -> tuple[list[tuple[list[int], list[int]]], MaskReport]:
+    """Cut one padding-free row into its samples ((ids, labels) each, `lengths` tokens long).
+
+    The report counts positions after the last sample as padding (a leak if supervised) and a boundary
+    error for every sample whose position_ids are not 0, 1, 2, ... (samples would attend across)."""
+    r = MaskReport()
+    if sum(lengths) > len(ids):
+        r.boundary_errors += 1
+        _note(r, f"{row_name}: samples of {sum(lengths)} tokens in a row of {len(ids)}")
+        return [], r
+    samples, start = [], 0
+    for n in lengths:
+        if list(position_ids[start:start + n]) != list(range(n)):
+            r.boundary_errors += 1
+            _note(r, f"{row_name} position {start}: position_ids {list(position_ids[start:start + 3])}... do not "
+                     "restart at 0 at a sample's first token")
+        samples.append((list(ids[start:start + n]), list(labels[start:start + n])))
+        start += n
+    r.positions = r.padding = len(ids) - start
+    for pos in range(start, len(ids)):
+        if labels[pos] != IGNORE_INDEX:
+            r.leaked += 1
+            r.supervised += 1
+            _note(r, f"{row_name} position {pos}: padding after the last sample is supervised")
+    return samples, r
+
+
+def collated_samples(batch, rows, row_name) -> tuple[list[tuple[list[int], list[int], list[int] | None]], MaskReport]:
+    """(ids, labels, attention or None) per sample of a collated batch of dataset `rows`, padded or padding-free."""
+    if "position_ids" not in batch or "attention_mask" in batch:
+        attn = batch.get("attention_mask")
+        return [(batch["input_ids"][i].tolist(), batch["labels"][i].tolist(),
+                 attn[i].tolist() if attn is not None else None) for i in range(len(rows))], MaskReport()
+    # padding-free: every row's samples end to end in batch row 0; packed rows carry their samples' seq_lengths
+    lengths = [n for r in rows for n in (r["seq_lengths"] if "seq_lengths" in r else [len(r["input_ids"])])]
+    samples, report = split_samples(batch["input_ids"][0].tolist(), batch["labels"][0].tolist(),
+                                    batch["position_ids"][0].tolist(), lengths, row_name)
+    return [(ids, labels, None) for ids, labels in samples], report
+
+
+def blank_token_ids(tokenizer) -> set[int]:
+    """Ids of (non-special) tokens that decode to whitespace only, e.g. the template's "\\n\\n"."""
+    special = set(tokenizer.all_special_ids)
+    return {i for tok, i in tokenizer.get_vocab().items()
+            if i not in special and tokenizer.decode([i]).strip() == "" and tokenizer.decode([i]) != ""}
+
+
+def verify_trainer_masking(trainer, max_batches: int = 8, split: str = "train") -> MaskReport:
+    """Collate the first `max_batches` batches of the trainer's processed dataset with its own collator
+    and check every row; also compare the decoded supervised text with each row's reply."""
+    from llama_sft_dagster.core.training.chat_format import reply_text
+
+    tok = trainer.processing_class
+    dataset = trainer.train_dataset if split == "train" else trainer.eval_dataset
+    bs = trainer.args.per_device_train_batch_size if split == "train" else trainer.args.per_device_eval_batch_size
+    end_header, eot = tok.convert_tokens_to_ids("<|end_header_id|>"), tok.convert_tokens_to_ids("<|eot_id|>")
+    blanks = blank_token_ids(tok)
+    has_text = "completion" in dataset.column_names or "messages" in dataset.column_names
+    report = MaskReport()
+    for b in range(min(max_batches, -(-len(dataset) // bs))):
+        rows = dataset.select(range(b * bs, min((b + 1) * bs, len(dataset))))
+        keys = [k for k in ("input_ids", "labels", "seq_lengths") if k in dataset.column_names]
+        batch = trainer.data_collator([{k: r[k] for k in keys} for r in rows])
+        samples, boundaries = collated_samples(batch, rows, f"{split} batch {b}")
+        report.add(boundaries)
+        for i, (ids, labels, attn) in enumerate(samples):
+            part = check_row(ids, labels, attn, end_header, eot, blanks, row_name=f"{split} sample {b * bs + i}")
+            if has_text and not part.truncated_rows:
+                got = tok.decode([t for t in labels if t != IGNORE_INDEX])
+                if got != reply_text(rows[i]).strip() + "<|eot_id|>":
+                    part.text_mismatch += 1
+                    _note(part, f"{split} row {b * bs + i}: supervised text {got[:80]!r} != reply")
+            report.add(part)
+    return report
+
+
+def length_report(lengths: Sequence[int], max_length: int) -> dict:
+    """How many templated samples exceed `max_length` (the trainer would cut them silently)."""
+    import numpy as np
+
+    if not lengths:
+        return {"samples": 0, "over_max_length": 0, "max_length": max_length}
+    arr = np.asarray(lengths)
+    return {"samples": int(arr.size), "over_max_length": int((arr > max_length).sum()), "max_length": max_length,
+            "templated_tokens_max": int(arr.max()), "templated_tokens_p50": float(np.percentile(arr, 50)),
+            "templated_tokens_p95": float(np.percentile(arr, 95))}

@@ -1,0 +1,224 @@
+"""LoRA SFT of the base model, shaped like litgpt `finetune/lora.py` (setup / fit / save) and TRL
+`scripts/sft.py` (SFTTrainer(..., peft_config=...), train(), save_model()).
+
+    trainer = setup(base_dir, train_rows, eval_rows, hp, lora, data, plan, output_dir)
+    result, resumed_from = fit(trainer, output_dir, fingerprint)
+    save_best_adapter(trainer, adapter_dir); summary(trainer, result)
+
+`hp` holds TrainingArguments names (learning_rate, eval_steps, ...), `lora` LoraConfig names, `data`
+the sft_dataset format (max_length, completion_only_loss, assistant_only_loss), `plan` the
+DevicePlan (core/device.py). Every SFTConfig field that differs between TRL and transformers
+(bf16, gradient_checkpointing, logging_steps) is set explicitly. Weights are saved as safetensors
+only (transformers 5 and PEFT write nothing else). Heavy imports stay inside the functions.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from llama_sft_dagster.core.training.device import DevicePlan
+
+RUN_CONFIG = "run_config.json"  # fingerprint of the run that owns the checkpoints folder
+
+
+def fingerprint(*parts: Mapping) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def lora_config(lora: Mapping):
+    from peft import LoraConfig
+
+    return LoraConfig(bias="none", task_type="CAUSAL_LM", **lora)
+
+
+# Attention kernels that keep the samples of a padding-free row apart. flash_attention_2 gets the sample
+# boundaries as cu_seq_lens from TRL's collator (varlen kernel). sdpa and eager get a block-diagonal causal
+# mask that transformers 5.24 builds from position_ids when a batch has no attention_mask and no cache
+# (masking_utils.find_packed_sequence_indices; SFTTrainer.compute_loss passes use_cache=False).
+# tests/unit/test_padding_free.py checks per-sample losses equal the padded run's with sdpa and eager. Any other
+# kernel (flex, remote code) is not known to, so it trains padded: one row would attend across samples.
+BOUNDARY_AWARE_ATTENTION = ("flash_attention_2", "sdpa", "eager")
+
+
+def batching(hp: Mapping, plan: DevicePlan) -> dict:
+    """How micro-batches are built: {"padding_free", "packing", "padded_reason"}.
+
+    padding_free: TRL's collator concatenates the batch's samples into one row (no padding); the samples
+    per step stay those of the padded run. packing: TRL best-fit-decreasing packing into max_length rows
+    (padding-free too, but more samples per step). Packing on a kernel that cannot see boundaries is an
+    error; padding_free falls back to padded batches there, with the reason."""
+    padding_free, packing = bool(hp.get("padding_free", False)), bool(hp.get("packing", False))
+    attn = plan.attn_implementation
+    if attn in BOUNDARY_AWARE_ATTENTION:
+        return {"padding_free": padding_free or packing, "packing": packing, "padded_reason": None}
+    if packing:
+        raise ValueError(f"packing=True needs an attention kernel that separates packed samples "
+                         f"({', '.join(BOUNDARY_AWARE_ATTENTION)}); attn_implementation={attn!r} would attend "
+                         "across them")
+    reason = f"attn_implementation={attn!r} does not separate samples in one row" if padding_free else None
+    return {"padding_free": False, "packing": False, "padded_reason": reason}
+
+
+def build_sft_config(output_dir: Path, hp: Mapping, data: Mapping, plan: DevicePlan, report_to: Sequence[str] = ("none",)):
+    """SFTConfig of the run. `padding_free` stays False here even when batches are padding-free: TRL 1.16
+    refuses padding_free=True with max_length set and no packing (it would not truncate), so max_length
+    truncation runs as in the padded run and `use_padding_free_collator` swaps the collator afterwards."""
+    from trl import SFTConfig
+
+    hp = dict(hp)
+    trust_remote_code = hp.pop("trust_remote_code", False)
+    plan_batches = batching(hp, plan)
+    for key in ("padding_free", "packing"):  # TrainConfig names, applied below and in setup
+        hp.pop(key, None)
+    return SFTConfig(
+        output_dir=str(output_dir), **hp,
+        greater_is_better=False, eval_strategy="steps", save_strategy="steps", logging_first_step=True,
+        data_seed=hp.get("seed", 42), bf16=plan.bf16, tf32=plan.tf32 if plan.device == "cuda" else None,
+        gradient_checkpointing=plan.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if plan.gradient_checkpointing else None,
+        optim=plan.optim, use_cpu=plan.device == "cpu",
+        max_length=data["max_length"], completion_only_loss=data["completion_only_loss"],
+        assistant_only_loss=data["assistant_only_loss"],
+        # "bfd" keeps sample boundaries and truncates at max_length; TRL makes packed batches padding-free
+        packing=plan_batches["packing"], packing_strategy="bfd", padding_free=False,
+        trust_remote_code=trust_remote_code, report_to=list(report_to), disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+def use_padding_free_collator(trainer):
+    """Replace the trainer's padded collator with TRL's padding-free one (same pad token and multiple)."""
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    padded = trainer.data_collator
+    trainer.data_collator = DataCollatorForLanguageModeling(
+        pad_token_id=padded.pad_token_id, padding_free=True, pad_to_multiple_of=padded.pad_to_multiple_of)
+    trainer.padding_free = True
+    return trainer
+
+
+def load_base(base_dir: Path, plan: DevicePlan, trust_remote_code: bool = False):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_dir, trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=getattr(torch, plan.dtype),
+                                                 attn_implementation=plan.attn_implementation,
+                                                 trust_remote_code=trust_remote_code)
+    return model, tokenizer
+
+
+def setup(base_dir: Path, train_rows: list[dict], eval_rows: list[dict], hp: Mapping, lora: Mapping, data: Mapping,
+          plan: DevicePlan, output_dir: Path, report_to: Sequence[str] = ("none",), monitor=None):
+    """The SFTTrainer that trains (and, in the masking check, only prepares) the data."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    class MonitoredSFTTrainer(SFTTrainer):
+        # the monitor counts tokens of every training micro-batch (see core/training/monitoring.py)
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            if monitor is not None:
+                monitor.observe_batch(inputs)
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    model, tokenizer = load_base(base_dir, plan, hp.get("trust_remote_code", False))
+    args = build_sft_config(output_dir, hp, data, plan, report_to)
+    trainer = MonitoredSFTTrainer(
+        model=model, args=args, train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None, processing_class=tokenizer,
+        peft_config=lora_config(lora), callbacks=[monitor] if monitor is not None else None,
+    )
+    plan_batches = batching(hp, plan)
+    if plan_batches["padding_free"] and not plan_batches["packing"]:
+        use_padding_free_collator(trainer)
+    elif plan_batches["padded_reason"]:
+        import logging
+
+        logging.getLogger(__name__).warning("padding_free=True but training padded: %s", plan_batches["padded_reason"])
+    return trainer
+
+
+def resume_checkpoint(output_dir: Path, run_fingerprint: str) -> str | None:
+    """The latest checkpoint of an interrupted run with the same fingerprint, else None.
+
+    A folder left by another config, or by a run that finished, is cleared so stale optimizer state
+    can never be resumed into a different run."""
+    output_dir = Path(output_dir)
+    marker = output_dir / RUN_CONFIG
+    owner = json.loads(marker.read_text()) if marker.exists() else {}
+    if owner.get("fingerprint") == run_fingerprint and not owner.get("completed"):
+        last = last_complete_checkpoint(output_dir)
+        if last:
+            return last
+    if output_dir.exists():
+        shutil.rmtree(output_dir)
+    output_dir.mkdir(parents=True)
+    marker.write_text(json.dumps({"fingerprint": run_fingerprint, "completed": False}))
+    return None
+
+
+def last_complete_checkpoint(output_dir: Path) -> str | None:
+    """The highest checkpoint-N holding trainer_state.json; later, half-written ones are removed.
+
+    The Trainer writes a checkpoint in place, trainer_state.json last (transformers 5.24
+    `Trainer._save_checkpoint`), and `train(resume_from_checkpoint=...)` fails on a folder without it,
+    so a kill mid-save would otherwise block every later run."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    steps = sorted((int(p.name.rsplit("-", 1)[1]), p) for p in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+                   if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit())
+    for _, folder in reversed(steps):
+        if (folder / "trainer_state.json").is_file():
+            return str(folder)
+        shutil.rmtree(folder)
+    return None
+
+
+def fit(trainer, output_dir: Path, run_fingerprint: str):
+    """Train, resuming an interrupted run of the same config (same total steps); returns (result, resumed_from)."""
+    resumed_from = resume_checkpoint(output_dir, run_fingerprint)
+    result = trainer.train(resume_from_checkpoint=resumed_from)
+    (Path(output_dir) / RUN_CONFIG).write_text(json.dumps({"fingerprint": run_fingerprint, "completed": True}))
+    return result, resumed_from
+
+
+def save_best_adapter(trainer, adapter_dir: Path) -> Path:
+    """Write the adapter now in the model (the best one, with load_best_model_at_end) atomically."""
+    from llama_sft_dagster.core.data.storage import atomic_dir
+
+    # atomic_dir swaps the new folder in by rename: a kill mid-save leaves the previous adapter whole
+    with atomic_dir(Path(adapter_dir)) as tmp:
+        trainer.model.save_pretrained(tmp)
+        trainer.processing_class.save_pretrained(tmp)
+    return Path(adapter_dir)
+
+
+def summary(trainer, result) -> dict:
+    """The seed's summary scalars from the trainer's state and the train() result."""
+    history = trainer.state.log_history
+    losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    evals = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
+    trainable, total = trainer.model.get_nb_trainable_parameters()
+    m = result.metrics
+    out = {
+        "train_loss_mean": float(result.training_loss),
+        "first_train_loss": losses[0][1] if losses else None,
+        "final_train_loss": losses[-1][1] if losses else None,
+        "best_eval_loss": trainer.state.best_metric,
+        "best_eval_step": trainer.state.best_global_step,
+        "final_eval_loss": evals[-1][1] if evals else None,
+        "global_steps": trainer.state.global_step,
+        "train_runtime_s": m.get("train_runtime"),
+        "train_steps_per_second": m.get("train_steps_per_second"),
+        "train_samples_per_second": m.get("train_samples_per_second"),
+        "total_flos": float(trainer.state.total_flos),
+        "trainable_params": int(trainable),
+        "total_params": int(total),
+        "trainable_percent": round(100.0 * trainable / total, 4),
+        "train_samples": len(trainer.train_dataset),
+        "validation_samples": len(trainer.eval_dataset) if trainer.eval_dataset is not None else 0,
+    }
+    return {k: v for k, v in out.items() if v is not None}

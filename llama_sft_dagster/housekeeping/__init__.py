@@ -1,0 +1,1 @@
+"""Dagster instance housekeeping: stale planning for the stale-only command and schedule, dead-run cleanup."""

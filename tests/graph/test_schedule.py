@@ -1,0 +1,118 @@
+"""The retraining schedule and the raw-data sensor, evaluated with real Dagster contexts on a real
+instance; the `gpu` concurrency pool from the project's dagster.yaml, on the GPU assets and enforced
+across two processes."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from llama_sft_dagster import automation
+from llama_sft_dagster.cli.stale import materialize_stale
+from support.staleness_graph import CHAIN, build_defs, write_sources
+
+from support.paths import REPO
+
+GPU_ASSETS = ["train_adapter"]  # the merge runs on the CPU (STYLE: litgpt merge_lora)
+
+
+@pytest.fixture
+def fresh_graph(tmp_path):
+    bitext, multiwoz = write_sources(tmp_path)
+    defs = build_defs(tmp_path, bitext, multiwoz)
+    # schedule contexts need a persistent instance (they re-open it from its ref)
+    with dg.instance_for_test() as instance:
+        assert materialize_stale(defs, instance).ok
+        yield defs, instance, bitext
+
+
+def evaluate_schedule(defs, instance):
+    context = dg.build_schedule_context(instance=instance, repository_def=defs.get_repository_def())
+    return automation.retrain_schedule(context)
+
+
+def test_schedule_is_weekly_by_default_and_configurable(monkeypatch):
+    assert automation.retrain_schedule.cron_schedule == "0 3 * * 1"
+    assert automation.retrain_schedule.job_name == "sft_pipeline"
+    monkeypatch.setenv("SFT_RETRAIN_CRON", "0 4 * * *")
+    assert automation.retrain_cron() == "0 4 * * *"
+
+
+@pytest.mark.slow
+def test_schedule_requests_nothing_when_fresh_and_the_stale_chain_when_data_changed(fresh_graph):
+    defs, instance, bitext = fresh_graph
+    result = evaluate_schedule(defs, instance)
+    assert isinstance(result, dg.SkipReason), result
+    assert "up to date" in result.skip_message
+
+    write_sources(bitext.parent, bitext_rows=500)
+    sensor_context = dg.build_sensor_context(instance=instance, repository_def=defs.get_repository_def(),
+                                             resources={"bitext": defs.resources["bitext"], "multiwoz": defs.resources["multiwoz"]})
+    observed = automation.raw_data_sensor(sensor_context)
+    assert [e.asset_key.to_user_string() for e in observed.asset_events] == ["bitext_source"]
+    for event in observed.asset_events:  # what the sensor daemon stores
+        instance.report_runless_asset_event(event)
+
+    request = evaluate_schedule(defs, instance)
+    assert isinstance(request, dg.RunRequest), request
+    requested = {k.to_user_string() for k in request.asset_selection}
+    assert set(CHAIN) <= requested and "multiwoz_raw" not in requested
+    assert "bitext_raw has a new dependency data version (bitext_source)" in request.tags["sft/causes"]
+
+
+@pytest.mark.slow
+def test_sensor_skips_when_sources_unchanged(fresh_graph):
+    defs, instance, _ = fresh_graph
+    context = dg.build_sensor_context(instance=instance, repository_def=defs.get_repository_def(),
+                                      resources={"bitext": defs.resources["bitext"], "multiwoz": defs.resources["multiwoz"]})
+    result = automation.raw_data_sensor(context)
+    assert isinstance(result, dg.SkipReason) and result.skip_message == "raw sources unchanged"
+
+
+def project_instance(home):
+    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    return dg.DagsterInstance.from_config(str(home))
+
+
+def test_project_instance_config_limits_pools_to_one(isolated_state):
+    with project_instance(isolated_state / "dagster_home") as instance:
+        pools = instance.get_concurrency_config().pool_config
+        assert pools.default_pool_limit == 1 and pools.pool_granularity.value == "op"
+
+
+def test_gpu_assets_declare_the_gpu_pool():
+    try:
+        from llama_sft_dagster.assets import training
+    except ImportError:
+        pytest.skip("training assets (assets/training.py) not written yet")
+    pools = {k.to_user_string(): a.op.pool for a in dg.load_assets_from_modules([training])
+             if isinstance(a, dg.AssetsDefinition) for k in a.keys}
+    for name in GPU_ASSETS:
+        assert pools[name] == "gpu", name
+    assert pools["merged_model"] is None, "the merge runs on the CPU: it must not wait for the GPU"
+
+
+GPU_HOLDER = str(Path(__file__).parents[1] / "support" / "gpu_holder.py")
+
+
+
+@pytest.mark.slow
+def test_two_runs_never_hold_the_gpu_at_once(isolated_state):
+    """Two processes materialize a step in pool `gpu` that holds the device as train_adapter does. The
+    pool (limit 1) queues one of them; on SQLite storage it can double-grant its slot to two steps asking
+    at the same instant (Dagster 1.13, select-then-update), and then the device lock makes the second wait."""
+    home = isolated_state / "dagster_home"
+    project_instance(home).dispose()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "SFT_LOCK_DIR": str(isolated_state / "locks")}
+    procs = [subprocess.Popen([sys.executable, GPU_HOLDER, "2"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for _, e in outs]
+    spans = sorted(tuple(map(float, line.split()[1:])) for out, _ in outs for line in out.splitlines() if line.startswith("SPAN"))
+    assert len(spans) == 2
+    assert spans[0][1] <= spans[1][0], f"steps overlapped on the gpu: {spans}"
+    waits = [err for _, err in outs if "blocked by limit for pool gpu" in err or "waiting for cpu: held by" in err]
+    assert waits, "neither the pool nor the device lock made a run wait"

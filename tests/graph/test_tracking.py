@@ -1,0 +1,193 @@
+"""MLflow tracking resource on a real SQLite store: run status, params, secrets, unreachable-store fallback."""
+import logging
+import time
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from llama_sft_dagster.core.training.monitoring import TrainingMonitor
+from llama_sft_dagster.resources.tracking import MlflowTracking, flatten_params, looks_secret, safe_params
+from support.tiny_lora_training import train_tiny
+
+UNREACHABLE = "http://127.0.0.1:9"  # discard port: nothing listens on loopback here
+
+
+@pytest.fixture
+def tracking(tmp_path):
+    return MlflowTracking(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment_name="test-sft")
+
+
+def _runs(tracking):
+    client = MlflowClient(tracking_uri=tracking.resolved_uri())
+    experiment = client.get_experiment_by_name(tracking.experiment_name)
+    return client, client.search_runs([experiment.experiment_id])
+
+
+def test_flatten_params_nests_with_dots():
+    assert flatten_params({"train": {"lr": 1e-4, "targets": ["q_proj", "v_proj"]}, "seed": 3}) == {
+        "train.lr": 1e-4, "train.targets": ["q_proj", "v_proj"], "seed": 3}
+    assert flatten_params({"stages": [{"name": "a"}]}, "config") == {"config.stages.0.name": "a"}
+
+
+@pytest.mark.parametrize("key,value,secret", [
+    ("hub_token", None, True),
+    ("model.HF_TOKEN", "x", True),
+    ("mlflow.password", "x", True),
+    ("openai_api_key", "x", True),
+    ("aws.secret_access_key", "x", True),
+    ("pad_token", "<|eot_id|>", True),  # errs on the side of leaving out; the name is still recorded
+    ("repo", "hf_AbCdEf0123456789", True),
+    ("max_new_tokens", 64, False),
+    ("tokenizer_name", "llama", False),
+    ("learning_rate", 2e-4, False),
+    ("author", "someone", False),
+    ("lora_target_modules", "q_proj", False),
+])
+def test_looks_secret(key, value, secret):
+    assert looks_secret(key, value) is secret
+
+
+def test_safe_params_prefixes_redacts_and_truncates():
+    kept, redacted = safe_params({"lr": 1e-4, "hub_token": "hf_x", "note": "a" * 7000, "src": "hf_secret"})
+    assert set(kept) == {"config.lr", "config.note"}
+    assert kept["config.lr"] == "0.0001"
+    assert len(kept["config.note"]) == 6000 and kept["config.note"].endswith("...[truncated]")
+    assert sorted(redacted) == ["config.hub_token", "config.src"]
+
+
+def test_relative_sqlite_uri_resolves_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri = MlflowTracking(tracking_uri="sqlite:///state/mlflow.db").resolved_uri()
+    assert uri == f"sqlite:///{tmp_path / 'state' / 'mlflow.db'}"
+    assert (tmp_path / "state").is_dir()
+
+
+def test_default_store_is_sqlite_under_state_dir(isolated_state):
+    assert MlflowTracking().resolved_uri() == f"sqlite:///{(isolated_state / 'mlflow.db').resolve()}"
+
+
+def test_run_finished_with_params_tags_metrics_and_no_secrets(tracking):
+    params = {"train": {"learning_rate": 2e-4, "lora_r": 16}, "hub_token": "hf_abc", "repo_id": "hf_abcdef"}
+    with tracking.start_run("train_adapter", params=params, dagster_run_id="dg-123",
+                            train_data_version="v-abc") as run:
+        assert run is not None
+        assert tracking.report_to() == ["tensorboard", "mlflow"]
+        mlflow.log_metrics({"monitor/token_efficiency": 0.5}, step=1)
+    assert mlflow.active_run() is None
+    client, runs = _runs(tracking)
+    assert len(runs) == 1
+    got = runs[0]
+    assert got.info.status == "FINISHED"
+    assert got.data.params == {"config.train.learning_rate": "0.0002", "config.train.lora_r": "16"}
+    assert got.data.tags["dagster.run_id"] == "dg-123"
+    assert got.data.tags["data.train_version"] == "v-abc"
+    assert got.data.tags["sft.redacted_params"] == "config.hub_token,config.repo_id"
+    assert "hf_abc" not in str(got.data)
+    assert got.data.metrics == {"monitor/token_efficiency": 0.5}
+    assert tracking.report_to() == ["tensorboard"]
+
+
+def test_exception_ends_run_failed_and_propagates(tracking):
+    with pytest.raises(RuntimeError, match="boom"):
+        with tracking.start_run("train_adapter", params={"a": 1}):
+            raise RuntimeError("boom")
+    assert mlflow.active_run() is None
+    assert [r.info.status for r in _runs(tracking)[1]] == ["FAILED"]
+
+
+def test_interrupt_ends_run_killed(tracking):
+    with pytest.raises(KeyboardInterrupt):
+        with tracking.start_run("train_adapter"):
+            raise KeyboardInterrupt
+    assert [r.info.status for r in _runs(tracking)[1]] == ["KILLED"]
+
+
+def test_unreachable_store_warns_once_and_yields_none(caplog):
+    tracking = MlflowTracking(tracking_uri=UNREACHABLE, probe_timeout_s=2)
+    body_ran = False
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="llama_sft_dagster.resources.tracking"):
+        with tracking.start_run("train_adapter", params={"lr": 1}) as run:
+            assert run is None
+            assert tracking.report_to() == ["tensorboard"]
+            body_ran = True
+    elapsed = time.monotonic() - started
+    assert body_ran
+    warnings = [r for r in caplog.records if r.name == "llama_sft_dagster.resources.tracking"]
+    assert len(warnings) == 1 and "could not start" in warnings[0].getMessage()
+    assert elapsed < 10, f"fallback took {elapsed:.1f}s"
+
+
+def test_unwritable_sqlite_path_falls_back(tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    tracking = MlflowTracking(tracking_uri=f"sqlite:///{blocker / 'sub' / 'mlflow.db'}")
+    with caplog.at_level(logging.WARNING):
+        with tracking.start_run("train_adapter") as run:
+            assert run is None
+    assert "could not start" in caplog.text
+
+
+@pytest.mark.slow
+def test_training_logs_trainer_and_monitor_metrics_into_one_run(tracking, tmp_path):
+    monitor = TrainingMonitor(tmp_path / "tb", log_every=2, deep_every=3)
+    with tracking.start_run("train_adapter", params={"lora_r": 8}, dagster_run_id="dg-1") as run:
+        trainer, _ = train_tiny(monitor, tmp_path / "out", max_steps=4, report_to=tracking.report_to())
+        assert mlflow.active_run().info.run_id == run.info.run_id  # transformers did not end our run
+    client, runs = _runs(tracking)
+    assert len(runs) == 1  # transformers' MLflowCallback logged into our run, it did not start its own
+    got = runs[0]
+    assert got.info.status == "FINISHED"
+    assert {"loss", "grad_norm", "monitor/token_efficiency", "grad_norm/q_proj", "stable_rank/q_proj",
+            "lora_drift/down_proj", "memory/rss_gb"} <= set(got.data.metrics)
+    assert monitor.tags <= set(got.data.metrics)
+    assert got.data.params["config.lora_r"] == "8" and "learning_rate" in got.data.params
+    steps = [m.step for m in client.get_metric_history(got.info.run_id, "grad_norm/q_proj")]
+    assert steps == [2, 4]
+
+
+@pytest.mark.slow
+def test_training_proceeds_with_tensorboard_when_store_unreachable(tmp_path, caplog):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tracking = MlflowTracking(tracking_uri=UNREACHABLE, probe_timeout_s=2)
+    monitor = TrainingMonitor(tmp_path / "tb", log_every=2, deep_every=2)
+    with tracking.start_run("train_adapter") as run:
+        assert run is None
+        trainer, _ = train_tiny(monitor, tmp_path / "out", max_steps=2, report_to=tracking.report_to())
+    assert trainer.state.global_step == 2
+    assert mlflow.active_run() is None
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    assert {"monitor/token_efficiency", "grad_norm/q_proj", "eff_rank_entropy/q_proj"} <= set(acc.Tags()["scalars"])
+
+
+def test_silent_server_falls_back_within_probe_timeout():
+    # a loopback socket that accepts connections but never answers: the probe's read timeout bounds the wait
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        tracking = MlflowTracking(tracking_uri=f"http://127.0.0.1:{server.getsockname()[1]}", probe_timeout_s=1)
+        started = time.monotonic()
+        with tracking.start_run("train_adapter") as run:
+            assert run is None
+        elapsed = time.monotonic() - started
+    assert 0.9 < elapsed < 5, f"fallback took {elapsed:.1f}s"
+
+
+def test_resource_in_a_dagster_run_tags_the_run_id(tracking):
+    import dagster as dg
+
+    @dg.asset
+    def tracked(context: dg.AssetExecutionContext, mlflow_tracking: MlflowTracking) -> None:
+        with mlflow_tracking.start_run("tracked", params={"lora_r": 4}, dagster_run_id=context.run.run_id):
+            mlflow.log_metric("x", 1.0)
+
+    result = dg.materialize([tracked], resources={"mlflow_tracking": tracking})
+    assert result.success
+    (got,) = _runs(tracking)[1]
+    assert got.info.status == "FINISHED"
+    assert got.data.tags["dagster.run_id"] == result.run_id

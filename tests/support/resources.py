@@ -1,0 +1,21 @@
+"""Every resource the graph needs, on local state (demo data, CPU, SQLite MLflow)."""
+from pathlib import Path
+
+
+def project_resources(root: Path, **overrides) -> dict:
+    """All resources on local state under `root`; `overrides` replace single ones (e.g. bitext=...)."""
+    from llama_sft_dagster.resources.artifacts import ArtifactStore
+    from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
+    from llama_sft_dagster.resources.gpu import GpuResource
+    from llama_sft_dagster.resources.hub import HuggingFaceHub
+    from llama_sft_dagster.resources.tracking import MlflowTracking
+
+    resources = {
+        "artifacts": ArtifactStore(root=str(root / "artifacts")),
+        "bitext": BitextSource(location="demo"),
+        "multiwoz": MultiwozSource(location="demo"),
+        "hub": HuggingFaceHub(),
+        "gpu": GpuResource(device="cpu", lock_dir=str(Path(root) / "locks")),
+        "tracking": MlflowTracking(tracking_uri=f"sqlite:///{root / 'mlflow.db'}"),
+    }
+    return {**resources, **overrides}

@@ -1,0 +1,104 @@
+"""GPU resource decisions (no GPU here: torch.cuda facts are monkeypatched, the one allowed mock)."""
+import logging
+
+import pytest
+
+from llama_sft_dagster.core.training.device import MachineFacts, plan_device
+from llama_sft_dagster.resources import gpu as gpu_mod
+from llama_sft_dagster.resources.gpu import GpuResource
+
+
+@pytest.mark.parametrize("facts,device,dtype,attn,optim", [
+    (MachineFacts(True, True, True, "H100", 80.0), "cuda", "bfloat16", "flash_attention_2", "adamw_torch_fused"),
+    (MachineFacts(True, True, False, "A100", 40.0), "cuda", "bfloat16", "sdpa", "adamw_torch_fused"),
+    (MachineFacts(True, False, True, "T4", 15.0), "cuda", "float32", "sdpa", "adamw_torch_fused"),
+    (MachineFacts(False), "cpu", "float32", "sdpa", "adamw_torch"),
+])
+def test_auto_decisions(facts, device, dtype, attn, optim):
+    plan = plan_device("auto", facts)
+    assert (plan.device, plan.dtype, plan.attn_implementation, plan.optim) == (device, dtype, attn, optim)
+    assert plan.tf32 == plan.gradient_checkpointing == (device == "cuda")
+    assert (plan.fallback_reason is None) == (device == "cuda")
+
+
+def test_cpu_forced_and_cuda_required():
+    assert plan_device("cpu", MachineFacts(True, True, True)).device == "cpu"
+    with pytest.raises(RuntimeError, match="cuda"):
+        plan_device("cuda", MachineFacts(False))
+    with pytest.raises(ValueError, match="device"):
+        plan_device("tpu", MachineFacts(False))
+
+
+def test_resource_logs_one_line_on_cpu_fallback(caplog):
+    with caplog.at_level(logging.WARNING):
+        plan = GpuResource().plan()
+    assert plan.device == "cpu"
+    assert [r for r in caplog.records if "training on CPU" in r.message]
+
+
+def test_resource_reads_cuda_facts(monkeypatch):
+    import torch
+
+    class Props:
+        name, total_memory = "Fake H100", 80 * 1024**3
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: Props())
+    monkeypatch.setattr(gpu_mod, "_flash_attn_importable", lambda: True)
+    plan = GpuResource().plan()
+    assert (plan.device, plan.dtype, plan.attn_implementation, plan.device_name, plan.total_memory_gb) == (
+        "cuda", "bfloat16", "flash_attention_2", "Fake H100", 80.0)
+    assert plan.tf32 and plan.gradient_checkpointing and plan.optim == "adamw_torch_fused"
+    plan = GpuResource(flash_attention=False, gradient_checkpointing=False).plan()
+    assert plan.attn_implementation == "sdpa" and not plan.gradient_checkpointing
+
+
+def _cpu_plan():
+    return plan_device("cpu", MachineFacts(False))
+
+
+def test_exclusive_makes_a_second_holder_wait_and_names_the_first(tmp_path, caplog):
+    import threading
+    import time
+
+    gpu = GpuResource(device="cpu", lock_dir=str(tmp_path))
+    plan, spans, first_holds = _cpu_plan(), {}, threading.Event()
+
+    def hold(name, seconds, ready=None):
+        with gpu.exclusive(plan, name) as waited:
+            start = time.monotonic()
+            if ready:
+                ready.set()
+            time.sleep(seconds)
+            spans[name] = (start, time.monotonic(), waited)
+
+    first = threading.Thread(target=hold, args=("run-A", 0.5, first_holds))
+    first.start()
+    first_holds.wait(5)
+    with caplog.at_level(logging.WARNING):
+        hold("run-B", 0.0)
+    first.join()
+    assert spans["run-A"][1] <= spans["run-B"][0], spans  # B started only after A let go
+    assert spans["run-B"][2] > 0.2 and spans["run-A"][2] < 0.2
+    assert any("waiting for cpu: held by run-A (pid" in r.message for r in caplog.records)
+    assert (tmp_path / "cpu.lock").read_text() == ""  # the holder's name is cleared on release
+
+
+def test_lock_is_per_visible_gpu_set(tmp_path, monkeypatch):
+    gpu = GpuResource(lock_dir=str(tmp_path))
+    cuda = plan_device("auto", MachineFacts(True, True, False, "H100", 80.0))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert gpu.lock_path(cuda).name == "cuda-1.lock"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert gpu.lock_path(cuda).name == "cuda-all.lock"
+    assert gpu.lock_path(_cpu_plan()).name == "cpu.lock"
+
+
+def test_unusable_lock_dir_is_a_clear_error_naming_it(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    gpu = GpuResource(device="cpu", lock_dir=str(blocker / "locks"))
+    with pytest.raises(OSError, match=r"cannot open the device lock .*a_file/locks/cpu.lock"):
+        with gpu.exclusive(_cpu_plan(), "run"):
+            pass

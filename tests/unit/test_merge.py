@@ -1,0 +1,57 @@
+"""CPU merge: logits agree with the adapter, differ from the base, early return, base read from the adapter."""
+import json
+
+import pytest
+
+from llama_sft_dagster.core.training import merge
+
+
+def make_adapter(base_dir, out, zero_b: bool):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], task_type="CAUSAL_LM"))
+    if not zero_b:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0, 0.5)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(base_dir).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    from llama_sft_dagster.core.training.base_model import build_demo_base_model
+
+    texts = [f"my order {i} has not arrived, please help me track it" for i in range(200)]
+    return build_demo_base_model(texts, tmp_path_factory.mktemp("base"), vocab_size=500)
+
+
+def test_merge_matches_adapter_and_returns_early(base, tmp_path):
+    adapter = make_adapter(base, tmp_path / "adapter", zero_b=False)
+    assert merge.base_identity(adapter)[0] == str(base)
+    out = merge.merge_lora(adapter, tmp_path / "merged")
+    assert (out / "model.safetensors").exists() and not list(out.glob("*.bin"))
+    assert json.loads((out / merge.MERGE_INFO).read_text())["adapter_digest"] == merge.adapter_digest(adapter)
+    r = merge.probe_logits(adapter, out, ["my order has not arrived", "help me track it"])
+    assert r["max_abs_diff_merged_vs_adapter"] <= 1e-4 < r["max_abs_diff_merged_vs_base"]
+    stamp = (out / "model.safetensors").stat().st_mtime_ns
+    assert merge.merge_lora(adapter, out) == out and (out / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_noop_adapter_does_not_differ_from_base(base, tmp_path):
+    """PEFT's init (B = 0) changes nothing: the check's 'differs from base' half must see that."""
+    adapter = make_adapter(base, tmp_path / "zero", zero_b=True)
+    r = merge.probe_logits(adapter, merge.merge_lora(adapter, tmp_path / "merged0"), ["my order"])
+    assert r["max_abs_diff_merged_vs_base"] <= 1e-4
+
+
+def test_adapter_without_base_identity_is_rejected(tmp_path):
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 4}))
+    with pytest.raises(ValueError, match="base_model_name_or_path"):
+        merge.base_identity(tmp_path)
