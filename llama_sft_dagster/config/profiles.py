@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import TypeVar
 
-PROFILES = ("demo", "full")
+PROFILES = ("demo", "rehearsal", "full")
 T = TypeVar("T")
 
 
@@ -26,9 +26,20 @@ def active_profile() -> str:
     return name
 
 
-def by_profile(*, demo: T, full: T) -> T:
-    """The default of a tunable: `full` is the seed's value, `demo` the offline CPU value."""
-    return demo if active_profile() == "demo" else full
+_UNSET = object()
+
+
+def by_profile(*, demo: T, full: T, rehearsal: T = _UNSET) -> T:
+    """The default of a tunable: `full` is the seed's value, `demo` the offline CPU value.
+
+    `rehearsal` runs the full profile's code and defaults offline on CPU, so it takes `full`'s value
+    unless it must differ (a local tokenizer, a tiny model, few steps)."""
+    profile = active_profile()
+    if profile == "demo":
+        return demo
+    if profile == "rehearsal" and rehearsal is not _UNSET:
+        return rehearsal
+    return full
 
 
 def state_dir() -> Path:
