@@ -11,7 +11,9 @@ from pathlib import Path
 
 from llama_sft_dagster.core.data.storage import folder_version
 
-DEMO_GENERATOR_FILES = ("demo_corpus.py", "demo_dialogues.py", "demo_text.py")
+# the generator of the demo corpus: its code is part of the demo data's identity
+DEMO_GENERATOR_DIR = Path(__file__).parents[1] / "demo"
+DEMO_GENERATOR_FILES = ("corpus.py", "dialogues.py", "text.py")
 
 
 def file_version(path: Path) -> str:
@@ -34,10 +36,9 @@ def local_version(path: str | Path) -> str:
 
 def demo_version(seed: int) -> str:
     """The demo corpus is a pure function of its seed and its generator's code."""
-    here = Path(__file__).parent
     h = hashlib.sha256(f"seed={seed}".encode())
     for name in DEMO_GENERATOR_FILES:
-        h.update((here / name).read_bytes())
+        h.update((DEMO_GENERATOR_DIR / name).read_bytes())
     return h.hexdigest()[:16]
 
 
