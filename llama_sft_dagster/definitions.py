@@ -6,7 +6,8 @@ Profile: `SFT_PROFILE=demo` (default, offline) or `SFT_PROFILE=full` (hub data, 
 import dagster as dg
 
 from llama_sft_dagster import automation
-from llama_sft_dagster.assets import checks, dedup_split, filters, model, raw, sources, training
+from llama_sft_dagster.assets import checks, model, raw, sources, split, training
+from llama_sft_dagster.assets.filters import data_stage_assets
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 from llama_sft_dagster.resources.gpu import GpuResource
@@ -14,7 +15,7 @@ from llama_sft_dagster.resources.hub import HuggingFaceHub
 from llama_sft_dagster.resources.tracking import MlflowTracking
 from llama_sft_dagster.config.profiles import active_profile
 
-DATA_MODULES = [raw, model, filters, dedup_split]
+DATA_MODULES = [raw, model, split]
 
 
 def build_resources() -> dict:
@@ -31,7 +32,7 @@ def build_resources() -> dict:
 
 
 # Unbound assets and checks (tests materialize them with their own resources).
-all_assets = dg.load_assets_from_modules([*DATA_MODULES, training])
+all_assets = [*dg.load_assets_from_modules([*DATA_MODULES, training]), *data_stage_assets]
 all_checks = [*checks.accounting_checks, *dg.load_asset_checks_from_modules([training])]
 sft_pipeline = automation.sft_pipeline
 

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llama_sft_dagster.core.data.accounting import StageCounts
-from llama_sft_dagster.core.data.storage import table_version
+from llama_sft_dagster.core.versions import table_version
 
 PREVIEW_ROWS = 5
 PREVIEW_CHARS = 80
@@ -34,10 +34,6 @@ def count_table_md(counts: dict[str, Counter], key_name: str) -> str:
     lines = [f"| {key_name} | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     lines += [f"| {k} | " + " | ".join(str(counts[n].get(k, 0)) for n in names) + " |" for k in keys]
     return "\n".join(lines)
-
-
-def parquet_rows(path: Path) -> int:
-    return pq.ParquetFile(path).metadata.num_rows
 
 
 def stage_result(path: Path, counts: StageCounts | None = None, extra: dict | None = None,

@@ -9,21 +9,10 @@ from collections import Counter
 import dagster as dg
 import pyarrow.parquet as pq
 
+from llama_sft_dagster.assets.data_chain import DATA_STAGES, LAST_STAGE
 from llama_sft_dagster.core.data.accounting import check_balance
+from llama_sft_dagster.core.data.storage import row_count as _rows
 from llama_sft_dagster.resources.artifacts import ArtifactStore
-
-# stage asset -> the asset whose rows it consumes
-FILTER_STAGES = {
-    "word_count_filtered": "raw_pairs",
-    "token_limit_filtered": "word_count_filtered",
-    "english_filtered": "token_limit_filtered",
-    "parroting_filtered": "english_filtered",
-    "deduplicated_pairs": "parroting_filtered",
-}
-
-
-def _rows(path) -> int:
-    return pq.ParquetFile(path).metadata.num_rows
 
 
 def _result(passed: bool, text: str, metadata: dict) -> dg.AssetCheckResult:
@@ -40,7 +29,7 @@ def stage_balance(artifacts: ArtifactStore, stage: str, upstream: str) -> dg.Ass
 
 
 def split_balance(artifacts: ArtifactStore) -> dg.AssetCheckResult:
-    rows_in = _rows(artifacts.path("deduplicated_pairs"))
+    rows_in = _rows(artifacts.path(LAST_STAGE))
     train, validation = _rows(artifacts.path("train_pairs")), _rows(artifacts.path("validation_pairs"))
     passed, text = check_balance(rows_in, train + validation, {})
     return _result(passed, text, {"rows_in": rows_in, "train_rows": train, "validation_rows": validation})
@@ -68,7 +57,7 @@ def _stage_check(stage: str, upstream: str) -> dg.AssetChecksDefinition:
 
 
 @dg.asset_check(asset="train_pairs", name="rows_accounted_for", blocking=True,
-                description="rows of deduplicated_pairs = train rows + validation rows")
+                description=f"rows of {LAST_STAGE} = train rows + validation rows")
 def split_rows_accounted_for(artifacts: ArtifactStore) -> dg.AssetCheckResult:
     return split_balance(artifacts)
 
@@ -79,5 +68,5 @@ def raw_pairs_rows_accounted_for(artifacts: ArtifactStore) -> dg.AssetCheckResul
     return pairs_balance(artifacts)
 
 
-accounting_checks = [_stage_check(s, u) for s, u in FILTER_STAGES.items()] + [
+accounting_checks = [_stage_check(s.name, s.upstream) for s in DATA_STAGES] + [
     raw_pairs_rows_accounted_for, split_rows_accounted_for]

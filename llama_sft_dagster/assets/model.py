@@ -1,25 +1,18 @@
 """Model group: the base model every later stage reads (tokenizer for the token filter, weights for training)."""
 import dagster as dg
-from pydantic import Field
 
+from llama_sft_dagster.assets._versioned import versioned_asset
 from llama_sft_dagster.assets.model_paths import BASE_MODEL_ASSET, base_model_dir
-from llama_sft_dagster.core.data.storage import atomic_dir, folder_version, read_parquet
+from llama_sft_dagster.config.training import BaseModelConfig
+from llama_sft_dagster.core.data.storage import atomic_dir, read_parquet
+from llama_sft_dagster.core.versions import folder_version
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.hub import HuggingFaceHub
-from llama_sft_dagster.config.profiles import by_profile
 
 
-class BaseModelConfig(dg.Config):
-    model_id: str = Field(by_profile(demo="demo", full="meta-llama/Llama-3.1-8B-Instruct"),
-                          description="Hub model id, or 'demo' for the tiny Llama built locally.")
-    revision: str | None = Field(None, description="Hub revision (branch, tag or commit); None = main.")
-    demo_vocab_size: int = Field(4096, gt=256, description="BPE vocabulary of the demo tokenizer.")
-    demo_seed: int = Field(0, description="Seed of the demo model's random init.")
-
-
-@dg.asset(group_name="model", kinds={"pytorch", "safetensors"}, deps=["raw_pairs"], code_version="1",
-          description="Base model + tokenizer (save_pretrained folder): the tiny demo Llama with a BPE tokenizer trained on "
-          "raw_pairs, or a hub snapshot of meta-llama/Llama-3.1-8B-Instruct at a resolved revision.")
+@versioned_asset(group_name="model", kinds={"pytorch", "safetensors"}, deps=["raw_pairs"],
+                 description="Base model + tokenizer (save_pretrained folder): the tiny demo Llama with a BPE tokenizer trained on "
+                 "raw_pairs, or a hub snapshot of meta-llama/Llama-3.1-8B-Instruct at a resolved revision.")
 def base_model(context: dg.AssetExecutionContext, config: BaseModelConfig, artifacts: ArtifactStore,
                hub: HuggingFaceHub) -> dg.MaterializeResult:
     from llama_sft_dagster.core.training import base_model as core

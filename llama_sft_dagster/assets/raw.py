@@ -3,12 +3,13 @@
 import dagster as dg
 
 from llama_sft_dagster.assets._metadata import stage_result
+from llama_sft_dagster.assets._versioned import versioned_asset
 from llama_sft_dagster.core.data.storage import write_parquet
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 
 
-@dg.asset(group_name="raw", kinds={"parquet"}, code_version="1", deps=["bitext_source"],
+@versioned_asset(group_name="raw", kinds={"parquet"}, deps=["bitext_source"],
           description="Bitext customer-support rows as published (v11 schema; 2023-08 'tags' mapped to 'flags'), with file and row index.")
 def bitext_raw(artifacts: ArtifactStore, bitext: BitextSource) -> dg.MaterializeResult:
     table = bitext.load()
@@ -16,7 +17,7 @@ def bitext_raw(artifacts: ArtifactStore, bitext: BitextSource) -> dg.Materialize
     return stage_result(path, extra={"source": bitext.location, "intents": len(set(table.column("intent").to_pylist()))})
 
 
-@dg.asset(group_name="raw", kinds={"parquet"}, code_version="1", deps=["multiwoz_source"],
+@versioned_asset(group_name="raw", kinds={"parquet"}, deps=["multiwoz_source"],
           description="MultiWOZ 2.2 turns, one row per turn, with dialogue id, split file and turn index.")
 def multiwoz_raw(artifacts: ArtifactStore, multiwoz: MultiwozSource) -> dg.MaterializeResult:
     table = multiwoz.load()
@@ -25,7 +26,7 @@ def multiwoz_raw(artifacts: ArtifactStore, multiwoz: MultiwozSource) -> dg.Mater
                                      "dialogues": len(set(table.column("dialogue_id").to_pylist()))})
 
 
-@dg.asset(group_name="raw", kinds={"parquet"}, code_version="1", deps=[bitext_raw, multiwoz_raw],
+@versioned_asset(group_name="raw", kinds={"parquet"}, deps=[bitext_raw, multiwoz_raw],
           description="Instruction/response pairs: Bitext rows pass through; every consecutive MultiWOZ USER->SYSTEM turn pair. Provenance kept on every pair.")
 def raw_pairs(artifacts: ArtifactStore) -> dg.MaterializeResult:
     from llama_sft_dagster.core.data.pairs import extract_pairs

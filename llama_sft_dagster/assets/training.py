@@ -6,17 +6,15 @@
 import json
 
 import dagster as dg
-from pydantic import Field
 
 from llama_sft_dagster.assets.model_paths import base_model_dir
-from llama_sft_dagster.config.data import code_version_of
-from llama_sft_dagster.config.training import SftDatasetConfig, TrainConfig
-from llama_sft_dagster.core.training.trainer import fingerprint
-from llama_sft_dagster.core.data.storage import folder_version, read_parquet, table_version, write_parquet
+from llama_sft_dagster.assets._versioned import versioned_asset
+from llama_sft_dagster.config.training import MergeCheckConfig, SftDatasetConfig, TrainConfig
+from llama_sft_dagster.core.data.storage import read_parquet, write_parquet
+from llama_sft_dagster.core.versions import fingerprint, folder_version, table_version
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.gpu import GpuResource
 from llama_sft_dagster.resources.tracking import MlflowTracking
-from llama_sft_dagster.config.profiles import by_profile
 
 SPLITS = {"train": "train_pairs", "validation": "validation_pairs"}
 FORMAT_FILE = "format.json"  # the sft_dataset settings train_adapter and the checks must share
@@ -43,8 +41,7 @@ def empty_split_message(split: str, upstream: str, counts, max_length: int) -> s
             f"sample is longer than max_length={max_length}; raise max_length or set filter_on_templated_length=False")
 
 
-@dg.asset(group_name="training", kinds={"parquet"}, deps=[*SPLITS.values(), "base_model"],
-          code_version=code_version_of("1", SftDatasetConfig),
+@versioned_asset(group_name="training", kinds={"parquet"}, deps=[*SPLITS.values(), "base_model"],
           description="Train/validation pairs as chat rows (seed system prompt, Llama-3 template): conversational "
           "prompt/completion for completion-only loss, with each row's templated token count.")
 def sft_dataset(context: dg.AssetExecutionContext, config: SftDatasetConfig, artifacts: ArtifactStore) -> dg.MaterializeResult:
@@ -117,8 +114,7 @@ def _plots(trainer, monitor, out) -> dict:
     return {k: dg.MetadataValue.md(plots.png_markdown(p, k)) for k, p in made.items() if p is not None}
 
 
-@dg.asset(group_name="training", kinds={"pytorch", "peft"}, deps=["sft_dataset", "base_model"], pool="gpu",
-          code_version=code_version_of("1", TrainConfig),
+@versioned_asset(group_name="training", kinds={"pytorch", "peft"}, deps=["sft_dataset", "base_model"], pool="gpu",
           description="LoRA adapter (safetensors) of the best checkpoint by eval_loss: TRL SFTTrainer, completion-only "
           "loss, seed hyperparameters (full) or a short CPU run (demo). Resumes an interrupted run of the same config.")
 def train_adapter(context: dg.AssetExecutionContext, config: TrainConfig, artifacts: ArtifactStore, gpu: GpuResource,
@@ -130,7 +126,7 @@ def train_adapter(context: dg.AssetExecutionContext, config: TrainConfig, artifa
     fmt, train_rows, eval_rows = load_sft(artifacts, "train_adapter")
     plan, out = gpu.plan(context.log), artifacts.asset_dir("train_adapter")
     data_version = fingerprint({s: table_version(artifacts.path("sft_dataset", f"{s}.parquet")) for s in SPLITS}, fmt)
-    run_fp = training.fingerprint(config.model_dump(), fmt, plan.metadata(), {"data": data_version,
+    run_fp = fingerprint(config.model_dump(), fmt, plan.metadata(), {"data": data_version,
                                   "base": folder_version(base_model_dir(artifacts))})
     params = {"train": config.model_dump(), "sft_dataset": fmt, "device": plan.metadata()}
     # the pool `gpu` queues the step; the device lock makes it exclusive (see GpuResource.exclusive)
@@ -161,13 +157,7 @@ def train_adapter(context: dg.AssetExecutionContext, config: TrainConfig, artifa
     return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(folder_version(adapter)))
 
 
-class MergeCheckConfig(dg.Config):
-    probe_dtype: str = Field(by_profile(demo="float32", full="bfloat16"),
-                             description="dtype of the logit comparison (fp32 bound 1e-4; bf16 bound is relative).")
-    probes: int = Field(4, gt=0, description="Validation prompts used as probes.")
-
-
-@dg.asset(group_name="training", kinds={"safetensors"}, deps=["train_adapter"], code_version="1",
+@versioned_asset(group_name="training", kinds={"safetensors"}, deps=["train_adapter"],
           description="Base model with the adapter merged in (CPU, PeftModel.merge_and_unload), safetensors + tokenizer.")
 def merged_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> dg.MaterializeResult:
     from llama_sft_dagster.core.training.merge import base_identity, merge_lora

@@ -1,12 +1,9 @@
 """Typed config of the data stages, one class per stage, defaults = the seed's values.
 
 Field names follow the libraries that use them. A run can override any field from the launchpad or
-`dagster asset materialize --config`; `code_version_of` folds the defaults into each asset's code
-version, so changing a default marks that stage (and, through data versions, its downstream) stale.
+`dagster asset materialize --config`; each asset's code version folds in the defaults
+(core/versions.py), so changing a default marks that stage (and, through data versions, its downstream) stale.
 """
-
-import hashlib
-import json
 
 import dagster as dg
 from pydantic import Field, model_validator
@@ -61,15 +58,3 @@ class DedupConfig(dg.Config):
 class SplitConfig(dg.Config):
     validation_fraction: float = Field(0.05, gt=0.0, lt=1.0, description="Share of samples in validation (seed: 95/5).")
     seed: int = Field(42, description="Seed of the content hash that decides each sample's side.")
-
-
-def code_version_of(base: str, config_cls: type[dg.Config] | None = None) -> str:
-    """`base` plus a short hash of the config defaults: a changed default is a changed stage."""
-    if config_cls is None:
-        return base
-    defaults = json.dumps(config_cls().model_dump(), sort_keys=True, default=str)
-    return f"{base}+{hashlib.sha256(defaults.encode()).hexdigest()[:8]}"
-
-
-def config_fingerprint(config: dg.Config) -> str:
-    return hashlib.sha256(json.dumps(config.model_dump(), sort_keys=True, default=str).encode()).hexdigest()[:8]

@@ -1,5 +1,6 @@
-"""Typed config of the training group: `sft_dataset` (format, loss masking, max length) and
-`train_adapter` (LoRA + trainer hyperparameters). Field names are TRL's / PEFT's.
+"""Typed config of the model and training groups: `base_model` (which model), `sft_dataset` (format, loss
+masking, max length), `train_adapter` (LoRA + trainer hyperparameters), the merge check. Field names are
+TRL's / PEFT's.
 
 Defaults: `full` = the seed's arguments; `demo` = the same code with small numbers for 2 CPU cores.
 Conflicting settings are rejected with a message naming the field (like litgpt's args.py).
@@ -105,3 +106,17 @@ class TrainConfig(dg.Config):
     def trainer_kwargs(self) -> dict:
         skip = {"lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "monitor_log_every", "monitor_deep_every"}
         return {k: v for k, v in self.model_dump().items() if k not in skip}
+
+
+class BaseModelConfig(dg.Config):
+    model_id: str = Field(by_profile(demo="demo", full="meta-llama/Llama-3.1-8B-Instruct"),
+                          description="Hub model id, or 'demo' for the tiny Llama built locally.")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit); None = main.")
+    demo_vocab_size: int = Field(4096, gt=256, description="BPE vocabulary of the demo tokenizer.")
+    demo_seed: int = Field(0, description="Seed of the demo model's random init.")
+
+
+class MergeCheckConfig(dg.Config):
+    probe_dtype: str = Field(by_profile(demo="float32", full="bfloat16"),
+                             description="dtype of the logit comparison (fp32 bound 1e-4; bf16 bound is relative).")
+    probes: int = Field(4, gt=0, description="Validation prompts used as probes.")

@@ -12,7 +12,7 @@ only after `b` re-runs with a new data version). Two ways to cover whole chains:
 
 A launchpad override of a stage's config is also a cause: the asset's last materialization came
 from a run whose config differs from the defaults that its code version folds in
-(config.code_version_of), so the stale-only path rebuilds it with the defaults. Its changed
+(core/versions.py), so the stale-only path rebuilds it with the defaults. Its changed
 content already makes its children stale through the content data version.
 """
 

@@ -12,7 +12,7 @@ from llama_sft_dagster.config import data as config
 from llama_sft_dagster.housekeeping import stale_plan
 from llama_sft_dagster.assets import filters
 from llama_sft_dagster.cli.stale import materialize_stale
-from llama_sft_dagster.core.data.storage import table_version
+from llama_sft_dagster.core.versions import table_version
 from support.staleness_graph import CHAIN, build_defs, bump_code_version, data_versions, write_sources
 
 pytestmark = pytest.mark.slow  # each test materializes the data graph (~5 s)
@@ -156,7 +156,8 @@ def test_launchpad_override_counts_and_the_stale_path_restores_defaults(built):
 
 
 def code_versions(modules) -> dict[str, str]:
-    return {k.to_user_string(): v for a in dg.load_assets_from_modules(modules) if isinstance(a, dg.AssetsDefinition)
+    assets = [*dg.load_assets_from_modules(modules), *filters.data_stage_assets]
+    return {k.to_user_string(): v for a in assets if isinstance(a, dg.AssetsDefinition)
             for k, v in a.code_versions_by_key.items()}
 
 
@@ -167,10 +168,10 @@ def test_lora_rank_change_reaches_train_adapter_only():
         from llama_sft_dagster.assets import training
     except ImportError:
         pytest.skip("training assets (assets/training.py) not written yet")
-    from llama_sft_dagster import config_training
-    from llama_sft_dagster.assets import dedup_split, model, raw
+    from llama_sft_dagster.assets import model, raw, split
+    from llama_sft_dagster.config import training as config_training
 
-    modules = [raw, model, filters, dedup_split, training]
+    modules = [raw, model, split, training]
     before = code_versions(modules)
     assert {"train_adapter", "merged_model"} <= before.keys()
     field = config_training.TrainConfig.model_fields["lora_r"]
@@ -178,7 +179,7 @@ def test_lora_rank_change_reaches_train_adapter_only():
     try:
         field.default = original * 2
         config_training.TrainConfig.model_rebuild(force=True)
-        after = code_versions([raw, model, filters, dedup_split, importlib.reload(training)])
+        after = code_versions([raw, model, split, importlib.reload(training)])
     finally:
         field.default = original
         config_training.TrainConfig.model_rebuild(force=True)

@@ -1,12 +1,13 @@
 """The data graph (raw -> split) materialized with real Dagster on given sources."""
 import dagster as dg
 
+from llama_sft_dagster.assets.data_chain import STAGE_NAMES
 from llama_sft_dagster.definitions import all_assets, all_checks
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 
 from support.resources import project_resources
 
-FILTER_STAGES = ["word_count_filtered", "token_limit_filtered", "english_filtered", "parroting_filtered", "deduplicated_pairs"]
+FILTER_STAGES = STAGE_NAMES  # the declared chain (assets/data_chain.py)
 DATA_SELECTION = dg.AssetSelection.assets("train_pairs", "validation_pairs").upstream()
 
 

@@ -8,15 +8,15 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from llama_sft_dagster import automation
-from llama_sft_dagster.assets import checks, dedup_split, filters, raw, sources
+from llama_sft_dagster.assets import checks, filters, raw, sources, split
+from llama_sft_dagster.assets.data_chain import FIRST_INPUT, STAGE_NAMES
 from llama_sft_dagster.core.demo import corpus as demo_corpus
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 
 BITEXT_ROWS = 400
 DIALOGUES = 30
-CHAIN = ["bitext_raw", "raw_pairs", "word_count_filtered", "token_limit_filtered", "english_filtered",
-         "parroting_filtered", "deduplicated_pairs", "train_pairs", "validation_pairs"]
+CHAIN = ["bitext_raw", FIRST_INPUT, *STAGE_NAMES, "train_pairs", "validation_pairs"]
 
 
 @dg.asset(group_name="model", code_version="test-tokenizer-1", deps=["raw_pairs"],
@@ -45,7 +45,8 @@ def write_sources(folder: Path, bitext_rows: int = BITEXT_ROWS, seed: int = 13) 
 
 def build_defs(root: Path, bitext: Path, multiwoz: Path, assets_map=None) -> dg.Definitions:
     """The data graph with its real code versions; `assets_map` may rewrite assets (e.g. bump a code version)."""
-    assets = [*sources.raw_sources, base_model, *dg.load_assets_from_modules([raw, filters, dedup_split])]
+    # filters.data_stage_assets is read at call time: a test may reload the module after changing a default
+    assets = [*sources.raw_sources, base_model, *dg.load_assets_from_modules([raw, split]), *filters.data_stage_assets]
     if assets_map is not None:
         assets = [assets_map(a) for a in assets]
     return dg.Definitions(

@@ -3,7 +3,7 @@
 import pytest
 
 from llama_sft_dagster.core.training import base_model as bm
-from llama_sft_dagster.core.data.storage import folder_version
+from llama_sft_dagster.core.versions import folder_version
 
 TEXTS = [f"I need help with order {i}, the parcel did not arrive. Sorry to hear that, let me check." for i in range(300)]
 

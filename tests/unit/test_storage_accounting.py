@@ -3,7 +3,8 @@ import pyarrow as pa
 import pytest
 
 from llama_sft_dagster.core.data.accounting import check_balance, partition
-from llama_sft_dagster.core.data.storage import ArtifactPathError, atomic_path, confined, read_parquet, table_version, write_parquet
+from llama_sft_dagster.core.data.storage import ArtifactPathError, atomic_path, confined, read_parquet, write_parquet
+from llama_sft_dagster.core.versions import table_version
 
 
 def test_partition_counts_and_rejects():

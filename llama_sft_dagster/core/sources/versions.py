@@ -9,19 +9,11 @@
 import hashlib
 from pathlib import Path
 
-from llama_sft_dagster.core.data.storage import folder_version
+from llama_sft_dagster.core.versions import file_version, folder_version
 
 # the generator of the demo corpus: its code is part of the demo data's identity
 DEMO_GENERATOR_DIR = Path(__file__).parents[1] / "demo"
 DEMO_GENERATOR_FILES = ("corpus.py", "dialogues.py", "text.py")
-
-
-def file_version(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def local_version(path: str | Path) -> str:

@@ -10,20 +10,17 @@ Output: `save_pretrained` folder (safetensors) + tokenizer + `merge_info.json`. 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from llama_sft_dagster.core.data.storage import atomic_dir
+from llama_sft_dagster.core.versions import folder_version
 
 MERGE_INFO = "merge_info.json"
 
 
 def adapter_digest(adapter_dir: Path) -> str:
-    h = hashlib.sha256()
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
-        h.update((Path(adapter_dir) / name).read_bytes())
-    return h.hexdigest()[:16]
+    return folder_version(adapter_dir, ("adapter_config.json", "adapter_model.safetensors"))
 
 
 def base_identity(adapter_dir: Path) -> tuple[str, str | None]:

@@ -13,7 +13,6 @@ only (transformers 5 and PEFT write nothing else). Heavy imports stay inside the
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Mapping, Sequence
@@ -22,10 +21,6 @@ from pathlib import Path
 from llama_sft_dagster.core.training.device import DevicePlan
 
 RUN_CONFIG = "run_config.json"  # fingerprint of the run that owns the checkpoints folder
-
-
-def fingerprint(*parts: Mapping) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def lora_config(lora: Mapping):

@@ -1,0 +1,158 @@
+"""Content hashes and versions, in one place (Dagster-free).
+
+- Data versions: `file_version`, `table_version` (the Arrow content of a Parquet file, independent of
+  file metadata), `folder_version` (relative names and bytes of a model/tokenizer folder).
+- Fingerprints of settings: `fingerprint(*mappings)` (a training run's identity for resuming).
+- Code versions: `code_version(*functions, configs=...)` hashes the source of the functions an asset
+  runs, and of every project function, class and constant they reach, plus the defaults of its config
+  classes. Editing a stage's logic therefore marks that stage stale (and nothing upstream) without
+  anyone remembering to bump a string. The source is compared as a syntax tree without docstrings, so a
+  comment-only or docstring-only edit changes nothing.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib
+import inspect
+import json
+import sys
+import textwrap
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+PACKAGE = "llama_sft_dagster"
+CHUNK = 1 << 20
+
+
+def _hexdigest(h) -> str:
+    return h.hexdigest()[:16]
+
+
+def fingerprint(*parts: Mapping) -> str:
+    """Stable hash of JSON-able settings (key order does not matter)."""
+    return _hexdigest(hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()))
+
+
+def file_version(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(CHUNK), b""):
+            h.update(chunk)
+    return _hexdigest(h)
+
+
+def folder_version(path: Path, patterns: tuple[str, ...] = ("*",)) -> str:
+    """Content version of a folder (model weights, tokenizer): hash of relative names and bytes."""
+    h = hashlib.sha256()
+    path = Path(path)
+    for f in sorted({p for pat in patterns for p in path.rglob(pat) if p.is_file()}):
+        h.update(str(f.relative_to(path)).encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(CHUNK), b""):
+                h.update(chunk)
+    return _hexdigest(h)
+
+
+def table_version(path: Path) -> str:
+    """Content version of a Parquet file: a hash of its Arrow data, independent of file metadata.
+
+    Re-running a stage on identical inputs yields identical rows, hence the same version, so nothing
+    downstream goes stale.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    h = hashlib.sha256()
+    pf = pq.ParquetFile(path)
+    h.update(pf.schema_arrow.to_string(show_schema_metadata=False).encode())
+    for batch in pf.iter_batches(batch_size=65536):
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema) as w:
+            w.write_batch(batch)
+        h.update(sink.getvalue().to_pybytes())
+    return _hexdigest(h)
+
+
+# ---- code versions -------------------------------------------------------------------------------
+
+_CONSTANT_TYPES = (int, float, str, bytes, bool, tuple, frozenset)
+
+
+def _is_project_code(obj) -> bool:
+    if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+        return False
+    # pydantic models (dg.Config, resources) are settings and I/O plumbing: configs count by their defaults
+    return getattr(obj, "__module__", "").startswith(PACKAGE) and not hasattr(obj, "model_fields")
+
+
+def _tree(obj) -> ast.AST | None:
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
+    except (OSError, TypeError, SyntaxError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            node.decorator_list = []  # asset decorators carry descriptions and deps, not logic
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def _namespace(obj, tree: ast.AST) -> dict:
+    module = sys.modules.get(getattr(obj, "__module__", ""), None)
+    names = dict(vars(module)) if module else {}
+    for node in ast.walk(tree):  # imports inside function bodies (heavy libraries are imported late)
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(PACKAGE) and not node.level:
+            source = importlib.import_module(node.module)
+            for alias in node.names:
+                value = getattr(source, alias.name, None)
+                if value is None:
+                    value = importlib.import_module(f"{node.module}.{alias.name}")
+                names[alias.asname or alias.name] = value
+    return names
+
+
+def _references(tree: ast.AST, names: dict) -> Iterable[tuple[str, object]]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in names:
+            yield node.id, names[node.id]
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            module = names.get(node.value.id)
+            if inspect.ismodule(module) and module.__name__.startswith(PACKAGE) and hasattr(module, node.attr):
+                yield f"{node.value.id}.{node.attr}", getattr(module, node.attr)
+
+
+def code_sources(*objects: Callable) -> dict[str, str]:
+    """Normalised source of `objects` and of every project function/class/constant they reach."""
+    seen: dict[str, str] = {}
+    stack = list(objects)
+    while stack:
+        obj = stack.pop()
+        key = f"{obj.__module__}.{obj.__qualname__}"
+        if key in seen:
+            continue
+        tree = _tree(obj)
+        if tree is None:
+            seen[key] = repr(obj)
+            continue
+        seen[key] = ast.dump(tree, annotate_fields=False, include_attributes=False)
+        for name, ref in _references(tree, _namespace(obj, tree)):
+            if _is_project_code(ref):
+                stack.append(ref)
+            elif isinstance(ref, _CONSTANT_TYPES) and not inspect.ismodule(ref):
+                seen.setdefault(f"{obj.__module__}:{name}", repr(ref))
+    return seen
+
+
+def code_version(*objects: Callable, configs: Iterable[type] = ()) -> str:
+    """Code version of an asset: its logic's normalised source plus its config classes' defaults."""
+    h = hashlib.sha256()
+    for key, source in sorted(code_sources(*objects).items()):
+        h.update(f"{key}\n{source}\n".encode())
+    for config in configs:
+        defaults = json.dumps(config().model_dump(), sort_keys=True, default=str)
+        h.update(f"{config.__name__}={defaults}\n".encode())
+    return "c" + h.hexdigest()[:12]
