@@ -10,6 +10,7 @@ from llama_sft_dagster.assets import checks, model, raw, sources, split, trainin
 from llama_sft_dagster.assets.filters import data_stage_assets
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
+from llama_sft_dagster.housekeeping.pool_guard import GpuPoolGuard
 from llama_sft_dagster.resources.gpu import GpuResource
 from llama_sft_dagster.resources.hub import HuggingFaceHub
 from llama_sft_dagster.resources.tracking import MlflowTracking
@@ -27,6 +28,7 @@ def build_resources() -> dict:
         "multiwoz": MultiwozSource(),
         "hub": HuggingFaceHub(token=dg.EnvVar("HF_TOKEN")) if full else HuggingFaceHub(),
         "gpu": GpuResource(),
+        "pool_guard": GpuPoolGuard(),
         "tracking": MlflowTracking(),
     }
 

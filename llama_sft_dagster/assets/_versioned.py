@@ -15,13 +15,9 @@ def config_classes(fn) -> list[type]:
     return [param.annotation] if param is not None and isinstance(param.annotation, type) else []
 
 
-def derived_code_version(fn, *also) -> str:
-    return code_version(fn, *also, configs=config_classes(fn))
-
-
-def versioned_asset(*, also=(), **asset_kwargs):
-    """`@dg.asset(**asset_kwargs)` with `code_version` derived from the function (plus `also`)."""
+def versioned_asset(**asset_kwargs):
+    """`@dg.asset(**asset_kwargs)` with `code_version` derived from the function and its config."""
     def wrap(fn):
-        return dg.asset(code_version=derived_code_version(fn, *also), **asset_kwargs)(fn)
+        return dg.asset(code_version=code_version(fn, configs=config_classes(fn)), **asset_kwargs)(fn)
 
     return wrap

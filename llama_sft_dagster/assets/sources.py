@@ -46,5 +46,4 @@ def multiwoz_source(multiwoz: MultiwozSource) -> dg.DataVersion:
     return dg.DataVersion(multiwoz_version(multiwoz))
 
 
-SOURCE_VERSIONS = {"bitext_source": ("bitext", bitext_version), "multiwoz_source": ("multiwoz", multiwoz_version)}
 raw_sources = [bitext_source, multiwoz_source]

@@ -13,6 +13,7 @@ from llama_sft_dagster.config.training import MergeCheckConfig, SftDatasetConfig
 from llama_sft_dagster.core.data.storage import read_parquet, write_parquet
 from llama_sft_dagster.core.versions import fingerprint, folder_version, table_version
 from llama_sft_dagster.resources.artifacts import ArtifactStore
+from llama_sft_dagster.housekeeping.pool_guard import GpuPoolGuard
 from llama_sft_dagster.resources.gpu import GpuResource
 from llama_sft_dagster.resources.tracking import MlflowTracking
 
@@ -74,7 +75,7 @@ def sft_dataset(context: dg.AssetExecutionContext, config: SftDatasetConfig, art
                 description="On the trainer's real processed dataset and collator: every label outside the assistant "
                 "reply is -100, every reply token and its <|eot_id|> is supervised. Reports token efficiency and padding share.")
 def sft_dataset_label_masking(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore,
-                              gpu: GpuResource) -> dg.AssetCheckResult:
+                              gpu: GpuResource, pool_guard: GpuPoolGuard) -> dg.AssetCheckResult:
     import tempfile
 
     from llama_sft_dagster.core.training.masking import verify_trainer_masking
@@ -118,6 +119,7 @@ def _plots(trainer, monitor, out) -> dict:
           description="LoRA adapter (safetensors) of the best checkpoint by eval_loss: TRL SFTTrainer, completion-only "
           "loss, seed hyperparameters (full) or a short CPU run (demo). Resumes an interrupted run of the same config.")
 def train_adapter(context: dg.AssetExecutionContext, config: TrainConfig, artifacts: ArtifactStore, gpu: GpuResource,
+                  pool_guard: GpuPoolGuard,
                   tracking: MlflowTracking) -> dg.MaterializeResult:
     from llama_sft_dagster.core.training import trainer as training
     from llama_sft_dagster.core.training.masking import verify_trainer_masking

@@ -2,16 +2,18 @@
 
 A SIGKILLed run (OOM killer, `kill -9`, a closed terminal) runs no cleanup: Dagster keeps it STARTED
 and keeps its `gpu` pool slot claimed, so every later training step waits on "Step blocked by limit
-for pool gpu" forever. Dagster's run monitoring would fail such runs, but the default run launcher
-(and `dagster asset materialize`, which runs in the calling process) has no health check. So the
+for pool gpu" forever. Dagster's run monitoring (enabled in dagster.yaml) fails runs whose worker it
+can health-check and frees the slots of ended runs, but the default run launcher has no worker health
+check, and `dagster asset materialize` runs without a daemon at all. So the
 project does it: each run records the pid of the process executing its steps (Dagster's own engine
 event "Executing steps ... (pid: N)", emitted before any slot is claimed); a run in progress whose
 process is gone (or its pid now belongs to a process started after that event) is reported FAILURE
 and its slots freed.
 
 Only on a local (SQLite) instance: pids mean something only on the machine that owns the storage.
-Called by the `gpu` resource when a run starts (before its steps claim slots) and by the
-`dead_run_sensor` under the daemon.
+Called by `GpuPoolGuard` (housekeeping/pool_guard.py) when a run starts, before its steps claim
+slots, and by the `dead_run_sensor` under the daemon. Uses Dagster's storage classes and slot calls,
+which have no public equivalent in 1.13; they stay in this module.
 """
 from __future__ import annotations
 

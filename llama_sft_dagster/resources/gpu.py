@@ -53,18 +53,6 @@ class GpuResource(dg.ConfigurableResource):
         None, description="Folder of the per-device lock files that make training exclusive. Default: "
         "<system temp>/llama-sft-dagster-locks, shared by every checkout and Dagster instance on the machine.")
 
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        # runs before this run's steps claim `gpu` pool slots (in-process executor): a slot still held by
-        # a killed run would otherwise block the training step forever (see housekeeping/dead_runs.py)
-        if context.instance is None:
-            return
-        from llama_sft_dagster.housekeeping.dead_runs import fail_dead_runs
-
-        try:
-            fail_dead_runs(context.instance, context.log)
-        except Exception as exc:  # housekeeping must not fail the run; the sensor retries
-            (context.log or log).warning(f"could not check for dead runs holding the GPU: {exc!r}")
-
     def plan(self, logger=None) -> DevicePlan:
         plan = plan_device(self.device, machine_facts(), gradient_checkpointing=self.gradient_checkpointing,
                            allow_flash_attention=self.flash_attention, allow_tf32=self.tf32)

@@ -34,7 +34,8 @@ def trained(tmp_path_factory):
     """One demo training run shared by the assertions below (it is the slow part)."""
     from llama_sft_dagster.assets import model, training
     from llama_sft_dagster.resources.artifacts import ArtifactStore
-    from llama_sft_dagster.resources.gpu import GpuResource
+    from llama_sft_dagster.housekeeping.pool_guard import GpuPoolGuard
+from llama_sft_dagster.resources.gpu import GpuResource
     from llama_sft_dagster.resources.hub import HuggingFaceHub
     from llama_sft_dagster.resources.tracking import MlflowTracking
 
@@ -43,7 +44,8 @@ def trained(tmp_path_factory):
     write_parquet(pairs, root / "raw_pairs" / "data.parquet")
     write_parquet(pairs.slice(0, 330), root / "train_pairs" / "data.parquet")
     write_parquet(pairs.slice(330), root / "validation_pairs" / "data.parquet")
-    resources = {"artifacts": ArtifactStore(root=str(root)), "gpu": GpuResource(device="cpu", lock_dir=str(root / "locks")), "hub": HuggingFaceHub(),
+    resources = {"artifacts": ArtifactStore(root=str(root)), "gpu": GpuResource(device="cpu", lock_dir=str(root / "locks")),
+                 "pool_guard": GpuPoolGuard(), "hub": HuggingFaceHub(),
                  "tracking": MlflowTracking(tracking_uri=f"sqlite:///{root}/mlflow.db")}
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(

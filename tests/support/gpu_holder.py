@@ -9,11 +9,12 @@ import time
 
 import dagster as dg
 
+from llama_sft_dagster.housekeeping.pool_guard import GpuPoolGuard
 from llama_sft_dagster.resources.gpu import GpuResource
 
 
 @dg.asset(pool="gpu")
-def holds_gpu(context: dg.AssetExecutionContext, gpu: GpuResource):
+def holds_gpu(context: dg.AssetExecutionContext, gpu: GpuResource, pool_guard: GpuPoolGuard):
     with gpu.exclusive(gpu.plan(context.log), f"run {context.run.run_id}", context.log):
         start = time.time()
         print("HOLDING", context.run.run_id, flush=True)
@@ -24,5 +25,5 @@ def holds_gpu(context: dg.AssetExecutionContext, gpu: GpuResource):
 if __name__ == "__main__":
     with dg.DagsterInstance.get() as instance:
         gpu = GpuResource(device="cpu", lock_dir=os.environ["SFT_LOCK_DIR"])
-        assert dg.materialize([holds_gpu], instance=instance, resources={"gpu": gpu}).success
+        assert dg.materialize([holds_gpu], instance=instance, resources={"gpu": gpu, "pool_guard": GpuPoolGuard()}).success
     print("DONE", flush=True)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 def project_resources(root: Path, **overrides) -> dict:
     """All resources on local state under `root`; `overrides` replace single ones (e.g. bitext=...)."""
+    from llama_sft_dagster.housekeeping.pool_guard import GpuPoolGuard
     from llama_sft_dagster.resources.artifacts import ArtifactStore
     from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
     from llama_sft_dagster.resources.gpu import GpuResource
@@ -16,6 +17,7 @@ def project_resources(root: Path, **overrides) -> dict:
         "multiwoz": MultiwozSource(location="demo"),
         "hub": HuggingFaceHub(),
         "gpu": GpuResource(device="cpu", lock_dir=str(Path(root) / "locks")),
+        "pool_guard": GpuPoolGuard(),
         "tracking": MlflowTracking(tracking_uri=f"sqlite:///{root / 'mlflow.db'}"),
     }
     return {**resources, **overrides}

@@ -182,6 +182,3 @@ def parroting_decisions(instructions: Sequence[str], responses: Sequence[str], m
         else:
             out.keep()
     return out
-
-
-FilterFn = Callable[[Sequence[str], Sequence[str]], Decisions]

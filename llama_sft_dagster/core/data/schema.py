@@ -24,7 +24,6 @@ PAIR_SCHEMA = pa.schema(
     ]
 )
 
-PAIR_COLUMNS = PAIR_SCHEMA.names
 
 # Rejected rows are the pair columns plus where and why they were dropped.
 REJECT_SCHEMA = (
@@ -33,7 +32,3 @@ REJECT_SCHEMA = (
     # evidence for the reason, e.g. "tokens=812", "detected=FRENCH", "duplicate_of=<pair_id>"
     .append(pa.field("detail", pa.string()))
 )
-
-
-def empty_pairs() -> pa.Table:
-    return PAIR_SCHEMA.empty_table()

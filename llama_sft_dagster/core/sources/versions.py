@@ -6,10 +6,9 @@
 - the generated demo corpus: its seed and the generator's source code.
 """
 
-import hashlib
 from pathlib import Path
 
-from llama_sft_dagster.core.versions import file_version, folder_version
+from llama_sft_dagster.core.versions import file_version, fingerprint, folder_version
 
 # the generator of the demo corpus: its code is part of the demo data's identity
 DEMO_GENERATOR_DIR = Path(__file__).parents[1] / "demo"
@@ -28,10 +27,7 @@ def local_version(path: str | Path) -> str:
 
 def demo_version(seed: int) -> str:
     """The demo corpus is a pure function of its seed and its generator's code."""
-    h = hashlib.sha256(f"seed={seed}".encode())
-    for name in DEMO_GENERATOR_FILES:
-        h.update((DEMO_GENERATOR_DIR / name).read_bytes())
-    return h.hexdigest()[:16]
+    return fingerprint({"seed": seed, **{name: file_version(DEMO_GENERATOR_DIR / name) for name in DEMO_GENERATOR_FILES}})
 
 
 def hub_revision(dataset_id: str, revision: str | None, token: str | None = None) -> str:

@@ -57,11 +57,11 @@ from typing import Any, Mapping
 import numpy as np
 from transformers import TrainerCallback
 
+from llama_sft_dagster.core.training.masking import IGNORE_INDEX
 from llama_sft_dagster.core.training.rank_metrics import lora_singular_values, rank_measures
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100  # transformers' label for "no loss here"
 _LAYER_INDEX = re.compile(r"\.layers\.(\d+)\.")
 GB = 1024**3
 
