@@ -35,7 +35,7 @@ def trained(tmp_path_factory):
     from llama_sft_dagster.assets import model, training
     from llama_sft_dagster.resources.artifacts import ArtifactStore
     from llama_sft_dagster.housekeeping.pool_guard import GpuPoolGuard
-from llama_sft_dagster.resources.gpu import GpuResource
+    from llama_sft_dagster.resources.gpu import GpuResource
     from llama_sft_dagster.resources.hub import HuggingFaceHub
     from llama_sft_dagster.resources.tracking import MlflowTracking
 
