@@ -4,12 +4,10 @@ import os
 import subprocess
 import sys
 
-import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
 from llama_sft_dagster.assets import checks
-from llama_sft_dagster.definitions import all_assets, all_checks
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 
 from support.data_graph import FILTER_STAGES, materialize_data_graph

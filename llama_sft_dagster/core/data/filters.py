@@ -10,7 +10,7 @@ Thresholds are the seed's (see the Config classes in `llama_sft_dagster.config.d
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
