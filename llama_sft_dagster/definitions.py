@@ -15,6 +15,7 @@ from llama_sft_dagster.resources.gpu import GpuResource
 from llama_sft_dagster.resources.hub import HuggingFaceHub
 from llama_sft_dagster.resources.tracking import MlflowTracking
 from llama_sft_dagster.config.profiles import active_profile
+from llama_sft_dagster.config.k8s import step_executor
 
 DATA_MODULES = [raw, model, split]
 
@@ -45,4 +46,5 @@ defs = dg.Definitions(
     jobs=automation.jobs,
     schedules=automation.schedules,
     sensors=automation.sensors,
+    executor=step_executor(),  # SFT_EXECUTOR=k8s: a pod per step (deploy/, README "Scaling out")
 )

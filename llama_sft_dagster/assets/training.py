@@ -7,8 +7,10 @@ import json
 
 import dagster as dg
 
+from llama_sft_dagster.assets.adapter_training import train_adapter_into
 from llama_sft_dagster.assets.model_paths import base_model_dir
 from llama_sft_dagster.assets._versioned import versioned_asset
+from llama_sft_dagster.config.k8s import K8S_CONFIG_TAG, training_step_k8s_config
 from llama_sft_dagster.config.training import MergeCheckConfig, SftDatasetConfig, TrainConfig
 from llama_sft_dagster.core.data.storage import read_parquet, write_parquet
 from llama_sft_dagster.core.versions import fingerprint, folder_version, table_version
@@ -106,56 +108,16 @@ def sft_dataset_templated_length(artifacts: ArtifactStore) -> dg.AssetCheckResul
     return dg.AssetCheckResult(passed=report["over_max_length"] == 0, severity=dg.AssetCheckSeverity.WARN, metadata=report)
 
 
-def _plots(trainer, monitor, out) -> dict:
-    from llama_sft_dagster.core.training import plots
-
-    made = {"loss_plot": plots.plot_losses(trainer.state.log_history, out / "loss.png"),
-            "grad_norm_plot": plots.plot_grad_norms(monitor.history, out / "grad_norm.png"),
-            "effective_rank_plot": plots.plot_effective_rank(monitor.history, out / "effective_rank.png")}
-    return {k: dg.MetadataValue.md(plots.png_markdown(p, k)) for k, p in made.items() if p is not None}
-
-
 @versioned_asset(group_name="training", kinds={"pytorch", "peft"}, deps=["sft_dataset", "base_model"], pool="gpu",
+                 op_tags={K8S_CONFIG_TAG: training_step_k8s_config()},
           description="LoRA adapter (safetensors) of the best checkpoint by eval_loss: TRL SFTTrainer, completion-only "
           "loss, seed hyperparameters (full) or a short CPU run (demo). Resumes an interrupted run of the same config.")
 def train_adapter(context: dg.AssetExecutionContext, config: TrainConfig, artifacts: ArtifactStore, gpu: GpuResource,
                   pool_guard: GpuPoolGuard,
                   tracking: MlflowTracking) -> dg.MaterializeResult:
-    from llama_sft_dagster.core.training import trainer as training
-    from llama_sft_dagster.core.training.masking import verify_trainer_masking
-    from llama_sft_dagster.core.training.monitoring import TrainingMonitor
-
-    fmt, train_rows, eval_rows = load_sft(artifacts, "train_adapter")
-    plan, out = gpu.plan(context.log), artifacts.asset_dir("train_adapter")
-    data_version = fingerprint({s: table_version(artifacts.path("sft_dataset", f"{s}.parquet")) for s in SPLITS}, fmt)
-    run_fp = fingerprint(config.model_dump(), fmt, plan.metadata(), {"data": data_version,
-                                  "base": folder_version(base_model_dir(artifacts))})
-    params = {"train": config.model_dump(), "sft_dataset": fmt, "device": plan.metadata()}
-    # the pool `gpu` queues the step; the device lock makes it exclusive (see GpuResource.exclusive)
-    with gpu.exclusive(plan, f"train_adapter of run {context.run.run_id}", context.log) as lock_wait_s, \
-            tracking.start_run("train_adapter", params=params, dagster_run_id=context.run.run_id,
-                               train_data_version=data_version) as run:
-        monitor = TrainingMonitor(out / "tensorboard", log_every=config.monitor_log_every,
-                                  deep_every=config.monitor_deep_every, use_mlflow=run is not None)
-        trainer = training.setup(base_model_dir(artifacts), train_rows, eval_rows, config.trainer_kwargs(),
-                                 config.lora_kwargs(), fmt, plan, out / "checkpoints", tracking.report_to(), monitor)
-        mask = verify_trainer_masking(trainer, max_batches=4)
-        if not mask.ok:
-            raise dg.Failure("label masking is wrong on the training batches", metadata={"examples": "; ".join(mask.examples)})
-        gpu.reset_peak_memory()
-        try:
-            result, resumed_from = training.fit(trainer, out / "checkpoints", run_fp)
-        finally:
-            monitor.close()
-        adapter = training.save_best_adapter(trainer, out / "adapter")
-        stats = training.summary(trainer, result)
-    metadata = {**stats, **{f"device_{k}": v for k, v in plan.metadata().items()}, "peak_memory_gb": gpu.peak_memory_gb(),
-                "device_lock_wait_s": round(lock_wait_s, 2),
-                "token_efficiency": mask.metrics()["token_efficiency"], "padding_share": mask.metrics()["padding_share"],
-                "resumed_from": resumed_from or "", "mlflow_run_id": run.info.run_id if run else "",
-                "path": dg.MetadataValue.path(str(adapter)), **_plots(trainer, monitor, out)}
-    context.log.info(f"train_adapter: loss {stats.get('first_train_loss')} -> {stats.get('final_train_loss')}, "
-                     f"best eval_loss {stats.get('best_eval_loss')} at step {stats.get('best_eval_step')}")
+    # a child job through Dagster Pipes: `accelerate launch` of 1..N ranks (assets/adapter_training.py)
+    metadata = train_adapter_into(context, config, artifacts, gpu, tracking, artifacts.asset_dir("train_adapter"))
+    adapter = artifacts.path("train_adapter", "adapter")
     return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(folder_version(adapter)))
 
 

@@ -52,6 +52,13 @@ class GpuResource(dg.ConfigurableResource):
     lock_dir: str | None = Field(
         None, description="Folder of the per-device lock files that make training exclusive. Default: "
         "<system temp>/llama-sft-dagster-locks, shared by every checkout and Dagster instance on the machine.")
+    processes: int | None = Field(
+        None, gt=0, description="Training processes on this machine (torchrun ranks): None = every visible GPU on "
+        "CUDA, 1 on CPU. More than 1 on CPU trains with gloo (what the tests use).")
+    launch_config: str = Field(
+        "ddp", description="accelerate config of the launch: 'ddp' (LoRA on a model that fits one device: 8B), "
+        "'fsdp2' (shard a model that does not: 70B), 'deepspeed_zero3' (optional), or the path of your own "
+        "accelerate config file. The shipped ones are in llama_sft_dagster/launch/accelerate/.")
 
     def plan(self, logger=None) -> DevicePlan:
         plan = plan_device(self.device, machine_facts(), gradient_checkpointing=self.gradient_checkpointing,
@@ -61,24 +68,59 @@ class GpuResource(dg.ConfigurableResource):
                                     "for anything but the demo model")
         return plan  # tf32 is applied by TrainingArguments(tf32=plan.tf32) via transformers' enable_tf32
 
-    def lock_path(self, plan: DevicePlan) -> Path:
-        # one lock per physical device set: CUDA_VISIBLE_DEVICES picks the GPUs a process can see
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "all") if plan.device == "cuda" else ""
-        name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{plan.device}-{visible}".rstrip("-"))
+    def process_count(self, plan: DevicePlan) -> int:
+        """How many ranks the training step starts on this machine (see `processes`)."""
+        if plan.device != "cuda":
+            return self.processes or 1
+        import torch
+
+        visible = torch.cuda.device_count()
+        if self.processes and self.processes > visible:
+            raise ValueError(f"gpu resource processes={self.processes}, but only {visible} CUDA device(s) are visible "
+                             "(CUDA_VISIBLE_DEVICES); lower processes or make more devices visible")
+        return self.processes or visible
+
+    def device_ids(self, plan: DevicePlan, processes: int = 1) -> list[str]:
+        """The devices `processes` ranks use: the first `processes` visible GPUs, by their physical ids
+        (CUDA_VISIBLE_DEVICES order); on CPU one shared device, "cpu"."""
+        if plan.device != "cuda":
+            return ["cpu"]
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+        ids = [d.strip() for d in visible.split(",") if d.strip()] if visible else [str(i) for i in range(processes)]
+        if len(ids) < processes:
+            raise ValueError(f"{processes} processes need {processes} GPUs, CUDA_VISIBLE_DEVICES={visible!r} has {len(ids)}")
+        return ids[:processes]
+
+    def lock_paths(self, plan: DevicePlan, processes: int = 1) -> list[Path]:
+        """One lock per physical device a step uses (sorted: two steps asking for overlapping sets take
+        them in the same order and cannot deadlock)."""
         folder = Path(self.lock_dir or Path(tempfile.gettempdir()) / "llama-sft-dagster-locks")
-        return folder / f"{name}.lock"
+        names = sorted({re.sub(r"[^A-Za-z0-9_.-]", "_", d if d == "cpu" else f"cuda-{d}")
+                        for d in self.device_ids(plan, processes)})
+        return [folder / f"{name}.lock" for name in names]
+
+    def lock_path(self, plan: DevicePlan) -> Path:
+        """The lock of a one-process step."""
+        return self.lock_paths(plan, 1)[0]
 
     @contextlib.contextmanager
-    def exclusive(self, plan: DevicePlan, holder: str, logger=None) -> Iterator[float]:
-        """Hold the device for the duration of the block; yields the seconds spent waiting.
+    def exclusive(self, plan: DevicePlan, holder: str, logger=None, processes: int = 1) -> Iterator[float]:
+        """Hold every device the step's `processes` ranks use for the block; yields the seconds spent waiting.
 
         Why, beside the Dagster pool `gpu` (limit 1): on the default SQLite instance storage Dagster
         1.13 claims a pool slot by select-then-update, so two steps asking at the same instant can
         both get the one slot (seen in 3 of 16 tries here). An OS file lock cannot be double-granted,
         covers runs of other checkouts and instances on the same machine, and is released by the
-        kernel when a killed run's process dies.
+        kernel when a killed run's process dies. A multi-process step holds one lock per GPU it uses.
         """
-        path = self.lock_path(plan)
+        with contextlib.ExitStack() as stack:
+            waited = sum(stack.enter_context(self._hold(path, plan, holder, logger))
+                         for path in self.lock_paths(plan, processes))
+            yield waited
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _hold(path: Path, plan: DevicePlan, holder: str, logger=None) -> Iterator[float]:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             handle = open(path, "a+")

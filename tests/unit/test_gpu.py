@@ -85,13 +85,13 @@ def test_exclusive_makes_a_second_holder_wait_and_names_the_first(tmp_path, capl
     assert (tmp_path / "cpu.lock").read_text() == ""  # the holder's name is cleared on release
 
 
-def test_lock_is_per_visible_gpu_set(tmp_path, monkeypatch):
+def test_lock_is_per_gpu(tmp_path, monkeypatch):
     gpu = GpuResource(lock_dir=str(tmp_path))
     cuda = plan_device("auto", MachineFacts(True, True, False, "H100", 80.0))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
     assert gpu.lock_path(cuda).name == "cuda-1.lock"
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    assert gpu.lock_path(cuda).name == "cuda-all.lock"
+    assert gpu.lock_path(cuda).name == "cuda-0.lock"  # one process uses the first visible GPU
     assert gpu.lock_path(_cpu_plan()).name == "cpu.lock"
 
 

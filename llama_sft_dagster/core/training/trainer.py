@@ -172,22 +172,48 @@ def last_complete_checkpoint(output_dir: Path) -> str | None:
     return None
 
 
+def main_decides(trainer, decide):
+    """Run `decide()` on the main process only and give every rank its answer (plain call on one process).
+
+    Folder decisions (clear or resume the checkpoints) must be taken once: two ranks each clearing the
+    folder would race, and all ranks must resume from the same checkpoint."""
+    answer = [decide() if trainer.is_world_process_zero() else None]
+    if trainer.args.world_size > 1:
+        from accelerate.utils import broadcast_object_list
+
+        broadcast_object_list(answer, from_process=0)
+    return answer[0]
+
+
 def fit(trainer, output_dir: Path, run_fingerprint: str):
-    """Train, resuming an interrupted run of the same config (same total steps); returns (result, resumed_from)."""
-    resumed_from = resume_checkpoint(output_dir, run_fingerprint)
+    """Train, resuming an interrupted run of the same config (same total steps); returns (result, resumed_from).
+
+    Under torchrun every rank calls this; rank 0 alone decides which checkpoint (if any) to resume and
+    marks the folder completed."""
+    resumed_from = main_decides(trainer, lambda: resume_checkpoint(output_dir, run_fingerprint))
     result = trainer.train(resume_from_checkpoint=resumed_from)
-    (Path(output_dir) / RUN_CONFIG).write_text(json.dumps({"fingerprint": run_fingerprint, "completed": True}))
+    if trainer.is_world_process_zero():
+        (Path(output_dir) / RUN_CONFIG).write_text(json.dumps({"fingerprint": run_fingerprint, "completed": True}))
     return result, resumed_from
 
 
 def save_best_adapter(trainer, adapter_dir: Path) -> Path:
-    """Write the adapter now in the model (the best one, with load_best_model_at_end) atomically."""
+    """Write the adapter now in the model (the best one, with load_best_model_at_end) atomically.
+
+    Every rank calls this: under FSDP the adapter's full state dict is gathered from all ranks (a
+    collective); rank 0 alone writes, and the others wait until the folder is in place."""
     from llama_sft_dagster.core.data.storage import atomic_dir
 
-    # atomic_dir swaps the new folder in by rename: a kill mid-save leaves the previous adapter whole
-    with atomic_dir(Path(adapter_dir)) as tmp:
-        trainer.model.save_pretrained(tmp)
-        trainer.processing_class.save_pretrained(tmp)
+    state_dict = None
+    if getattr(trainer, "is_fsdp_enabled", False):
+        state_dict = trainer.accelerator.get_state_dict(trainer.model)
+    if trainer.is_world_process_zero():
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        # atomic_dir swaps the new folder in by rename: a kill mid-save leaves the previous adapter whole
+        with atomic_dir(Path(adapter_dir)) as tmp:
+            model.save_pretrained(tmp, state_dict=state_dict)
+            trainer.processing_class.save_pretrained(tmp)
+    trainer.accelerator.wait_for_everyone()
     return Path(adapter_dir)
 
 

@@ -1,0 +1,105 @@
+"""Training a LoRA adapter as a launched job: the code path of `train_adapter` (and of any asset that
+trains an adapter with other settings into another folder, e.g. a rank sweep).
+
+    metadata = train_adapter_into(context, config, artifacts, gpu, tracking, out_dir)
+
+The step holds the `gpu` pool slot and a lock on every device the job uses, opens the MLflow run, and
+starts `python -m llama_sft_dagster.launch.launcher JOB.json` through Dagster Pipes. The launcher runs
+`accelerate launch` (torchrun) with the gpu resource's process count and accelerate config; rank 0
+sends logs, progress and the final metadata back over Pipes (llama_sft_dagster/launch/train.py). A rank
+that fails fails the step with a message naming it and its last log lines.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+import dagster as dg
+# raised by PipesSubprocessClient.run on a non-zero exit; dagster 1.13 does not export it at the top level
+from dagster._core.errors import DagsterPipesExecutionError
+
+from llama_sft_dagster.assets.model_paths import base_model_dir
+from llama_sft_dagster.config.training import TrainConfig
+from llama_sft_dagster.core.versions import fingerprint, folder_version, table_version
+from llama_sft_dagster.launch.command import config_file, describe_failure
+from llama_sft_dagster.launch.job import TrainJob
+from llama_sft_dagster.launch.launcher import main as launcher_main
+from llama_sft_dagster.launch.train import STEP_PID_ENV
+from llama_sft_dagster.resources.artifacts import ArtifactStore
+from llama_sft_dagster.resources.gpu import GpuResource
+from llama_sft_dagster.resources.tracking import MlflowTracking
+
+SFT_SPLITS = ("train", "validation")
+FORMAT_FILE = "format.json"  # written by sft_dataset (assets/training.py)
+
+
+class RankFailedError(dg.Failure):
+    """A training rank failed (exception, signal, out of memory); the description names the rank."""
+
+
+def build_job(config: TrainConfig, artifacts: ArtifactStore, gpu: GpuResource, plan, processes: int, out_dir: Path,
+              consumer: str) -> tuple[TrainJob, str]:
+    """(the job spec, the train data version) of training `config` on sft_dataset into `out_dir`."""
+    fmt = json.loads(artifacts.upstream("sft_dataset", consumer, FORMAT_FILE).read_text())
+    splits = {s: artifacts.upstream("sft_dataset", consumer, f"{s}.parquet") for s in SFT_SPLITS}
+    data_version = fingerprint({s: table_version(p) for s, p in splits.items()}, fmt)
+    # the launch shape is part of the run: a checkpoint of 1 process is not resumed by 2 (other global batch)
+    launch = {"processes": processes, "launch_config": gpu.launch_config}
+    run_fp = fingerprint(config.model_dump(), fmt, plan.metadata(), {"data": data_version,
+                         "base": folder_version(base_model_dir(artifacts))}, launch)
+    job = TrainJob(base_dir=str(base_model_dir(artifacts)), train_path=str(splits["train"]),
+                   validation_path=str(splits["validation"]), fmt=fmt, hp=config.trainer_kwargs(),
+                   lora=config.lora_kwargs(), plan=dataclasses.asdict(plan), out_dir=str(out_dir), run_fingerprint=run_fp,
+                   monitor_log_every=config.monitor_log_every, monitor_deep_every=config.monitor_deep_every,
+                   processes=processes, accelerate_config=str(config_file(gpu.launch_config)))
+    return job, data_version
+
+
+def launch(context, job: TrainJob, env: dict[str, str]) -> dict:
+    """Run the job through Pipes; rank 0's reported metadata, or a RankFailedError naming the failed rank."""
+    job_path = job.write(job.launch_dir / "job.json")
+    # named through the function, so the asset's derived code version covers the launcher and the ranks
+    cmd = [sys.executable, "-m", launcher_main.__module__, str(job_path)]
+    try:
+        invocation = dg.PipesSubprocessClient().run(context=context, command=cmd, env=env)
+    except DagsterPipesExecutionError as exc:
+        message, tail = describe_failure(job.failure_file, job.log_dir, str(exc))
+        context.log.error(f"{message}\n{tail}")
+        raise RankFailedError(message, metadata={"failed_rank_log": dg.MetadataValue.text(tail)}) from exc
+    return dict(invocation.get_materialize_result().metadata)
+
+
+def train_adapter_into(context: dg.AssetExecutionContext, config: TrainConfig, artifacts: ArtifactStore,
+                       gpu: GpuResource, tracking: MlflowTracking, out_dir: Path, *, run_name: str = "train_adapter",
+                       consumer: str = "train_adapter", mlflow_tags: dict[str, str] | None = None) -> dict:
+    """Train a LoRA adapter of `config` into `out_dir` (adapter/, checkpoints/, tensorboard/, plots); returns
+    the asset metadata: summary scalars, device facts, MLflow run id, plots, path."""
+    plan = gpu.plan(context.log)
+    processes = gpu.process_count(plan)
+    job, data_version = build_job(config, artifacts, gpu, plan, processes, Path(out_dir), consumer)
+    env = {STEP_PID_ENV: str(os.getpid())}
+    if plan.device == "cuda":  # the ranks see exactly the devices this step locked
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu.device_ids(plan, processes))
+    params = {"train": config.model_dump(), "sft_dataset": job.fmt, "device": plan.metadata(),
+              "launch": {"processes": processes, "launch_config": gpu.launch_config}}
+    # the pool `gpu` queues the step; the device locks make it exclusive (see GpuResource.exclusive)
+    with gpu.exclusive(plan, f"{run_name} of run {context.run.run_id}", context.log, processes) as lock_wait_s, \
+            tracking.start_run(run_name, params=params, dagster_run_id=context.run.run_id,
+                               train_data_version=data_version, tags=mlflow_tags) as run:
+        if run is not None:
+            job = dataclasses.replace(job, mlflow_tracking_uri=tracking.resolved_uri(), mlflow_run_id=run.info.run_id)
+        reported = launch(context, job, env)
+    context.log.info(f"{run_name}: loss {_value(reported, 'first_train_loss')} -> "
+                     f"{_value(reported, 'final_train_loss')}, best eval_loss {_value(reported, 'best_eval_loss')} "
+                     f"at step {_value(reported, 'best_eval_step')} ({processes} process(es), {gpu.launch_config})")
+    return {**reported, **{f"device_{k}": v for k, v in plan.metadata().items()},
+            "device_lock_wait_s": round(lock_wait_s, 2), "mlflow_run_id": run.info.run_id if run else "",
+            "launch_processes": processes, "launch_config": gpu.launch_config}
+
+
+def _value(metadata: dict, key: str):
+    value = metadata.get(key)
+    return getattr(value, "value", value)

@@ -1,0 +1,50 @@
+"""The spec of one training job: what to train, where to write, how to launch. Written by the asset
+(assets/adapter_training.py) as JSON, read by the launcher and by every rank."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainJob:
+    base_dir: str                  # base model folder (save_pretrained)
+    train_path: str                # sft_dataset's train.parquet
+    validation_path: str           # sft_dataset's validation.parquet
+    fmt: dict[str, Any]            # sft_dataset format settings (format.json)
+    hp: dict[str, Any]             # TrainingArguments names (TrainConfig.trainer_kwargs)
+    lora: dict[str, Any]           # LoraConfig names (TrainConfig.lora_kwargs)
+    plan: dict[str, Any]           # DevicePlan fields (core/training/device.py)
+    out_dir: str                   # checkpoints/, adapter/, tensorboard/, plots, launch/ go here
+    run_fingerprint: str           # resume only checkpoints of the same fingerprint (core/training/trainer.py)
+    monitor_log_every: int
+    monitor_deep_every: int
+    processes: int = 1             # processes on each machine
+    accelerate_config: str = ""    # accelerate config file (launch/accelerate/*.yaml or the user's)
+    mlflow_tracking_uri: str = ""  # rank 0 logs into this run, which the asset opened and will close
+    mlflow_run_id: str = ""
+
+    @property
+    def launch_dir(self) -> Path:
+        return Path(self.out_dir) / "launch"
+
+    @property
+    def log_dir(self) -> Path:
+        """torchrun's per-rank stdout/stderr files (`--log_dir`, `--tee 3`)."""
+        return self.launch_dir / "logs"
+
+    @property
+    def failure_file(self) -> Path:
+        """Written by the launcher when a rank fails: which rank, its exit code or signal."""
+        return self.launch_dir / "failure.json"
+
+    def write(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True))
+        return path
+
+    @classmethod
+    def read(cls, path: Path) -> TrainJob:
+        return cls(**json.loads(Path(path).read_text()))
