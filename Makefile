@@ -19,7 +19,10 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch==2.13.0 is pinned in pyproject: the CPU build; an unpinned torch pulls a multi-GB CUDA build
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,k8s]'
+	# deploy/ validation (tests/unit/test_deploy.py): the dagster-k8s/postgres matching dagster 1.13.28
+	# is not published, so 0.29.27 goes in without its dagster pin, as in deploy/Dockerfile
+	$(BIN)/python -m pip install -q --no-deps dagster-k8s==0.29.27 dagster-postgres==0.29.27
 	# `source .venv/bin/activate` then gives the project's instance and lets
 	# `dagster asset materialize --select ...` find the code location when typed in the repo root
 	# (dagster 1.13's `asset materialize` reads -m from this variable, not from pyproject).

@@ -52,7 +52,8 @@ def build_job(config: TrainConfig, artifacts: ArtifactStore, gpu: GpuResource, p
                          "base": folder_version(base_model_dir(artifacts))}, launch)
     job = TrainJob(base_dir=str(base_model_dir(artifacts)), train_path=str(splits["train"]),
                    validation_path=str(splits["validation"]), fmt=fmt, hp=config.trainer_kwargs(),
-                   lora=config.lora_kwargs(), plan=dataclasses.asdict(plan), out_dir=str(out_dir), run_fingerprint=run_fp,
+                   lora=config.lora_kwargs(), plan=dataclasses.asdict(plan), out_dir=str(out_dir),
+                   run_fingerprint=run_fp,
                    monitor_log_every=config.monitor_log_every, monitor_deep_every=config.monitor_deep_every,
                    processes=processes, accelerate_config=str(config_file(gpu.launch_config)))
     return job, data_version

@@ -88,7 +88,8 @@ class GpuResource(dg.ConfigurableResource):
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
         ids = [d.strip() for d in visible.split(",") if d.strip()] if visible else [str(i) for i in range(processes)]
         if len(ids) < processes:
-            raise ValueError(f"{processes} processes need {processes} GPUs, CUDA_VISIBLE_DEVICES={visible!r} has {len(ids)}")
+            raise ValueError(f"{processes} processes need {processes} GPUs, "
+                             f"CUDA_VISIBLE_DEVICES={visible!r} has {len(ids)}")
         return ids[:processes]
 
     def lock_paths(self, plan: DevicePlan, processes: int = 1) -> list[Path]:

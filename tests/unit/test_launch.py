@@ -47,7 +47,8 @@ def test_fsdp2_config_reaches_the_trainer_as_fsdp_version_2(tmp_path):
     parsed, _ = _validated(accelerate_args(config_file("fsdp2"), 2, tmp_path / "j.json", tmp_path, Cluster()))
     env = prepare_multi_gpu_env(parsed)
     assert env["ACCELERATE_USE_FSDP"] == "true" and env["FSDP_VERSION"] == "2"
-    assert env["FSDP_TRANSFORMER_CLS_TO_WRAP"] == "LlamaDecoderLayer" and env["FSDP_STATE_DICT_TYPE"] == "FULL_STATE_DICT"
+    assert env["FSDP_TRANSFORMER_CLS_TO_WRAP"] == "LlamaDecoderLayer"
+    assert env["FSDP_STATE_DICT_TYPE"] == "FULL_STATE_DICT"
 
 
 def test_one_process_still_goes_through_torchrun(tmp_path):

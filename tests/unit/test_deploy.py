@@ -1,0 +1,115 @@
+"""deploy/ checked offline: the Kubernetes instance config against Dagster's instance schema and the
+dagster-k8s / dagster-postgres class schemas, the training step's k8s tag turned into a real Kubernetes
+Job by dagster-k8s, the k8s executor's run config against the job's run-config schema, and a dry check
+that the Dockerfile installs what pyproject.toml declares. Nothing is applied to a cluster or built.
+
+dagster-k8s/dagster-postgres are the `k8s` extra's companions; the release matching dagster 1.13.28 is
+not published, so `make install` adds 0.29.27 without its dagster pin (see Makefile) and these tests skip
+where they are missing.
+"""
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+
+import pytest
+import yaml
+
+from support.paths import REPO
+
+DEPLOY = REPO / "deploy"
+k8s = pytest.importorskip("dagster_k8s", reason="dagster-k8s not installed (make install adds it)")
+pg = pytest.importorskip("dagster_postgres", reason="dagster-postgres not installed (make install adds it)")
+
+
+def _validate(schema, value):
+    from dagster._config import validate_config
+
+    result = validate_config(schema, value)
+    assert result.success, [e.message for e in result.errors]
+
+
+def test_instance_config_passes_dagsters_schema(tmp_path):
+    from dagster._core.instance.config import dagster_instance_config
+
+    (tmp_path / "dagster.yaml").write_text((DEPLOY / "dagster.yaml").read_text())
+    config, _ = dagster_instance_config(str(tmp_path))  # raises DagsterInvalidConfigError on a bad key
+    assert (config["run_launcher"]["module"], config["run_launcher"]["class"]) == ("dagster_k8s", "K8sRunLauncher")
+    assert list(config["storage"]) == ["postgres"]  # not SQLite: several pods write the instance at once
+
+
+def test_run_launcher_and_storage_pass_their_class_schemas():
+    from dagster._serdes.config_class import class_from_code_pointer
+
+    config = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
+    launcher = config["run_launcher"]
+    assert class_from_code_pointer(launcher["module"], launcher["class"]) is k8s.K8sRunLauncher
+    _validate(k8s.K8sRunLauncher.config_type(), launcher["config"])
+    _validate(pg.DagsterPostgresStorage.config_type(), config["storage"]["postgres"])
+    # a missing field is caught (the check can fail)
+    with pytest.raises(AssertionError):
+        _validate(pg.DagsterPostgresStorage.config_type(), {"postgres_db": {"hostname": "h"}})
+
+
+def test_training_step_becomes_a_gpu_kubernetes_job():
+    """The op tag of train_adapter, as dagster-k8s's executor reads it, builds a Job asking for GPUs on
+    the GPU node pool (k8s_model_from_dict rejects unknown Kubernetes fields)."""
+    import dagster as dg
+    from dagster_k8s.job import DagsterK8sJobConfig, construct_dagster_k8s_job, get_user_defined_k8s_config
+
+    from llama_sft_dagster.definitions import all_assets
+
+    train = next(a for a in all_assets if dg.AssetKey("train_adapter") in a.keys)
+    user_config = get_user_defined_k8s_config(train.op.tags)
+    job = construct_dagster_k8s_job(DagsterK8sJobConfig(job_image="llama-sft-dagster:test", dagster_home="/opt/dh"),
+                                    ["dagster", "api", "execute_step"], "train-adapter-step", user_config)
+    pod = job.spec.template.spec
+    assert pod.containers[0].resources.limits == {"nvidia.com/gpu": "1"}
+    assert pod.node_selector == {"nvidia.com/gpu.present": "true"}
+    assert pod.tolerations[0].key == "nvidia.com/gpu"
+
+
+def test_gpu_count_and_pool_label_come_from_the_environment():
+    from llama_sft_dagster.config.k8s import step_executor, training_step_k8s_config
+
+    config = training_step_k8s_config({"SFT_K8S_TRAIN_GPUS": "8", "SFT_K8S_GPU_NODE_LABEL": "pool=a100"})
+    assert config["container_config"]["resources"]["limits"] == {"nvidia.com/gpu": "8"}
+    assert config["pod_spec_config"]["node_selector"] == {"pool": "a100"}
+    with pytest.raises(ValueError, match="SFT_K8S_TRAIN_GPUS='0'"):
+        training_step_k8s_config({"SFT_K8S_TRAIN_GPUS": "0"})
+    assert step_executor({}) is None and step_executor({"SFT_EXECUTOR": "k8s"}) is k8s.k8s_job_executor
+    with pytest.raises(ValueError, match="SFT_EXECUTOR='ray'"):
+        step_executor({"SFT_EXECUTOR": "ray"})
+
+
+def test_k8s_executor_run_config_passes_the_jobs_schema():
+    import dagster as dg
+
+    from llama_sft_dagster.definitions import all_assets, all_checks, build_resources
+
+    defs = dg.Definitions(assets=all_assets, asset_checks=all_checks, resources=build_resources(),
+                          executor=k8s.k8s_job_executor)
+    job = defs.resolve_implicit_global_asset_job_def()
+    run_config = yaml.safe_load((DEPLOY / "run_config.k8s.yaml").read_text())
+    dg.validate_run_config(job, run_config)
+    with pytest.raises(dg.DagsterInvalidConfigError):
+        dg.validate_run_config(job, {"execution": {"config": {"no_such_field": 1}}})
+
+
+def test_dockerfile_installs_what_pyproject_declares():
+    """A dry check (no docker here): the image copies pyproject.toml and the package, installs them with
+    pip (so pyproject decides the dependencies), adds the same dagster-k8s/postgres as `make install`,
+    and serves the module pyproject names as the code location."""
+    docker = (DEPLOY / "Dockerfile").read_text()
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "COPY pyproject.toml" in docker and "COPY llama_sft_dagster ./llama_sft_dagster" in docker
+    extras = re.findall(r"pip install '\.\[([a-z0-9,]+)\]'", docker)
+    assert extras and set(extras[0].split(",")) <= set(project["project"]["optional-dependencies"])
+    no_deps = re.findall(r"pip install --no-deps ([^\n\\]+)", docker)
+    make = re.findall(r"pip install -q --no-deps ([^\n\\]+)", (REPO / "Makefile").read_text())
+    assert no_deps and make and no_deps[0].split() == make[0].split()
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", docker, re.M).group(1))
+    assert cmd[cmd.index("--module-name") + 1] == project["tool"]["dagster"]["module_name"]
+    for copied in re.findall(r"^COPY (\S+) ", docker, re.M):
+        assert (REPO / copied).exists(), copied
