@@ -33,6 +33,7 @@ from llama_sft_dagster.resources.gpu import GpuResource
 from llama_sft_dagster.resources.tracking import MlflowTracking
 
 SFT_SPLITS = ("train", "validation")
+PLOTS = ("loss_plot", "grad_norm_plot", "effective_rank_plot")  # paths from rank 0, inlined as markdown
 FORMAT_FILE = "format.json"  # written by sft_dataset (assets/training.py)
 
 
@@ -70,7 +71,18 @@ def launch(context, job: TrainJob, env: dict[str, str]) -> dict:
         message, tail = describe_failure(job.failure_file, job.log_dir, str(exc))
         context.log.error(f"{message}\n{tail}")
         raise RankFailedError(message, metadata={"failed_rank_log": dg.MetadataValue.text(tail)}) from exc
-    return dict(invocation.get_materialize_result().metadata)
+    reported = dict(invocation.get_materialize_result().metadata)
+    if "path" not in reported:  # rank 0 exited 0 but its materialization never arrived
+        raise dg.Failure("training finished but rank 0's metadata did not arrive over Dagster Pipes "
+                         f"(see the step's log); job {job_path}")
+    return inline_plots(reported)
+
+
+def inline_plots(metadata: dict) -> dict:
+    """Rank 0's plot paths as the markdown images the asset has always shown."""
+    from llama_sft_dagster.core.training.plots import png_markdown
+
+    return {k: dg.MetadataValue.md(png_markdown(v.value, k)) if k in PLOTS else v for k, v in metadata.items()}
 
 
 def train_adapter_into(context: dg.AssetExecutionContext, config: TrainConfig, artifacts: ArtifactStore,

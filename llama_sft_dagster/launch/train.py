@@ -102,12 +102,15 @@ def peak_memory_gb() -> float:
 
 
 def plot_metadata(trainer, monitor, out: Path) -> dict:
+    """The plots as `path` metadata; the asset inlines them (adapter_training.inline_plots). Not inlined
+    here: a Pipes message of the base64 images is tens of KB, written in several chunks, and Dagster
+    1.13's file reader (dagster._utils.tail_file) can read and JSON-decode a half-written line."""
     from llama_sft_dagster.core.training import plots
 
     made = {"loss_plot": plots.plot_losses(trainer.state.log_history, out / "loss.png"),
             "grad_norm_plot": plots.plot_grad_norms(monitor.history, out / "grad_norm.png"),
             "effective_rank_plot": plots.plot_effective_rank(monitor.history, out / "effective_rank.png")}
-    return {k: {"raw_value": plots.png_markdown(p, k), "type": "md"} for k, p in made.items() if p is not None}
+    return {k: {"raw_value": str(p), "type": "path"} for k, p in made.items() if p is not None}
 
 
 def read_rows(job: TrainJob) -> tuple[list[dict], list[dict]]:
