@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+
 # raised by PipesSubprocessClient.run on a non-zero exit; dagster 1.13 does not export it at the top level
 from dagster._core.errors import DagsterPipesExecutionError
 

@@ -102,7 +102,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(demo_state, tmp
         assert result.success, [e.message for e in result.all_events if e.is_failure]
         meta = _metadata(result)
         runs[processes] = (state, meta, time.monotonic() - started)
-    (s1, m1, t1), (s2, m2, t2) = runs[1], runs[2]
+    (s1, m1, _), (s2, m2, _) = runs[1], runs[2]
     assert m2["launch_processes"] == 2 and m1["launch_processes"] == 1 and m2["global_steps"] == STEPS["max_steps"]
     loss1, loss2 = _history(s1, m1["mlflow_run_id"], "loss"), _history(s2, m2["mlflow_run_id"], "loss")
     assert sorted(loss1) == sorted(loss2) == list(range(1, STEPS["max_steps"] + 1))

@@ -9,8 +9,14 @@ from pathlib import Path
 import pytest
 
 from llama_sft_dagster.core.training.device import MachineFacts, plan_device
-from llama_sft_dagster.launch.command import (Cluster, accelerate_args, cluster_from_env, config_file,
-                                              describe_failure, shipped_configs)
+from llama_sft_dagster.launch.command import (
+    Cluster,
+    accelerate_args,
+    cluster_from_env,
+    config_file,
+    describe_failure,
+    shipped_configs,
+)
 from llama_sft_dagster.resources.gpu import GpuResource
 
 
@@ -168,3 +174,26 @@ def test_job_spec_round_trips(tmp_path):
                    monitor_log_every=1, monitor_deep_every=2, processes=2, accelerate_config="ddp")
     assert TrainJob.read(job.write(tmp_path / "job.json")) == job
     assert job.failure_file == Path(tmp_path) / "launch" / "failure.json"
+
+
+def test_rank_and_launcher_modules_import_no_dagster():
+    """The entry points a cluster scheduler runs import dagster_pipes, never dagster."""
+    import subprocess
+    import sys
+
+    code = ("import sys, llama_sft_dagster.launch.launcher, llama_sft_dagster.launch.train; "
+            "print(sorted(m for m in sys.modules if m == 'dagster' or m.startswith('dagster.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_train_adapter_code_version_covers_the_code_the_ranks_run():
+    """The child runs by module name; the asset reaches it through function references, so an edit to a
+    rank's training code marks train_adapter stale like an edit to the asset body."""
+    from llama_sft_dagster.assets.training import train_adapter
+    from llama_sft_dagster.core.versions import code_sources
+
+    sources = code_sources(train_adapter.op.compute_fn.decorated_fn)
+    for reached in ("llama_sft_dagster.launch.launcher.main", "llama_sft_dagster.launch.train.train",
+                    "llama_sft_dagster.core.training.trainer.fit", "llama_sft_dagster.core.training.trainer.setup"):
+        assert reached in sources, reached
