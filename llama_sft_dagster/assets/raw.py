@@ -5,6 +5,7 @@ import dagster as dg
 from llama_sft_dagster.assets._metadata import stage_result
 from llama_sft_dagster.assets._versioned import versioned_asset
 from llama_sft_dagster.core.data.storage import write_parquet
+from llama_sft_dagster.core.sources.multiwoz_files import skipped_files
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 
@@ -22,8 +23,10 @@ def bitext_raw(artifacts: ArtifactStore, bitext: BitextSource) -> dg.Materialize
 def multiwoz_raw(artifacts: ArtifactStore, multiwoz: MultiwozSource) -> dg.MaterializeResult:
     table = multiwoz.load()
     path = write_parquet(table, artifacts.asset_dir("multiwoz_raw") / "data.parquet")
+    skipped = skipped_files(table)  # every file of the folder not read, with the reason
     return stage_result(path, extra={"source": multiwoz.location,
-                                     "dialogues": len(set(table.column("dialogue_id").to_pylist()))})
+                                     "dialogues": len(set(table.column("dialogue_id").to_pylist())),
+                                     "skipped_files": len(skipped), "skipped_files_list": dg.MetadataValue.json(skipped)})
 
 
 @versioned_asset(group_name="raw", kinds={"parquet"}, deps=[bitext_raw, multiwoz_raw],

@@ -73,7 +73,7 @@ def test_parquet_keeps_nulls(tmp_path):
         ("blank.csv", "\n  \n", ["blank.csv", "empty file"]),
         ("header.csv", V11_HEADER, ["header.csv", "no data rows"]),
         ("bad.csv", V11_HEADER.encode() + b"B,caf\xe9,ORDER,x,r\n", ["bad.csv", "invalid UTF-8", "byte offset 48", "line 2"]),
-        ("ragged.csv", V11_HEADER + "B,a,ORDER,x,r,extra\n", ["ragged.csv", "malformed CSV", "Expected 5 columns"]),
+        ("ragged.csv", V11_HEADER + "B,a,ORDER,x,r,extra\n", ["ragged.csv", "malformed CSV at line 2", "expected 5 columns", "found 6"]),
         ("dupe.csv", "flags,flags,instruction,category,intent,response\nB,B,a,O,x,r\n", ["dupe.csv", "duplicate column", "flags"]),
         ("data.json", "[]", ["data.json", "unsupported file type"]),
     ],
