@@ -17,10 +17,12 @@ shows them and staleness survives between commands.
 import argparse
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 
 import dagster as dg
 
+from llama_sft_dagster.cli.failure import failure_cause
 from llama_sft_dagster.housekeeping.stale_plan import PlannedAsset, format_plan, plan
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -33,6 +35,7 @@ class StaleRunSummary:
     run_ids: list[str] = field(default_factory=list)
     seconds: float = 0.0
     ok: bool = True
+    cause: str = ""  # failure_cause() of the failed run: the command's last line
 
     @property
     def materialized(self) -> list[str]:
@@ -83,8 +86,10 @@ def materialize_stale(defs: dg.Definitions, instance: dg.DagsterInstance, select
         summary.waves.append(planned)
         summary.run_ids.append(result.run_id)
         done |= {p.key for p in planned}
-        if not result.success:
-            out(f"run {result.run_id} failed; see `dagster dev` (Runs) or the log above")
+        # a failed step, or a check failed with severity ERROR (a non-blocking one leaves the run a success)
+        summary.cause = failure_cause(instance, result.run_id)
+        if not result.success or summary.cause:
+            summary.cause = summary.cause or f"FAILED run {result.run_id} (full log: `make ui`, then Runs)"
             summary.ok = False
             break
         if one_run:
@@ -94,6 +99,8 @@ def materialize_stale(defs: dg.Definitions, instance: dg.DagsterInstance, select
     summary.seconds = time.perf_counter() - start
     verb = "would materialize" if dry_run else "materialized"
     out(f"{verb} {len(summary.materialized)} asset(s) in {len(summary.run_ids)} run(s), {summary.seconds:.1f} s")
+    if summary.cause:
+        out(summary.cause)
     return summary
 
 
@@ -112,8 +119,15 @@ def main(argv: list[str] | None = None) -> int:
     from llama_sft_dagster.definitions import defs
 
     with dg.DagsterInstance.get() as instance:
-        summary = materialize_stale(defs, instance, args.select, one_run=args.one_run, dry_run=args.dry_run,
-                                    observe=not args.no_observe, verbose=args.verbose)
+        try:
+            summary = materialize_stale(defs, instance, args.select, one_run=args.one_run, dry_run=args.dry_run,
+                                        observe=not args.no_observe, verbose=args.verbose)
+        except Exception as exc:  # before any run (a source that cannot be read, a bad selection): one line
+            if args.verbose:
+                traceback.print_exc()
+            first = (str(exc).strip().splitlines() or [""])[0]
+            print(f"FAILED before any run: {type(exc).__name__}: {first} (--verbose shows the stack trace)")
+            return 1
     return 0 if summary.ok else 1
 
 
