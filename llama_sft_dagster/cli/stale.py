@@ -15,14 +15,17 @@ shows them and staleness survives between commands.
 """
 
 import argparse
+import contextlib
 import sys
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 
 from llama_sft_dagster.cli.failure import failure_cause
+from llama_sft_dagster.core.data.locks import FileLock
 from llama_sft_dagster.housekeeping.stale_plan import PlannedAsset, format_plan, plan
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -104,6 +107,20 @@ def materialize_stale(defs: dg.Definitions, instance: dg.DagsterInstance, select
     return summary
 
 
+@contextlib.contextmanager
+def one_command_per_instance(dagster_home: str | Path, out=print):
+    """A second `sft-materialize-stale` on the same instance waits, then plans again: what the first
+    one built is then up to date, so no step runs twice on the same inputs. Taken before the instance
+    is opened: two processes creating a fresh instance's SQLite schema at once corrupt its migrations."""
+    lock = FileLock(Path(dagster_home) / ".locks" / "sft-materialize-stale.lock")
+    lock.acquire("sft-materialize-stale",
+                 on_wait=lambda owner: out(f"waiting for another sft-materialize-stale on this instance ({owner})"))
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sft-materialize-stale", description=__doc__.split("\n")[0])
     parser.add_argument("--select", help="Dagster asset selection, e.g. '*train_adapter' (default: every asset)")
@@ -115,10 +132,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from llama_sft_dagster.cli.home import ensure_dagster_home
 
-    ensure_dagster_home()
+    home = ensure_dagster_home()
     from llama_sft_dagster.definitions import defs
 
-    with dg.DagsterInstance.get() as instance:
+    with one_command_per_instance(home), dg.DagsterInstance.get() as instance:
         try:
             summary = materialize_stale(defs, instance, args.select, one_run=args.one_run, dry_run=args.dry_run,
                                         observe=not args.no_observe, verbose=args.verbose)
