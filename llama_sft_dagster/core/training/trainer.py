@@ -174,9 +174,18 @@ def last_complete_checkpoint(output_dir: Path) -> str | None:
 
 def fit(trainer, output_dir: Path, run_fingerprint: str):
     """Train, resuming an interrupted run of the same config (same total steps); returns (result, resumed_from)."""
-    resumed_from = resume_checkpoint(output_dir, run_fingerprint)
-    result = trainer.train(resume_from_checkpoint=resumed_from)
-    (Path(output_dir) / RUN_CONFIG).write_text(json.dumps({"fingerprint": run_fingerprint, "completed": True}))
+    from llama_sft_dagster.core.data.storage import ArtifactPathError, write_failure
+
+    try:
+        resumed_from = resume_checkpoint(output_dir, run_fingerprint)
+        result = trainer.train(resume_from_checkpoint=resumed_from)
+        (Path(output_dir) / RUN_CONFIG).write_text(json.dumps({"fingerprint": run_fingerprint, "completed": True}))
+    except Exception as exc:  # a full disk mid-checkpoint surfaces as torch/safetensors errors without the path
+        reason = write_failure(exc, Path(output_dir))
+        if reason is None:
+            raise
+        raise ArtifactPathError(f"could not write checkpoints to {str(output_dir)!r}: {reason}; the previous "
+                                "adapter is kept, and a rerun resumes from the last complete checkpoint") from exc
     return result, resumed_from
 
 
