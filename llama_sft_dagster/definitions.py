@@ -8,6 +8,7 @@ import dagster as dg
 from llama_sft_dagster import automation
 from llama_sft_dagster.assets import checks, model, raw, sources, split, training
 from llama_sft_dagster.assets.filters import data_stage_assets
+from llama_sft_dagster.cli.console_log import console
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 from llama_sft_dagster.housekeeping.pool_guard import GpuPoolGuard
@@ -45,4 +46,5 @@ defs = dg.Definitions(
     jobs=automation.jobs,
     schedules=automation.schedules,
     sensors=automation.sensors,
+    loggers={"console": console},  # a failed step as one line, a failed run ending with its cause
 )

@@ -38,25 +38,40 @@ def _one_line(error: SerializableErrorInfo) -> str:
     return line if len(line) <= MAX_CHARS else line[: MAX_CHARS - 1] + "…"
 
 
+def step_cause(event) -> str | None:
+    """'<step>: <Error>: <first line>' of a STEP_FAILURE event; None for other events."""
+    if event is None or event.event_type != dg.DagsterEventType.STEP_FAILURE or event.step_failure_data is None:
+        return None
+    return f"{event.step_key}: {_one_line(_user_error(event.step_failure_data.error))}"
+
+
+def check_cause(event) -> str | None:
+    """'check <asset>:<name> failed: <why>' of an ASSET_CHECK_EVALUATION that failed with severity ERROR."""
+    if event is None or event.event_type != dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+        return None
+    evaluation = event.event_specific_data
+    if evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR:
+        return None
+    why = evaluation.description or ", ".join(f"{k}={v.value}" for k, v in list(evaluation.metadata.items())[:6])
+    return f"check {evaluation.asset_key.to_user_string()}:{evaluation.check_name} failed: {why}"
+
+
+def cause_line(causes: list[str], run_id: str) -> str:
+    """The one line: the first cause, how many more, the run and where its full log is."""
+    # a blocking check's own step failure repeats the check; the check line says why
+    kept = [c for c in causes if "DagsterAssetCheckFailedError" not in c and "Blocking check" not in c] or causes
+    more = f" (+{len(kept) - 1} more)" if len(kept) > 1 else ""
+    return f"FAILED {kept[0]}{more} (run {run_id[:8]}; full log and stack trace: `make ui`, then Runs -> {run_id})"
+
+
 def _step_failures(instance: dg.DagsterInstance, run_id: str) -> list[str]:
-    out = []
-    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
-        event = entry.dagster_event
-        error = event.step_failure_data.error if event and event.step_failure_data else None
-        if error is not None:
-            out.append(f"{event.step_key}: {_one_line(_user_error(error))}")
-    return out
+    events = [e.dagster_event for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)]
+    return [c for c in map(step_cause, events) if c]
 
 
 def _failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
-    out = []
-    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
-        evaluation = entry.dagster_event.event_specific_data
-        if evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR:
-            continue
-        why = evaluation.description or ", ".join(f"{k}={v.value}" for k, v in list(evaluation.metadata.items())[:6])
-        out.append(f"check {evaluation.asset_key.to_user_string()}:{evaluation.check_name} failed: {why}")
-    return out
+    events = [e.dagster_event for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)]
+    return [c for c in map(check_cause, events) if c]
 
 
 def _run_failure(instance: dg.DagsterInstance, run_id: str) -> str | None:
@@ -72,15 +87,10 @@ def failure_cause(instance: dg.DagsterInstance, run_id: str) -> str:
 
     Checks count when they failed with severity ERROR (a blocking one also stops its downstream steps).
     """
-    failures = _step_failures(instance, run_id)
-    checks = _failed_checks(instance, run_id)
-    # a blocking check's own step failure repeats the check; name the check with its reason instead
-    failures = [f for f in failures if "DagsterAssetCheckFailedError" not in f and "Blocking check" not in f]
-    causes = checks + failures
+    causes = _failed_checks(instance, run_id) + _step_failures(instance, run_id)
     if not causes:
         run = instance.get_run_by_id(run_id)
         if run is None or run.status != dg.DagsterRunStatus.FAILURE:
             return ""
         causes = [_run_failure(instance, run_id) or f"run ended with status {run.status.value}"]
-    more = f" (+{len(causes) - 1} more)" if len(causes) > 1 else ""
-    return (f"FAILED {causes[0]}{more} (run {run_id[:8]}; full log and stack trace: `make ui`, then Runs -> {run_id})")
+    return cause_line(causes, run_id)
