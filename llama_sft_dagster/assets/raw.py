@@ -28,7 +28,8 @@ def multiwoz_raw(artifacts: ArtifactStore, multiwoz: MultiwozSource) -> dg.Mater
     skipped = skipped_files(table)  # every file of the folder not read, with the reason
     return stage_result(path, extra={"source": multiwoz.location,
                                      "dialogues": len(set(table.column("dialogue_id").to_pylist())),
-                                     "skipped_files": len(skipped), "skipped_files_list": dg.MetadataValue.json(skipped)})
+                                     "skipped_files": len(skipped),
+                                     "skipped_files_list": dg.MetadataValue.json(skipped)})
 
 
 @versioned_asset(group_name="raw", kinds={"parquet"}, deps=[bitext_raw, multiwoz_raw],

@@ -104,7 +104,8 @@ def test_real_command_ends_with_the_cause(tmp_path):
     state = tmp_path / "state"
     state.mkdir()
     (state / "artifacts").write_text("not a folder")
-    env = {**os.environ, "SFT_STATE_DIR": str(state), "DAGSTER_HOME": str(state / "dagster_home"), "SFT_PROFILE": "demo"}
+    env = {**os.environ, "SFT_STATE_DIR": str(state), "DAGSTER_HOME": str(state / "dagster_home"),
+           "SFT_PROFILE": "demo"}
     cmd = [str(Path(sys.executable).parent / "sft-materialize-stale"), "--select", "bitext_raw", "--no-observe"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr[-2000:]
@@ -119,7 +120,8 @@ def test_dagster_asset_materialize_with_the_project_logger_ends_with_the_cause(t
     pq.write_table(pa.table({"flags": ["B"], "instruction": [113542617735902.0], "category": ["ORDER"],
                              "intent": ["track_order"], "response": ["Today."]}), bad)
     state = tmp_path / "state"
-    env = {**os.environ, "SFT_STATE_DIR": str(state), "DAGSTER_HOME": str(state / "dagster_home"), "SFT_PROFILE": "demo"}
+    env = {**os.environ, "SFT_STATE_DIR": str(state), "DAGSTER_HOME": str(state / "dagster_home"),
+           "SFT_PROFILE": "demo"}
     (state / "dagster_home").mkdir(parents=True)
     (state / "dagster_home" / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())  # as `make install`
     config = {"loggers": {"console": {}}, "resources": {"bitext": {"config": {"location": str(bad)}}}}

@@ -54,7 +54,8 @@ def test_a_file_outside_the_layout_fails_naming_it(tmp_path, rel, words):
 
 
 def test_skip_policy_lists_every_unread_file_with_its_reason(tmp_path):
-    root = layout(tmp_path / "mw", {"train/dialogues_001.json": dialogues("A"), "dev/dialogues_001.json": dialogues("B"),
+    root = layout(tmp_path / "mw", {"train/dialogues_001.json": dialogues("A"),
+                                    "dev/dialogues_001.json": dialogues("B"),
                                     "validation/dialogues_001.json": dialogues("C"), "schema.json": "[]",
                                     "dialog_acts.json": "{}", "train/.DS_Store": "x"})
     table = load_multiwoz_folder(root, unexpected_files="skip")
@@ -70,13 +71,15 @@ def test_skip_policy_lists_every_unread_file_with_its_reason(tmp_path):
 
 def test_published_extras_alone_do_not_fail_the_default(tmp_path):
     root = layout(tmp_path / "mw", {"train/dialogues_001.json": dialogues("A"), "schema.json": "[]"})
-    assert skipped_files(load_multiwoz_folder(root)) == [{"file": "schema.json", "reason": "published non-dialogue file"}]
+    skipped = skipped_files(load_multiwoz_folder(root))
+    assert skipped == [{"file": "schema.json", "reason": "published non-dialogue file"}]
 
 
 def test_unlistable_subfolder_fails_naming_it(tmp_path):
     import os
 
-    root = layout(tmp_path / "mw", {"train/dialogues_001.json": dialogues("A"), "dev/dialogues_001.json": dialogues("B")})
+    root = layout(tmp_path / "mw", {"train/dialogues_001.json": dialogues("A"),
+                                    "dev/dialogues_001.json": dialogues("B")})
     (root / "dev").chmod(0)
     try:
         if os.access(root / "dev", os.R_OK):

@@ -66,8 +66,9 @@ def _as_text(col: pa.ChunkedArray, name: str, shown: str) -> pa.ChunkedArray:
     if pa.types.is_string(t):
         return col
     # the same strings in another layout: a lossless cast
-    stringy = (pa.types.is_large_string(t) or pa.types.is_string_view(t) or pa.types.is_null(t)
-               or (pa.types.is_dictionary(t) and (pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type))))
+    values = t.value_type if pa.types.is_dictionary(t) else t
+    stringy = (pa.types.is_string(values) or pa.types.is_large_string(values) or pa.types.is_string_view(values)
+               or pa.types.is_null(t))
     # integers and booleans have one spelling per value; floats do not (113542617735902 -> 1.13542617735902e+14)
     lossless = name not in TEXT_COLUMNS and (pa.types.is_integer(t) or pa.types.is_boolean(t))
     if not (stringy or lossless):

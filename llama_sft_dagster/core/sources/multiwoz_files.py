@@ -84,7 +84,8 @@ def survey(folder: str | Path, unexpected_files: str = "fail") -> Survey:
                 hints[rel] = note
     if result.unexpected and unexpected_files == "fail":
         first = result.unexpected[0]
-        more = f" (and {len(result.unexpected) - 1} more: {result.unexpected[1:4]})" if len(result.unexpected) > 1 else ""
+        others = result.unexpected[1:]
+        more = f" (and {len(others)} more: {others[:3]})" if others else ""
         raise RawDataError(
             f"{shown_path(folder, first)}: {hints[first]}{more}; rename or remove it, or set the multiwoz "
             "resource's unexpected_files='skip' to list such files as skipped"
