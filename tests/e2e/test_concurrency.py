@@ -13,7 +13,6 @@ import pytest
 
 from llama_sft_dagster.core.data.locks import FileLock
 from llama_sft_dagster.core.data.storage import table_version
-
 from support.paths import REPO
 
 BIN = Path(sys.executable).parent
@@ -30,7 +29,8 @@ def _together(commands: list[list[str]], env: dict) -> list[subprocess.Completed
     procs = [subprocess.Popen(c, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for c in commands]
     outs = [p.communicate(timeout=300) for p in procs]
-    return [subprocess.CompletedProcess(c, p.returncode, o, e) for c, p, (o, e) in zip(commands, procs, outs)]
+    return [subprocess.CompletedProcess(c, p.returncode, o, e)
+            for c, p, (o, e) in zip(commands, procs, outs, strict=True)]
 
 
 def _materializations(instance, name: str) -> list:
@@ -118,7 +118,7 @@ def test_a_launched_run_and_the_stale_command_never_write_one_asset_at_once(tmp_
                     writes.append((claims[run_id][name], done[0]))
             writes.sort()
             # the later writer claimed the asset only after the earlier one had finished it
-            for (_, first_done), (second_claim, _) in zip(writes, writes[1:]):
+            for (_, first_done), (second_claim, _) in zip(writes, writes[1:], strict=False):
                 assert second_claim >= first_done, (name, writes)
         assert len(writes) == 2  # word_count_filtered: both runs built it, one after the other
         checks = instance.event_log_storage.get_asset_check_execution_history(

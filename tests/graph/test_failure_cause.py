@@ -12,7 +12,6 @@ import pyarrow.parquet as pq
 
 from llama_sft_dagster.cli.failure import failure_cause
 from llama_sft_dagster.cli.stale import materialize_stale
-
 from support.paths import REPO
 from support.staleness_graph import build_defs, write_sources
 

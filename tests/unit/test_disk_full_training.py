@@ -12,7 +12,6 @@ import pytest
 from llama_sft_dagster.core.data.storage import ArtifactPathError
 from llama_sft_dagster.core.training import merge
 from llama_sft_dagster.core.training.trainer import fit, save_best_adapter
-
 from support.tiny_lora_training import pad_collate, random_examples, tiny_lora_model
 
 

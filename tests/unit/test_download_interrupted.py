@@ -1,6 +1,7 @@
 """A MultiWOZ archive download cut off mid-file (connection dropped, or the process SIGKILLed) leaves nothing that
 a later run takes for a complete download: the later run downloads again and reads every dialogue.
 A local HTTP server stands in for GitHub (no network here)."""
+import http.client
 import http.server
 import json
 import os
@@ -13,8 +14,8 @@ import zipfile
 
 import pytest
 
+from llama_sft_dagster.core.sources.errors import RawDataError
 from llama_sft_dagster.core.sources.multiwoz import download_multiwoz_archive, load_multiwoz_folder
-
 from support.paths import REPO
 
 DIALOGUES = 40
@@ -66,7 +67,7 @@ def _complete_download_works(url, dest):
 def test_dropped_connection_leaves_nothing(server, tmp_path, path):
     url, _ = server
     dest = tmp_path / "dl"
-    with pytest.raises(Exception):
+    with pytest.raises((http.client.HTTPException, zipfile.BadZipFile, OSError, RawDataError)):
         download_multiwoz_archive(f"{url}{path}", dest)
     assert not (dest / "MultiWOZ_2.2").exists()
     assert [p for p in dest.rglob("*") if p.is_file()] == []
