@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from llama_sft_dagster.core.data.locks import FileLock
-from llama_sft_dagster.core.data.storage import table_version
+from llama_sft_dagster.core.versions import table_version
 from support.paths import REPO
 
 BIN = Path(sys.executable).parent
