@@ -39,10 +39,11 @@ class StaleRunSummary:
     seconds: float = 0.0
     ok: bool = True
     cause: str = ""  # failure_cause() of the failed run: the command's last line
+    not_built: list[str] = field(default_factory=list)  # planned in the failed run but not materialized
 
     @property
     def materialized(self) -> list[str]:
-        return [p.name for wave in self.waves for p in wave]
+        return [p.name for wave in self.waves for p in wave if p.name not in self.not_built]
 
 
 def observe_sources(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[str]:
@@ -94,6 +95,8 @@ def materialize_stale(defs: dg.Definitions, instance: dg.DagsterInstance, select
         if not result.success or summary.cause:
             summary.cause = summary.cause or f"FAILED run {result.run_id} (full log: `make ui`, then Runs)"
             summary.ok = False
+            built = {e.asset_key for e in result.get_asset_materialization_events()}
+            summary.not_built = [p.name for p in planned if p.key not in built]
             break
         if one_run:
             break
@@ -101,7 +104,8 @@ def materialize_stale(defs: dg.Definitions, instance: dg.DagsterInstance, select
         out(format_plan([]))
     summary.seconds = time.perf_counter() - start
     verb = "would materialize" if dry_run else "materialized"
-    out(f"{verb} {len(summary.materialized)} asset(s) in {len(summary.run_ids)} run(s), {summary.seconds:.1f} s")
+    out(f"{verb} {len(summary.materialized)} asset(s) in {len(summary.run_ids)} run(s), {summary.seconds:.1f} s"
+        + (f"; not built: {', '.join(summary.not_built)}" if summary.not_built else ""))
     if summary.cause:
         out(summary.cause)
     return summary
