@@ -8,6 +8,7 @@ import dagster as dg
 from llama_sft_dagster import automation
 from llama_sft_dagster.assets import checks, model, raw, sources, split, training
 from llama_sft_dagster.assets.filters import data_stage_assets
+from llama_sft_dagster.cli.console_log import console
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 from llama_sft_dagster.housekeeping.pool_guard import GpuPoolGuard
@@ -47,4 +48,5 @@ defs = dg.Definitions(
     schedules=automation.schedules,
     sensors=automation.sensors,
     executor=step_executor(),  # SFT_EXECUTOR=k8s: a pod per step (deploy/, README "Scaling out")
+    loggers={"console": console},  # a failed step as one line, a failed run ending with its cause
 )

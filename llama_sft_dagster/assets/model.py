@@ -17,6 +17,7 @@ def base_model(context: dg.AssetExecutionContext, config: BaseModelConfig, artif
                hub: HuggingFaceHub) -> dg.MaterializeResult:
     from llama_sft_dagster.core.training import base_model as core
 
+    artifacts.claim(BASE_MODEL_ASSET)  # one writer at a time, also for the hub download
     out_dir = base_model_dir(artifacts)
     if config.model_id == "demo":
         pairs = read_parquet(artifacts.upstream("raw_pairs", "base_model"), columns=["instruction", "response"])

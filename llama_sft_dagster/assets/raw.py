@@ -5,6 +5,7 @@ import dagster as dg
 from llama_sft_dagster.assets._metadata import stage_result
 from llama_sft_dagster.assets._versioned import versioned_asset
 from llama_sft_dagster.core.data.storage import write_parquet
+from llama_sft_dagster.core.sources.multiwoz_files import skipped_files
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 
@@ -12,18 +13,23 @@ from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSourc
 @versioned_asset(group_name="raw", kinds={"parquet"}, deps=["bitext_source"],
           description="Bitext customer-support rows as published (v11 schema; 2023-08 'tags' mapped to 'flags'), with file and row index.")
 def bitext_raw(artifacts: ArtifactStore, bitext: BitextSource) -> dg.MaterializeResult:
+    out = artifacts.asset_dir("bitext_raw")  # first: claims the asset before the (maybe slow) load
     table = bitext.load()
-    path = write_parquet(table, artifacts.asset_dir("bitext_raw") / "data.parquet")
+    path = write_parquet(table, out / "data.parquet")
     return stage_result(path, extra={"source": bitext.location, "intents": len(set(table.column("intent").to_pylist()))})
 
 
 @versioned_asset(group_name="raw", kinds={"parquet"}, deps=["multiwoz_source"],
           description="MultiWOZ 2.2 turns, one row per turn, with dialogue id, split file and turn index.")
 def multiwoz_raw(artifacts: ArtifactStore, multiwoz: MultiwozSource) -> dg.MaterializeResult:
+    out = artifacts.asset_dir("multiwoz_raw")
     table = multiwoz.load()
-    path = write_parquet(table, artifacts.asset_dir("multiwoz_raw") / "data.parquet")
+    path = write_parquet(table, out / "data.parquet")
+    skipped = skipped_files(table)  # every file of the folder not read, with the reason
     return stage_result(path, extra={"source": multiwoz.location,
-                                     "dialogues": len(set(table.column("dialogue_id").to_pylist()))})
+                                     "dialogues": len(set(table.column("dialogue_id").to_pylist())),
+                                     "skipped_files": len(skipped),
+                                     "skipped_files_list": dg.MetadataValue.json(skipped)})
 
 
 @versioned_asset(group_name="raw", kinds={"parquet"}, deps=[bitext_raw, multiwoz_raw],

@@ -19,6 +19,9 @@ def ensure_dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists() and REPO_INSTANCE_CONFIG.exists():
-        shutil.copyfile(REPO_INSTANCE_CONFIG, config)
+        # copy then rename: a second command starting now must not read a half-copied file
+        tmp = home / f".dagster.yaml.{os.getpid()}.tmp"
+        shutil.copyfile(REPO_INSTANCE_CONFIG, tmp)
+        os.replace(tmp, config)
     os.environ["DAGSTER_HOME"] = str(home)
     return home

@@ -15,12 +15,17 @@ shows them and staleness survives between commands.
 """
 
 import argparse
+import contextlib
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 
+from llama_sft_dagster.cli.failure import failure_cause
+from llama_sft_dagster.core.data.locks import FileLock
 from llama_sft_dagster.housekeeping.stale_plan import PlannedAsset, format_plan, plan
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -33,10 +38,12 @@ class StaleRunSummary:
     run_ids: list[str] = field(default_factory=list)
     seconds: float = 0.0
     ok: bool = True
+    cause: str = ""  # failure_cause() of the failed run: the command's last line
+    not_built: list[str] = field(default_factory=list)  # planned in the failed run but not materialized
 
     @property
     def materialized(self) -> list[str]:
-        return [p.name for wave in self.waves for p in wave]
+        return [p.name for wave in self.waves for p in wave if p.name not in self.not_built]
 
 
 def observe_sources(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[str]:
@@ -83,9 +90,13 @@ def materialize_stale(defs: dg.Definitions, instance: dg.DagsterInstance, select
         summary.waves.append(planned)
         summary.run_ids.append(result.run_id)
         done |= {p.key for p in planned}
-        if not result.success:
-            out(f"run {result.run_id} failed; see `dagster dev` (Runs) or the log above")
+        # a failed step, or a check failed with severity ERROR (a non-blocking one leaves the run a success)
+        summary.cause = failure_cause(instance, result.run_id)
+        if not result.success or summary.cause:
+            summary.cause = summary.cause or f"FAILED run {result.run_id} (full log: `make ui`, then Runs)"
             summary.ok = False
+            built = {e.asset_key for e in result.get_asset_materialization_events()}
+            summary.not_built = [p.name for p in planned if p.key not in built]
             break
         if one_run:
             break
@@ -93,8 +104,25 @@ def materialize_stale(defs: dg.Definitions, instance: dg.DagsterInstance, select
         out(format_plan([]))
     summary.seconds = time.perf_counter() - start
     verb = "would materialize" if dry_run else "materialized"
-    out(f"{verb} {len(summary.materialized)} asset(s) in {len(summary.run_ids)} run(s), {summary.seconds:.1f} s")
+    out(f"{verb} {len(summary.materialized)} asset(s) in {len(summary.run_ids)} run(s), {summary.seconds:.1f} s"
+        + (f"; not built: {', '.join(summary.not_built)}" if summary.not_built else ""))
+    if summary.cause:
+        out(summary.cause)
     return summary
+
+
+@contextlib.contextmanager
+def one_command_per_instance(dagster_home: str | Path, out=print):
+    """A second `sft-materialize-stale` on the same instance waits, then plans again: what the first
+    one built is then up to date, so no step runs twice on the same inputs. Taken before the instance
+    is opened: two processes creating a fresh instance's SQLite schema at once corrupt its migrations."""
+    lock = FileLock(Path(dagster_home) / ".locks" / "sft-materialize-stale.lock")
+    lock.acquire("sft-materialize-stale",
+                 on_wait=lambda owner: out(f"waiting for another sft-materialize-stale on this instance ({owner})"))
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,12 +136,19 @@ def main(argv: list[str] | None = None) -> int:
 
     from llama_sft_dagster.cli.home import ensure_dagster_home
 
-    ensure_dagster_home()
+    home = ensure_dagster_home()
     from llama_sft_dagster.definitions import defs
 
-    with dg.DagsterInstance.get() as instance:
-        summary = materialize_stale(defs, instance, args.select, one_run=args.one_run, dry_run=args.dry_run,
-                                    observe=not args.no_observe, verbose=args.verbose)
+    with one_command_per_instance(home), dg.DagsterInstance.get() as instance:
+        try:
+            summary = materialize_stale(defs, instance, args.select, one_run=args.one_run, dry_run=args.dry_run,
+                                        observe=not args.no_observe, verbose=args.verbose)
+        except Exception as exc:  # before any run (a source that cannot be read, a bad selection): one line
+            if args.verbose:
+                traceback.print_exc()
+            first = (str(exc).strip().splitlines() or [""])[0]
+            print(f"FAILED before any run: {type(exc).__name__}: {first} (--verbose shows the stack trace)")
+            return 1
     return 0 if summary.ok else 1
 
 

@@ -6,8 +6,7 @@
 - a local path: a Bitext .csv/.parquet file, or a MultiWOZ 2.2 folder in the published layout.
 """
 
-from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import dagster as dg
 import pyarrow as pa
@@ -39,7 +38,7 @@ class BitextSource(dg.ConfigurableResource):
         if self.location.startswith("hf://"):
             table, _revision = bitext.load_bitext_hub(self.location[len("hf://"):], self.revision, token=self.hf_token)
             return table
-        return bitext.load_bitext_file(Path(self.location))
+        return bitext.load_bitext_file(self.location)
 
 
 class MultiwozSource(dg.ConfigurableResource):
@@ -51,6 +50,9 @@ class MultiwozSource(dg.ConfigurableResource):
     )
     archive_url: str = Field(MULTIWOZ_ARCHIVE_URL, description="Published archive, used when location='archive'.")
     demo_seed: int = Field(13, description="Seed of the generated demo dialogues.")
+    unexpected_files: Literal["fail", "skip"] = Field(
+        "fail", description="A file under a local folder outside the published layout (e.g. validation/, "
+        "train/extra.json): 'fail' the run naming it, or 'skip' it and list it in multiwoz_raw's metadata.")
 
     def load(self) -> pa.Table:
         from llama_sft_dagster.core.demo import corpus as demo_corpus
@@ -61,4 +63,4 @@ class MultiwozSource(dg.ConfigurableResource):
         if self.location == "archive":
             folder = multiwoz.download_multiwoz_archive(self.archive_url, state_dir() / "downloads" / "multiwoz")
             return multiwoz.load_multiwoz_folder(folder)
-        return multiwoz.load_multiwoz_folder(Path(self.location))
+        return multiwoz.load_multiwoz_folder(self.location, unexpected_files=self.unexpected_files)

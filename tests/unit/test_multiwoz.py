@@ -65,7 +65,8 @@ GOOD = [dialogue("A.json", [turn("USER", "u"), turn("SYSTEM", "s")])]
 @pytest.mark.parametrize(
     "files, expected",
     [
-        ({"train/other.json": GOOD}, ["no dialogue files", "dialogues_NNN.json"]),
+        ({"train/other.json": GOOD}, ["train/other.json", "not named dialogues_NNN.json"]),
+        ({"schema.json": {}}, ["no dialogue files", "dialogues_NNN.json", "schema.json"]),
         ({"train/dialogues_001.json": b'[{"dialogue_id": "A",'}, ["train/dialogues_001.json", "invalid JSON", "line 1"]),
         ({"train/dialogues_001.json": b'[{"dialogue_id": "caf\xe9"}]'}, ["train/dialogues_001.json", "invalid UTF-8", "byte offset 21"]),
         ({"train/dialogues_001.json": {"dialogue_id": "A"}}, ["train/dialogues_001.json", "top level must be a list", "dict"]),

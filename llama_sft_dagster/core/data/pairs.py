@@ -1,7 +1,8 @@
 """Turn the raw Bitext rows and MultiWOZ turns into instruction/response pairs (`raw_pairs`).
 
-Bitext: each row is a pair, dropped as `blank_instruction` / `blank_response` when a cell is null
-or only whitespace. MultiWOZ: each USER turn followed directly by a SYSTEM turn is a pair (the
+Bitext: each row is a pair, dropped as `repeated_header` when its cells are the column names (two
+exports concatenated), else as `blank_instruction` / `blank_response` when a cell is null or only
+whitespace. MultiWOZ: each USER turn followed directly by a SYSTEM turn is a pair (the
 seed's rule). The MultiWOZ accounting unit is the TURN: every turn is in exactly one pair or is
 dropped with one of these reasons, checked in this order per turn:
 - `unknown_speaker`: speaker is neither "USER" nor "SYSTEM" (exact spelling, as published);
@@ -39,7 +40,7 @@ STAGE = "raw_pairs"
 # record, and dropping it here keeps megabyte strings out of every later stage.
 MAX_UTTERANCE_CHARS = 20_000
 CONTROL_CHARS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
-BITEXT_REASONS = ("blank_instruction", "blank_response")
+BITEXT_REASONS = ("repeated_header", "blank_instruction", "blank_response")
 MULTIWOZ_REASONS = (
     "unknown_speaker", "empty_utterance", "utterance_too_long", "user_turn_followed_by_user",
     "user_turn_reply_dropped", "user_turn_without_reply", "system_turn_without_user",
@@ -52,13 +53,24 @@ def _strip_control(col: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArr
     return (pc.replace_substring_regex(col, CONTROL_CHARS, "") if pc.any(mask).as_py() else col), mask
 
 
+def _repeated_header(bitext: pa.Table) -> pa.ChunkedArray:
+    """Rows whose cells are the column names: a header repeated inside the data (two exports
+    concatenated). `flags` may read `tags`, the 2023-08 release's name of that column."""
+    same = pc.is_in(bitext.column("flags"), pa.array(["flags", "tags"]))
+    for name in ("instruction", "category", "intent", "response"):
+        same = pc.and_(same, pc.equal(bitext.column(name), name))
+    return pc.fill_null(same, False)
+
+
 def _bitext_pairs(bitext: pa.Table) -> tuple[pa.Table, pa.Table, dict[str, int]]:
     instruction, mask_ins = _strip_control(bitext.column("instruction"))
     response, mask_resp = _strip_control(bitext.column("response"))
     n_stripped = pc.sum(pc.or_(mask_ins, mask_resp)).as_py() or 0
     blank_ins = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(instruction), ""), True)
     blank_resp = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(response), ""), True)
-    reasons = pc.if_else(blank_ins, "blank_instruction", pc.if_else(blank_resp, "blank_response", None))
+    header = _repeated_header(bitext)
+    reasons = pc.if_else(header, "repeated_header",
+                         pc.if_else(blank_ins, "blank_instruction", pc.if_else(blank_resp, "blank_response", None)))
     n = bitext.num_rows
     source_file = bitext.column("source_file")
     row_index = bitext.column("row_index")

@@ -7,6 +7,7 @@ into place, so a kill mid-write leaves the previous version intact and no reader
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -60,6 +61,32 @@ def atomic_path(final: Path) -> Iterator[Path]:
         raise
 
 
+# errno of a write refused by the file system (full, quota, read-only, permissions)
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+# libraries that hide the errno in their own exception (safetensors: "os error 28")
+WRITE_MARKERS = {"No space left on device": "No space left on device", "os error 28": "No space left on device",
+                 "Read-only file system": "Read-only file system", "Disk quota exceeded": "Disk quota exceeded"}
+# torch.save on a full disk says only "unexpected pos 576 vs 534": below this much free space, that is the cause
+FULL_BELOW_BYTES = 1 << 20
+
+
+def write_failure(exc: BaseException, folder: Path) -> str | None:
+    """Why writing under `folder` failed, when the file system refused it; None for any other error."""
+    if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+        return exc.strerror or str(exc)
+    text = str(exc)
+    for marker, reason in WRITE_MARKERS.items():
+        if marker in text:
+            return reason
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return None
+    if stats.f_bavail * stats.f_frsize < FULL_BELOW_BYTES:
+        return f"No space left on device ({stats.f_bavail * stats.f_frsize} bytes free; the library said: {text[:120]})"
+    return None
+
+
 @contextlib.contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield a fresh temporary folder beside `final`; on success swap it in place of `final`.
@@ -78,6 +105,12 @@ def atomic_dir(final: Path) -> Iterator[Path]:
             os.replace(final, old)
         os.replace(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
+    except Exception as exc:
+        reason = write_failure(exc, final.parent)  # before the cleanup frees the space again
+        shutil.rmtree(tmp, ignore_errors=True)
+        if reason is not None:
+            raise ArtifactPathError(f"could not write {str(final)!r}: {reason}; the previous version is kept") from exc
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -24,6 +24,8 @@ import pyarrow.parquet as pq
 from llama_sft_dagster.core.sources.errors import RawDataError, decode_utf8
 
 BITEXT_COLUMNS = ["flags", "instruction", "category", "intent", "response"]
+# The training text: never converted from another type (the other columns only where lossless).
+TEXT_COLUMNS = ("instruction", "response")
 # The 2023-08 release calls the flags column `tags`.
 EARLIER_RELEASE_RENAMES = {"tags": "flags"}
 
@@ -46,12 +48,45 @@ def schema_variant(table: pa.Table) -> str:
     return (table.schema.metadata or {}).get(META_SCHEMA_VARIANT, b"unknown").decode()
 
 
-def normalise_bitext_table(table: pa.Table, source_file: str) -> pa.Table:
-    """Map either published schema onto RAW_BITEXT_SCHEMA; name what is missing or ignored."""
+def delimiter_hint(header: list[str]) -> str:
+    """' (the header splits on ';' into ...)' when a one-column header is really another delimiter's."""
+    if len(header) != 1:
+        return ""
+    for sep, label in ((";", "semicolon"), ("\t", "tab")):
+        parts = [p.strip().strip('"') for p in header[0].split(sep)]
+        if set(BITEXT_COLUMNS) - {"flags"} <= set(parts) and ({"flags", "tags"} & set(parts)):
+            return (f"; the header splits on {label}s into {parts}: the file looks {label}-separated, "
+                    "but Bitext CSV files must be comma-separated (re-export it with ',')")
+    return ""
+
+
+def _as_text(col: pa.ChunkedArray, name: str, shown: str) -> pa.ChunkedArray:
+    """The column as strings, refusing any conversion that would change what a cell says."""
+    t = col.type
+    if pa.types.is_string(t):
+        return col
+    # the same strings in another layout: a lossless cast
+    values = t.value_type if pa.types.is_dictionary(t) else t
+    stringy = (pa.types.is_string(values) or pa.types.is_large_string(values) or pa.types.is_string_view(values)
+               or pa.types.is_null(t))
+    # integers and booleans have one spelling per value; floats do not (113542617735902 -> 1.13542617735902e+14)
+    lossless = name not in TEXT_COLUMNS and (pa.types.is_integer(t) or pa.types.is_boolean(t))
+    if not (stringy or lossless):
+        allowed = "a string column" if name in TEXT_COLUMNS else "a string, integer or boolean column"
+        raise RawDataError(f"{shown}: column {name!r} has type {t}, not text; it is not converted because that "
+                           f"could change its values (write it as {allowed})")
+    return pc.cast(col, pa.string())
+
+
+def normalise_bitext_table(table: pa.Table, source_file: str, shown: str | None = None) -> pa.Table:
+    """Map either published schema onto RAW_BITEXT_SCHEMA; name what is missing or ignored.
+
+    `source_file` is recorded in every row; `shown` (default: `source_file`) names the input in messages."""
+    shown = shown or source_file
     names = table.column_names
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise RawDataError(f"{source_file}: duplicate column(s) {dupes}; columns found: {names}")
+        raise RawDataError(f"{shown}: duplicate column(s) {dupes}; columns found: {names}")
     variant = "v11"
     if "flags" not in names and "tags" in names:
         variant = "2023-08"
@@ -60,25 +95,28 @@ def normalise_bitext_table(table: pa.Table, source_file: str) -> pa.Table:
     if missing:
         hint = " (the 2023-08 release's `tags` is accepted for `flags`)" if "flags" in missing else ""
         raise RawDataError(
-            f"{source_file}: missing required column(s) {missing}{hint}; columns found: {names}"
+            f"{shown}: missing required column(s) {missing}{hint}; columns found: {names}{delimiter_hint(names)}"
         )
     if table.num_rows == 0:
-        raise RawDataError(f"{source_file}: no data rows (header only)")
+        raise RawDataError(f"{shown}: no data rows (header only)")
     extra = [n for n in names if EARLIER_RELEASE_RENAMES.get(n, n) not in BITEXT_COLUMNS]
-    columns = []
-    for name in BITEXT_COLUMNS:
-        col = table.column(name)
-        if not pa.types.is_string(col.type):
-            try:
-                col = pc.cast(col, pa.string())
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise RawDataError(f"{source_file}: column {name!r} of type {col.type} is not text: {exc}") from exc
-        columns.append(col)
+    columns = [_as_text(table.column(name), name, shown) for name in BITEXT_COLUMNS]
     n = table.num_rows
     columns.append(pa.array([source_file] * n, type=pa.string()))
     columns.append(pa.array(range(n), type=pa.int64()))
     meta = {META_SCHEMA_VARIANT: variant.encode(), META_IGNORED_COLUMNS: json.dumps(extra).encode()}
     return pa.Table.from_arrays(columns, schema=RAW_BITEXT_SCHEMA.with_metadata(meta))
+
+
+def _bad_record_line(text: str, width: int) -> tuple[int, int] | None:
+    """(first line, field count) of the first record whose field count differs from the header's."""
+    reader = csv.reader(io.StringIO(text))
+    start = 1
+    for record in reader:
+        if record and len(record) != width:
+            return start, len(record)
+        start = reader.line_num + 1
+    return None
 
 
 def _read_csv(path: Path, name: str) -> pa.Table:
@@ -101,16 +139,22 @@ def _read_csv(path: Path, name: str) -> pa.Table:
             ),
         )
     except pa.ArrowInvalid as exc:
-        raise RawDataError(f"{name}: malformed CSV: {exc}") from exc
+        bad = _bad_record_line(text, len(header))
+        if bad is None:  # the csv module reads it fine: keep Arrow's own words
+            raise RawDataError(f"{name}: malformed CSV: {exc}{delimiter_hint(header)}") from exc
+        line, fields = bad
+        raise RawDataError(f"{name}: malformed CSV at line {line}: expected {len(header)} columns as in the "
+                           f"header, found {fields}{delimiter_hint(header)}") from exc
 
 
 def load_bitext_file(path: str | Path, source_file: str | None = None) -> pa.Table:
     """Read a local Bitext .csv or .parquet file into RAW_BITEXT_SCHEMA.
 
-    `source_file` is recorded in every row (default: the file name, so no machine path is stored).
+    `source_file` is recorded in every row (default: the file name, so no machine path is stored);
+    messages name the path as given.
     """
+    name = str(path)
     path = Path(path)
-    name = source_file or path.name
     if not path.is_file():
         raise RawDataError(f"{path}: Bitext file not found")
     suffix = path.suffix.lower()
@@ -125,7 +169,7 @@ def load_bitext_file(path: str | Path, source_file: str | None = None) -> pa.Tab
             raise RawDataError(f"{name}: not a readable Parquet file: {exc}") from exc
     else:
         raise RawDataError(f"{name}: unsupported file type {suffix!r}; expected .csv or .parquet")
-    return normalise_bitext_table(table, name)
+    return normalise_bitext_table(table, source_file or path.name, name)
 
 
 def load_bitext_hub(

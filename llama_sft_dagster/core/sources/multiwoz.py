@@ -2,7 +2,8 @@
 
 Accepted inputs:
 - the published folder `data/MultiWOZ_2.2/` with `train/`, `dev/`, `test/` holding
-  `dialogues_NNN.json` (each a JSON list of dialogues; `schema.json`/`dialog_acts.json` are ignored);
+  `dialogues_NNN.json` (each a JSON list of dialogues); every other file under the folder is skipped
+  with a reason or fails the run (see `multiwoz_files`);
 - a single JSON file holding a list of dialogues (e.g. the DialogStudio examples), recorded with
   the split given (default "train").
 The table is a faithful copy: unknown speakers, empty or huge utterances and control characters
@@ -22,6 +23,7 @@ from pathlib import Path, PurePosixPath
 import pyarrow as pa
 
 from llama_sft_dagster.core.sources.errors import RawDataError, decode_utf8
+from llama_sft_dagster.core.sources.multiwoz_files import shown_path, survey, with_skipped
 
 SPLITS = ("train", "dev", "test")
 TURN_SCHEMA = pa.schema(
@@ -57,31 +59,38 @@ def _user_intent(frames: object) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _read_dialogues(path: Path, rel: str) -> list:
-    text = decode_utf8(path.read_bytes(), rel)
+def _read_dialogues(path: Path, shown: str) -> list:
+    """`shown`: the file as the user configured it (folder + relative name), for messages."""
+    text = decode_utf8(path.read_bytes(), shown)
     if not text.strip():
-        raise RawDataError(f"{rel}: empty file")
+        raise RawDataError(f"{shown}: empty file")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise RawDataError(f"{rel}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+        raise RawDataError(f"{shown}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
     if not isinstance(data, list):
-        raise RawDataError(f"{rel}: top level must be a list of dialogues, found {type(data).__name__}")
+        raise RawDataError(f"{shown}: top level must be a list of dialogues, found {type(data).__name__}")
     return data
 
 
-def _append_dialogues(rows: dict[str, list], dialogues: list, rel: str, split: str, seen: dict[str, str]) -> None:
+def _append_dialogues(rows: dict[str, list], dialogues: list, rel: str, split: str,
+                      seen: dict[str, tuple[str, int]], shown: str | None = None) -> None:
+    """Append one file's turns; `rel` goes into the table, `shown` (default `rel`) into messages."""
+    shown = shown or rel
     for d_idx, dialogue in enumerate(dialogues):
-        where = f"{rel}: dialogue {d_idx}"
+        where = f"{shown}: dialogue {d_idx}"
         if not isinstance(dialogue, dict):
             raise RawDataError(f"{where}: must be an object, found {type(dialogue).__name__}")
         dialogue_id = dialogue.get("dialogue_id")
         if not isinstance(dialogue_id, str) or not dialogue_id:
             raise RawDataError(f"{where}: missing field 'dialogue_id'")
-        where = f"{rel}: dialogue {d_idx} ({dialogue_id})"
+        where = f"{shown}: dialogue {d_idx} ({dialogue_id})"
         if dialogue_id in seen:
-            raise RawDataError(f"duplicate dialogue_id {dialogue_id!r} in {seen[dialogue_id]} and {rel}")
-        seen[dialogue_id] = rel
+            first_file, first_idx = seen[dialogue_id]
+            places = (f"dialogues {first_idx} and {d_idx} of {shown}" if first_file == shown
+                      else f"dialogue {first_idx} of {first_file} and dialogue {d_idx} of {shown}")
+            raise RawDataError(f"duplicate dialogue_id {dialogue_id!r}: {places}")
+        seen[dialogue_id] = (shown, d_idx)
         turns = dialogue.get("turns")
         if not isinstance(turns, list):
             raise RawDataError(f"{where}: missing field 'turns' (a list)")
@@ -117,25 +126,34 @@ def _dialogue_files(folder: Path) -> list[tuple[Path, str, str]]:
     return found
 
 
-def load_multiwoz_folder(folder: str | Path, split: str = "train") -> pa.Table:
-    """Read the published layout (or one JSON file of dialogues, recorded under `split`)."""
-    folder = Path(folder)
-    if folder.is_file():
-        files = [(folder, folder.name, split)]
-    elif folder.is_dir():
-        files = _dialogue_files(folder)
+def load_multiwoz_folder(folder: str | Path, split: str = "train", unexpected_files: str = "fail") -> pa.Table:
+    """Read the published layout (or one JSON file of dialogues, recorded under `split`).
+
+    Every file under a folder is read or skipped with a reason (`multiwoz_files.survey`); files outside
+    the published layout fail the run unless `unexpected_files="skip"`. Messages name files as
+    `<folder as given>/<relative name>`; the table records only the relative name.
+    """
+    path = Path(folder)
+    skipped: list[tuple[str, str]] = []
+    if path.is_file():
+        files = [(path, path.name, split)]
+        shown = {path.name: str(folder)}
+    elif path.is_dir():
+        found = survey(folder, unexpected_files)
+        files, skipped = found.read, found.skipped
         if not files:
             raise RawDataError(
                 f"{folder}: no dialogue files; expected {', '.join(s + '/' for s in SPLITS)} "
-                "holding dialogues_NNN.json"
+                f"holding dialogues_NNN.json (found: {[rel for rel, _ in skipped][:5]})"
             )
+        shown = {rel: shown_path(folder, rel) for _, rel, _ in files}
     else:
         raise RawDataError(f"{folder}: MultiWOZ folder or file not found")
     rows: dict[str, list] = {name: [] for name in TURN_SCHEMA.names}
-    seen: dict[str, str] = {}
-    for path, rel, file_split in files:
-        _append_dialogues(rows, _read_dialogues(path, rel), rel, file_split, seen)
-    return pa.table(rows, schema=TURN_SCHEMA)
+    seen: dict[str, tuple[str, int]] = {}
+    for file_path, rel, file_split in files:
+        _append_dialogues(rows, _read_dialogues(file_path, shown[rel]), rel, file_split, seen, shown[rel])
+    return with_skipped(pa.table(rows, schema=TURN_SCHEMA), skipped)
 
 
 def turns_from_dialogues(dialogues: list, source_file: str, split: str = "train") -> pa.Table:

@@ -190,10 +190,19 @@ def fit(trainer, output_dir: Path, run_fingerprint: str):
 
     Under torchrun every rank calls this; rank 0 alone decides which checkpoint (if any) to resume and
     marks the folder completed."""
-    resumed_from = main_decides(trainer, lambda: resume_checkpoint(output_dir, run_fingerprint))
-    result = trainer.train(resume_from_checkpoint=resumed_from)
-    if trainer.is_world_process_zero():
-        (Path(output_dir) / RUN_CONFIG).write_text(json.dumps({"fingerprint": run_fingerprint, "completed": True}))
+    from llama_sft_dagster.core.data.storage import ArtifactPathError, write_failure
+
+    try:
+        resumed_from = main_decides(trainer, lambda: resume_checkpoint(output_dir, run_fingerprint))
+        result = trainer.train(resume_from_checkpoint=resumed_from)
+        if trainer.is_world_process_zero():
+            (Path(output_dir) / RUN_CONFIG).write_text(json.dumps({"fingerprint": run_fingerprint, "completed": True}))
+    except Exception as exc:  # a full disk mid-checkpoint surfaces as torch/safetensors errors without the path
+        reason = write_failure(exc, Path(output_dir))
+        if reason is None:
+            raise
+        raise ArtifactPathError(f"could not write checkpoints to {str(output_dir)!r}: {reason}; the previous "
+                                "adapter is kept, and a rerun resumes from the last complete checkpoint") from exc
     return result, resumed_from
 
 
