@@ -51,9 +51,10 @@ ui: install
 stale: install
 	$(BIN)/sft-materialize-stale $(if $(SELECT),--select '$(SELECT)') $(STALE_ARGS)
 
-# seed-faithful baseline vs the project on a generated 95K-pair corpus (~5 min on 2 cores)
+# seed-faithful baseline vs the project (bare stages and dg.materialize, both dedup backends) on a generated
+# 95K-pair corpus, the real Llama 3 tokenizer from ../shared/data; ~10 min on 2 idle cores (REPEATS=3: 3 rounds)
 bench: install
-	$(BIN)/python benchmarks/data_graph.py --pairs $(or $(PAIRS),95000) --dagster
+	$(BIN)/python benchmarks/data_graph.py --pairs $(or $(PAIRS),95000) --dagster --floors --repeats $(or $(REPEATS),1)
 
 clean:
 	rm -rf $(STATE)

@@ -23,6 +23,7 @@ class StageMeter:
         self._interval = interval
         self._peak = 0
         self._stop = threading.Event()
+        self._record: dict = {}
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
@@ -35,12 +36,16 @@ class StageMeter:
     def stage(self, name: str, **extra):
         self._peak = self._proc.memory_info().rss
         t0 = time.perf_counter()
-        record = {"stage": name, **extra}
+        record = self._record = {"stage": name, **extra}
         yield record
         record["seconds"] = round(time.perf_counter() - t0, 3)
         self._peak = max(self._peak, self._proc.memory_info().rss)
         record["peak_rss_mb"] = round(self._peak / 2**20, 1)
         self.stages.append(record)
+
+    def note(self, **values) -> None:
+        """Add figures to the stage being measured (e.g. how many texts the token filter tokenized)."""
+        self._record.update(values)
 
     def finish(self) -> dict:
         self._stop.set()
@@ -56,7 +61,7 @@ def build_tokenizer(parquet: Path, out_dir: Path, sample_rows: int = 30_000, voc
     """A Llama-like fast tokenizer (byte-level BPE, BOS added) trained on the corpus, saved with
     save_pretrained into `out_dir` (the base_model/model layout the token filter reads).
 
-    The full profile counts tokens with the real Llama-3 tokenizer; this one only has to be a real
+    Only for `data_graph.py --tokenizer train`, where the real Llama 3 tokenizer is not at hand: a real
     fast tokenizer of similar granularity, so the token stage does the same kind of work."""
     import pyarrow.parquet as pq
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers

@@ -24,7 +24,8 @@ from dagster._core.errors import DagsterPipesExecutionError
 
 from llama_sft_dagster.assets.model_paths import base_model_dir
 from llama_sft_dagster.config.training import TrainConfig
-from llama_sft_dagster.core.versions import fingerprint, folder_version, table_version
+from llama_sft_dagster.core.training.model_version import model_folder_version
+from llama_sft_dagster.core.versions import fingerprint, table_version
 from llama_sft_dagster.launch.command import config_file, describe_failure
 from llama_sft_dagster.launch.job import TrainJob
 from llama_sft_dagster.launch.launcher import main as launcher_main
@@ -51,7 +52,7 @@ def build_job(config: TrainConfig, artifacts: ArtifactStore, gpu: GpuResource, p
     # the launch shape is part of the run: a checkpoint of 1 process is not resumed by 2 (other global batch)
     launch = {"processes": processes, "launch_config": gpu.launch_config}
     run_fp = fingerprint(config.model_dump(), fmt, plan.metadata(), {"data": data_version,
-                         "base": folder_version(base_model_dir(artifacts))}, launch)
+                         "base": model_folder_version(base_model_dir(artifacts))}, launch)
     job = TrainJob(base_dir=str(base_model_dir(artifacts)), train_path=str(splits["train"]),
                    validation_path=str(splits["validation"]), fmt=fmt, hp=config.trainer_kwargs(),
                    lora=config.lora_kwargs(), plan=dataclasses.asdict(plan), out_dir=str(out_dir),

@@ -32,10 +32,15 @@ def word_count_decide(config: WordCountConfig, model_dir: Path) -> Decide:
 
 
 def token_limit_decide(config: TokenLimitConfig, model_dir: Path) -> Decide:
-    from transformers import AutoTokenizer
+    # the base model's own tokenizer, as the seed; plain `tokenizers` where that gives the same ids
+    limit = filters.TokenLimit(filters.counting_tokenizer(model_dir), config.max_tokens)
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)  # the base model's own tokenizer, as the seed
-    return lambda batch: filters.token_limit_decisions(*columns(batch), tokenizer, config.max_tokens)
+    def decide(batch: pa.Table) -> Decisions:
+        return limit.decisions(*columns(batch))
+
+    # how many texts the byte-length bound could not settle (those were tokenized), for the metadata
+    decide.extra_metadata = lambda: {"texts_tokenized": limit.counted}
+    return decide
 
 
 def language_decide(config: LanguageConfig, model_dir: Path) -> Decide:

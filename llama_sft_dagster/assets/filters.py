@@ -21,7 +21,9 @@ def run_data_stage(stage: DataStage, config: dg.Config, artifacts: ArtifactStore
         artifacts.upstream(BASE_MODEL_ASSET, stage.name, "model/tokenizer_config.json")
     decide = stage.decide(config, base_model_dir(artifacts))
     out = run_stage(stage.name, artifacts.upstream(stage.upstream, stage.name), artifacts.asset_dir(stage.name), decide)
-    return stage_result(out.kept_path, out.counts, {"rejects_path": dg.MetadataValue.path(str(out.rejects_path))})
+    extra = getattr(decide, "extra_metadata", dict)()  # figures a stage knows once it has run
+    return stage_result(out.kept_path, out.counts, {"rejects_path": dg.MetadataValue.path(str(out.rejects_path)),
+                                                    **extra})
 
 
 def stage_asset(stage: DataStage) -> dg.AssetsDefinition:

@@ -5,6 +5,7 @@ from llama_sft_dagster.assets._versioned import versioned_asset
 from llama_sft_dagster.assets.model_paths import BASE_MODEL_ASSET, base_model_dir
 from llama_sft_dagster.config.training import BaseModelConfig
 from llama_sft_dagster.core.data.storage import atomic_dir, read_parquet
+from llama_sft_dagster.core.training.model_version import stamp_version
 from llama_sft_dagster.core.versions import folder_version
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.hub import HuggingFaceHub
@@ -28,6 +29,7 @@ def base_model(context: dg.AssetExecutionContext, config: BaseModelConfig, artif
         version = folder_version(out_dir)
     else:
         _, version = core.resolve_hub_base_model(config.model_id, config.revision, hub.token, out_dir)
+    stamp_version(out_dir, version)  # train_adapter reads it instead of hashing the weights again
     context.log.info(f"base model {config.model_id} ready at {out_dir} (version {version})")
     return dg.MaterializeResult(
         metadata={"path": dg.MetadataValue.path(str(out_dir)), "model_id": config.model_id, "version": version},

@@ -11,6 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from llama_sft_dagster.core.data.arrays import string_array
 
 
 @dataclass
@@ -52,16 +55,17 @@ def partition(
     """
     if len(reasons) != table.num_rows:
         raise ValueError(f"stage {stage!r}: {len(reasons)} decisions for {table.num_rows} rows")
-    keep_mask = pa.array([r is None for r in reasons], type=pa.bool_())
-    kept = table.filter(keep_mask)
-    drop_idx = [i for i, r in enumerate(reasons) if r is not None]
-    rejected = table.take(pa.array(drop_idx, type=pa.int64()))
-    drop_reasons = [reasons[i] for i in drop_idx]
-    rejected = rejected.append_column("stage", pa.array([stage] * len(drop_idx), type=pa.string()))
-    rejected = rejected.append_column("reason", pa.array(drop_reasons, type=pa.string()))
-    drop_details = [details[i] for i in drop_idx] if details is not None else [None] * len(drop_idx)
-    rejected = rejected.append_column("detail", pa.array(drop_details, type=pa.string()))
-    counts = StageCounts(rows_in=table.num_rows, rows_out=kept.num_rows, dropped=Counter(drop_reasons))
+    reason_col = string_array(reasons)
+    keep_mask = reason_col.is_null()  # Arrow masks and takes: no per-row Python beyond the reasons list
+    drop_mask = pc.invert(keep_mask)
+    kept, rejected = table.filter(keep_mask), table.filter(drop_mask)
+    n_drop = rejected.num_rows
+    drop_reasons = reason_col.filter(drop_mask)
+    rejected = rejected.append_column("stage", string_array([stage] * n_drop))
+    rejected = rejected.append_column("reason", drop_reasons)
+    detail_col = string_array(details).filter(drop_mask) if details is not None else pa.nulls(n_drop, pa.string())
+    rejected = rejected.append_column("detail", detail_col)
+    counts = StageCounts(rows_in=table.num_rows, rows_out=kept.num_rows, dropped=Counter(drop_reasons.to_pylist()))
     return kept, rejected, counts
 
 

@@ -10,8 +10,10 @@ The index is stateful and fed batch by batch in input order, so memory stays bou
 (num_perm hash values per kept row), not by the corpus, and the result is deterministic: the same
 input order and seed always keep the same rows.
 
-Backends: `datasketch` (the reference: `MinHash.bulk` + `MinHashLSH`, the seed's library and hash
-family) and `rensa` (Rust MinHash sketches and LSH index; see benchmarks/). `rensa` keeps the seed's
+Backends: `datasketch` (the reference: datasketch's MinHash values and MinHashLSH band layout, the seed's
+library and hash family, computed a batch at a time by core/data/minhash.py with the same decisions as
+one `MinHash` + `MinHashLSH.query`/`insert` per row) and `rensa` (Rust MinHash sketches and LSH index;
+see benchmarks/). `rensa` keeps the seed's
 query-then-insert order and datasketch's band layout (for 0.8 / 128: 9 bands of 13 rows; datasketch's
 LSH reads only those 117 values, so rensa sketches exactly 117), so the two differ only in hash
 family: rows far from the threshold get the same decision, pairs near it may fall either way
@@ -20,6 +22,7 @@ family: rows far from the threshold get the same decision, pairs near it may fal
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from itertools import islice
 
@@ -38,6 +41,22 @@ def shingle_strings(text: str, n: int) -> list[str]:
 
 def word_shingles(text: str, n: int) -> list[bytes]:
     return [s.encode("utf-8") for s in shingle_strings(text, n)]
+
+
+# str.split() also splits on these ASCII separators; bytes.split() does not
+_STR_ONLY_SEPARATORS = re.compile("[\x1c-\x1f]")
+
+
+def byte_shingles(text: str, n: int) -> list[bytes]:
+    """`word_shingles`, splitting the encoded text once when that splits the same way (ASCII text
+    without the \\x1c-\\x1f separators) instead of encoding every shingle."""
+    low = text.lower()
+    if not low.isascii() or _STR_ONLY_SEPARATORS.search(low):
+        return word_shingles(text, n)
+    words = low.encode("ascii").split()
+    if len(words) < n:
+        return [b" ".join(words)]
+    return list(map(b" ".join, zip(*(islice(words, i, None) for i in range(n)))))
 
 
 def exact_key(instruction: str, response: str) -> bytes:
@@ -62,6 +81,12 @@ class NearDuplicateIndex:
         self.backend = backend
         self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
         self._exact: dict[bytes, str] = {}
+        if backend == "datasketch":
+            from llama_sft_dagster.core.data.minhash import BandIndex, BatchSketcher
+
+            # datasketch's MinHash values and MinHashLSH candidates, a batch at a time (core/data/minhash.py)
+            self._sketcher = BatchSketcher(num_perm, seed, self._lsh.b * self._lsh.r)
+            self._bands = BandIndex(self._lsh.b)
         if backend == "rensa":
             from rensa import RMinHashLSH
 
@@ -70,11 +95,10 @@ class NearDuplicateIndex:
             self._ids: list[str] = []  # rensa keys are ints: position in this list
 
     def _datasketch_keys(self, texts: Sequence[str]):
-        from datasketch import MinHash
+        from llama_sft_dagster.core.data.minhash import band_keys
 
-        shingle_sets = [word_shingles(t, self.shingle_size) for t in texts]
-        # bulk() hashes all sets with one permutation table: same values as one MinHash per row
-        return MinHash.bulk(shingle_sets, num_perm=self.num_perm, seed=self.seed)
+        values = self._sketcher.sketch([byte_shingles(t, self.shingle_size) for t in texts])
+        return list(zip(*band_keys(values, self._lsh.b, self._lsh.r))) if texts else []
 
     def _rensa_keys(self, texts: Sequence[str]):
         from rensa import RMinHash
@@ -84,12 +108,12 @@ class NearDuplicateIndex:
 
     def _query(self, key) -> list[str]:
         if self.backend == "datasketch":
-            return self._lsh.query(key)
+            return self._bands.query(key)
         return [self._ids[k] for k in self._rensa.query(key)]
 
     def _insert(self, pid: str, key) -> None:
         if self.backend == "datasketch":
-            self._lsh.insert(pid, key)
+            self._bands.insert(pid, key)
             return
         self._rensa.insert(len(self._ids), key)
         self._ids.append(pid)

@@ -37,9 +37,9 @@ def split_parquet(in_path: Path, train_path: Path, validation_path: Path, valida
 
     Batched, so memory stays bounded at a million rows; returns rows and per-source/intent counts.
     """
-    import pyarrow as pa
     import pyarrow.compute as pc
 
+    from llama_sft_dagster.core.data.arrays import bool_array
     from llama_sft_dagster.core.data.schema import PAIR_SCHEMA
     from llama_sft_dagster.core.data.storage import ParquetBatchWriter, iter_parquet_batches
 
@@ -48,8 +48,8 @@ def split_parquet(in_path: Path, train_path: Path, validation_path: Path, valida
     try:
         for batch in iter_parquet_batches(in_path, batch_rows):
             batch = batch.select(PAIR_SCHEMA.names).cast(PAIR_SCHEMA)
-            to_validation = pa.array(is_validation(batch.column("instruction").to_pylist(),
-                                                   batch.column("response").to_pylist(), validation_fraction, seed))
+            to_validation = bool_array(is_validation(batch.column("instruction").to_pylist(),
+                                                     batch.column("response").to_pylist(), validation_fraction, seed))
             for name, part in (("train", batch.filter(pc.invert(to_validation))), ("validation", batch.filter(to_validation))):
                 writers[name].write(part)
                 sides[name].rows += part.num_rows

@@ -17,6 +17,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+# LZ4: each stage reads and rewrites every column of its rows, and LZ4 (de)compresses ~30% faster per
+# stage than zstd here (95K pairs, word count stage: 0.93-1.04 s vs 1.27-1.42 s) for files ~1.7x larger
+# (10 MB vs 6 MB). Content versions hash the Arrow data, so they do not depend on the codec.
+COMPRESSION = "lz4"
+
 
 class ArtifactPathError(ValueError):
     """A configured output path escapes the artifact root, or the root cannot be written."""
@@ -118,7 +123,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
 
 def write_parquet(table: pa.Table, final: Path) -> Path:
     with atomic_path(final) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression=COMPRESSION)
     return final
 
 
@@ -131,7 +136,7 @@ class ParquetBatchWriter:
     def __init__(self, final: Path, schema: pa.Schema):
         self._ctx = atomic_path(Path(final))
         self._tmp = self._ctx.__enter__()
-        self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
+        self._writer = pq.ParquetWriter(self._tmp, schema, compression=COMPRESSION)
         self.final = Path(final)
 
     def write(self, table: pa.Table) -> None:
