@@ -93,7 +93,10 @@ def test_saving_the_adapter_on_a_full_disk_keeps_the_previous_one(base, tmp_path
 
     disk = small_disk("120k")  # one adapter with its tokenizer (~45 KB + tokenizer), not two
     tokenizer = AutoTokenizer.from_pretrained(base)
-    trainer = SimpleNamespace(model=tiny_lora_model(seed=0), processing_class=tokenizer)
+    # the one-process view of a Trainer that save_best_adapter uses (it also runs under torchrun ranks)
+    accelerator = SimpleNamespace(unwrap_model=lambda model: model, wait_for_everyone=lambda: None)
+    trainer = SimpleNamespace(model=tiny_lora_model(seed=0), processing_class=tokenizer, accelerator=accelerator,
+                              is_world_process_zero=lambda: True)
     save_best_adapter(trainer, disk / "adapter")
     before = _digest(disk / "adapter")
     trainer.model = tiny_lora_model(seed=1)
