@@ -3,6 +3,7 @@
 #   make test   - run the test suite (installs the venv and the browser the UI test drives)
 #   make ui     - start the Dagster web UI on 127.0.0.1:3000
 #   make stale  - materialize only missing/stale assets, printing why (SELECT='*train_adapter' to narrow)
+#   make gpu-check - Llama-3.1-8B-shaped LoRA steps on the GPU: tokens/s, MFU, memory, masking (one line without CUDA)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,7 +14,7 @@ export SFT_STATE_DIR ?= $(STATE)
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
-.PHONY: install demo test ui browser stale bench clean
+.PHONY: install demo test ui browser stale bench gpu-check clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +56,10 @@ stale: install
 # 95K-pair corpus, the real Llama 3 tokenizer from ../shared/data; ~10 min on 2 idle cores (REPEATS=3: 3 rounds)
 bench: install
 	$(BIN)/python benchmarks/data_graph.py --pairs $(or $(PAIRS),95000) --dagster --floors --repeats $(or $(REPEATS),1)
+
+# needs a CUDA GPU with ~40 GB (8B in bf16 + LoRA r64); without CUDA it says so and exits 0
+gpu-check: install
+	$(BIN)/python benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(STATE)

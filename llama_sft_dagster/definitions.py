@@ -1,7 +1,11 @@
 """The Dagster code location: `dagster dev` (see workspace.yaml) or `dagster asset materialize --select ...`.
 
-Profile: `SFT_PROFILE=demo` (default, offline) or `SFT_PROFILE=full` (hub data, Llama-3.1-8B-Instruct, GPU).
+Profile: `SFT_PROFILE=demo` (default, offline), `SFT_PROFILE=rehearsal` (offline, CPU: the full profile's
+code with Llama 3.1's real tokenizer and the real data samples) or `SFT_PROFILE=full` (hub data,
+Llama-3.1-8B-Instruct, GPU).
 """
+
+import os
 
 import dagster as dg
 
@@ -15,20 +19,21 @@ from llama_sft_dagster.housekeeping.pool_guard import GpuPoolGuard
 from llama_sft_dagster.resources.gpu import GpuResource
 from llama_sft_dagster.resources.hub import HuggingFaceHub
 from llama_sft_dagster.resources.tracking import MlflowTracking
-from llama_sft_dagster.config.profiles import active_profile
 from llama_sft_dagster.config.k8s import step_executor
 
 DATA_MODULES = [raw, model, split]
 
 
 def build_resources() -> dict:
-    # The hub token only ever comes from the environment, and only the full profile needs it.
-    full = active_profile() == "full"
+    # The hub token only ever comes from the environment, and only the gated Llama weights need it: an
+    # EnvVar of an unset variable would fail every run, public data included, so it is passed only when
+    # set (base_model then says in one line to set HF_TOKEN; core/sources/hub.py).
+    token = {"token": dg.EnvVar("HF_TOKEN")} if os.environ.get("HF_TOKEN") else {}
     return {
         "artifacts": ArtifactStore(),
-        "bitext": BitextSource(hf_token=dg.EnvVar("HF_TOKEN")) if full else BitextSource(),
+        "bitext": BitextSource(),  # a public dataset
         "multiwoz": MultiwozSource(),
-        "hub": HuggingFaceHub(token=dg.EnvVar("HF_TOKEN")) if full else HuggingFaceHub(),
+        "hub": HuggingFaceHub(**token),
         "gpu": GpuResource(),
         "pool_guard": GpuPoolGuard(),
         "tracking": MlflowTracking(),

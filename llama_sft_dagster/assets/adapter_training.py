@@ -58,6 +58,7 @@ def build_job(config: TrainConfig, artifacts: ArtifactStore, gpu: GpuResource, p
                    lora=config.lora_kwargs(), plan=dataclasses.asdict(plan), out_dir=str(out_dir),
                    run_fingerprint=run_fp,
                    monitor_log_every=config.monitor_log_every, monitor_deep_every=config.monitor_deep_every,
+                   eval_max_samples=config.eval_max_samples,
                    processes=processes, accelerate_config=str(config_file(gpu.launch_config)))
     return job, data_version
 

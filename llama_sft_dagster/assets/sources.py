@@ -6,9 +6,11 @@ the UI's "Observe sources") records a new version when the upstream data changed
 """
 
 import warnings
+from pathlib import Path
 
 import dagster as dg
 
+from llama_sft_dagster.config.profiles import state_dir
 from llama_sft_dagster.core.sources import versions as source_versions
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 
@@ -16,12 +18,19 @@ from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSourc
 warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*observable_source_asset.*")
 
 
+def hub_revision_cache() -> Path:  # follows SFT_STATE_DIR, so tests and checkouts keep their own
+    return state_dir() / "cache" / "hub_revisions.json"
+
+
 def bitext_version(bitext: BitextSource) -> str:
     location = bitext.location
     if location == "demo":
         return f"demo:{source_versions.demo_version(bitext.demo_seed)}"
     if location.startswith("hf://"):
-        return f"hub:{source_versions.hub_revision(location[len('hf://'):], bitext.revision, bitext.hf_token)}"
+        dataset_id = location[len('hf://'):]
+        sha = source_versions.cached_hub_revision(dataset_id, bitext.revision, bitext.hf_token,
+                                                  bitext.revision_check_interval_s, hub_revision_cache())
+        return f"hub:{sha}"
     return f"file:{source_versions.local_version(location)}"
 
 
@@ -29,9 +38,11 @@ def multiwoz_version(multiwoz: MultiwozSource) -> str:
     location = multiwoz.location
     if location == "demo":
         return f"demo:{source_versions.demo_version(multiwoz.demo_seed)}"
+    # the splits read are part of the version: reading dev too is new raw data
+    splits = ",".join(multiwoz.splits)
     if location == "archive":
-        return f"archive:{multiwoz.archive_url}"  # the URL pins a commit: a new commit is a new URL
-    return f"file:{source_versions.local_version(location)}"
+        return f"archive:{multiwoz.archive_url}:{splits}"  # the URL pins a commit: a new commit is a new URL
+    return f"file:{source_versions.local_version(location)}:{splits}"
 
 
 @dg.observable_source_asset(group_name="raw", description="Where Bitext rows come from (demo corpus, local file, or hub dataset); "

@@ -4,6 +4,7 @@
 """
 
 import json
+from pathlib import Path
 
 import dagster as dg
 
@@ -30,6 +31,19 @@ def load_sft(artifacts: ArtifactStore, consumer: str) -> tuple[dict, list[dict],
     rows = [read_parquet(artifacts.upstream("sft_dataset", consumer, f"{s}.parquet"), columns=cols).to_pylist()
             for s in SPLITS]
     return fmt, rows[0], rows[1]
+
+
+def row_sources(artifacts: ArtifactStore, consumer: str) -> dict[str, list[str] | None]:
+    """Source of every sft_dataset row ("bitext" / "multiwoz", from its pair_id), per trainer split name
+    (None for a file without pair_id: the masking check then spreads its batches without sources)."""
+    import pyarrow.parquet as pq
+
+    out = {}
+    for split, name in (("train", "train"), ("validation", "eval")):
+        path = artifacts.upstream("sft_dataset", consumer, f"{split}.parquet")
+        ids = read_parquet(path, columns=["pair_id"]) if "pair_id" in pq.read_schema(path).names else None
+        out[name] = None if ids is None else [p.split(":", 1)[0] for p in ids.column(0).to_pylist()]
+    return out
 
 
 class EmptySftSplitError(ValueError):
@@ -62,7 +76,10 @@ def sft_dataset(context: dg.AssetExecutionContext, config: SftDatasetConfig, art
             raise EmptySftSplitError(empty_split_message(split, upstream, counts, config.max_length))
         write_parquet(table, out / f"{split}.parquet")
         rejects.append(rej)
-        metadata.update({f"{split}_{k}": v for k, v in {**counts.as_metadata(), **length_report(lengths, config.max_length)}.items()})
+        report = length_report(lengths, config.max_length)
+        # kept rows over max_length exist only when filtering is off: the trainer cuts them, counted here
+        metadata.update({f"{split}_{k}": v for k, v in {**counts.as_metadata(), **report,
+                                                         "truncated_samples": report["over_max_length"]}.items()})
     import pyarrow as pa
 
     write_parquet(pa.concat_tables(rejects), out / "rejects.parquet")
@@ -84,12 +101,13 @@ def sft_dataset_label_masking(context: dg.AssetCheckExecutionContext, artifacts:
     from llama_sft_dagster.core.training.trainer import setup
 
     fmt, train_rows, eval_rows = load_sft(artifacts, "sft_dataset")
-    hp, plan = TrainConfig(), gpu.plan()
+    sources, hp, plan = row_sources(artifacts, "sft_dataset"), TrainConfig(), gpu.plan()
     # the trainer places the base model on the device: hold it, as train_adapter does
     with tempfile.TemporaryDirectory() as tmp, gpu.exclusive(plan, f"masking check of run {context.run.run_id}", context.log):
         trainer = setup(base_model_dir(artifacts), train_rows, eval_rows, hp.trainer_kwargs(), hp.lora_kwargs(), fmt,
                         plan, tmp)
-        reports = {s: verify_trainer_masking(trainer, max_batches=8, split=s) for s in ("train", "eval")}
+        reports = {s: verify_trainer_masking(trainer, max_batches=8, split=s, sources=sources[s],
+                                             system_prompt=fmt["system_prompt"]) for s in ("train", "eval")}
     metadata = {f"{s}_{k}": v for s, r in reports.items() for k, v in r.metrics().items()}
     problems = [e for r in reports.values() for e in r.examples]
     if problems:
@@ -122,7 +140,8 @@ def train_adapter(context: dg.AssetExecutionContext, config: TrainConfig, artifa
 
 
 @versioned_asset(group_name="training", kinds={"safetensors"}, deps=["train_adapter"],
-          description="Base model with the adapter merged in (CPU, PeftModel.merge_and_unload), safetensors + tokenizer.")
+                 description="Base model with the adapter merged in (CPU, PeftModel.merge_and_unload), safetensors + "
+                 "tokenizer.")
 def merged_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> dg.MaterializeResult:
     from llama_sft_dagster.core.training.merge import base_identity, merge_lora
 
@@ -134,22 +153,42 @@ def merged_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore) ->
                                 data_version=dg.DataVersion(folder_version(out)))
 
 
-@dg.asset_check(asset=merged_model, description="Merged and adapter model logits agree on probe prompts "
-                "(<= 1e-4 in fp32; in bf16 <= 1% of the largest logit) and differ from the base model's.")
+@dg.asset_check(asset=merged_model, description="Merged = base + adapter: layer-wise on every LoRA projection (any "
+                "host), and on probe logits when the model fits in RAM (<= 1e-4 in fp32; in bf16 <= 1% of the largest "
+                "logit), differing from the base model's.")
 def merged_model_logits(config: MergeCheckConfig, artifacts: ArtifactStore) -> dg.AssetCheckResult:
+    import psutil
     from transformers import AutoTokenizer
 
-    from llama_sft_dagster.core.training.merge import probe_logits
+    from llama_sft_dagster.core.training.merge import base_identity, probe_logits
+    from llama_sft_dagster.core.training.merge_check import model_bytes, plan_merge_check, weight_check
 
-    merged = artifacts.path("merged_model", "model")
-    _, _, eval_rows = load_sft(artifacts, "merged_model")
-    tok = AutoTokenizer.from_pretrained(merged)
-    prompts = [tok.apply_chat_template(r["prompt"] if "prompt" in r else r["messages"][:-1], tokenize=False,
-                                       add_generation_prompt=True) for r in eval_rows[: config.probes]]
-    r = probe_logits(artifacts.path("train_adapter", "adapter"), merged, prompts, config.probe_dtype)
-    # fp32: summation-order differences only (measured ~1e-6 on the demo model); bf16 rounds W + BA to
-    # 8 mantissa bits (relative step 2**-8 ~ 0.4%), so the bound is relative to the logit scale
-    bound = 1e-4 if config.probe_dtype == "float32" else 1e-2 * r["max_abs_logit"]
-    agree, differs = r["max_abs_diff_merged_vs_adapter"] <= bound, r["max_abs_diff_merged_vs_base"] > 10 * bound
-    return dg.AssetCheckResult(passed=agree and differs, metadata={**r, "bound": bound, "agrees_with_adapter": agree,
-                                                                   "differs_from_base": differs})
+    merged, adapter = artifacts.path("merged_model", "model"), artifacts.path("train_adapter", "adapter")
+    plan = plan_merge_check(config.mode, model_bytes(merged, config.probe_dtype), psutil.virtual_memory().available)
+    metadata = {"checks_run": plan["reason"], **weight_check(adapter, merged, Path(base_identity(adapter)[0]))}
+    passed = metadata["weights_passed"]
+    if plan["logits"]:
+        _, _, eval_rows = load_sft(artifacts, "merged_model")
+        tok = AutoTokenizer.from_pretrained(merged)
+        prompts = [tok.apply_chat_template(r["prompt"] if "prompt" in r else r["messages"][:-1], tokenize=False,
+                                           add_generation_prompt=True) for r in eval_rows[: config.probes]]
+        r = probe_logits(adapter, merged, prompts, config.probe_dtype)
+        # fp32: summation-order differences only (measured ~1e-6 on the demo model); bf16 rounds W + BA to
+        # 8 mantissa bits (relative step 2**-8 ~ 0.4%), so the bound is relative to the logit scale
+        bound = 1e-4 if config.probe_dtype == "float32" else 1e-2 * r["max_abs_logit"]
+        agree, differs = r["max_abs_diff_merged_vs_adapter"] <= bound, r["max_abs_diff_merged_vs_base"] > 10 * bound
+        metadata.update({**r, "bound": bound, "agrees_with_adapter": agree, "differs_from_base": differs})
+        passed = passed and agree and differs
+    return dg.AssetCheckResult(passed=passed, metadata=metadata)
+
+
+@dg.asset_check(asset=merged_model, blocking=True, description="The merged model stops where the fine-tuning "
+                "taught it to: its tokenizer's eos and its generation config's eos ids include <|eot_id|>, and it "
+                "does not pad with it.")
+def merged_model_stops_on_eot(artifacts: ArtifactStore) -> dg.AssetCheckResult:
+    from llama_sft_dagster.core.training.template_check import stop_token_problems
+
+    problems, metadata = stop_token_problems(artifacts.path("merged_model", "model"))
+    if problems:
+        metadata["problems"] = dg.MetadataValue.md("\n".join(f"- {p}" for p in problems))
+    return dg.AssetCheckResult(passed=not problems, metadata=metadata)

@@ -1,8 +1,11 @@
 """Profiles and project-local state.
 
-Two profiles share one code path; only numbers and sources differ:
+Three profiles share one code path; only numbers and sources differ:
 - `demo` (default, offline): a generated corpus, a tiny Llama-architecture model built locally.
 - `full`: hub datasets, `meta-llama/Llama-3.1-8B-Instruct`, the seed's hyperparameters, on a GPU.
+- `rehearsal` (offline, CPU): the full profile's defaults with the real data samples and Llama 3.1's
+  real tokenizer and chat template from `../shared/data` beside the repo, a tiny random-init model with
+  Llama-3.1-8B-Instruct's config values, and a few steps (core/training/llama31.py).
 
 Choose with `SFT_PROFILE=full` before starting Dagster. Config fields take their default from
 `by_profile(demo=..., full=...)`, so the seed's value is written next to every demo value.
@@ -40,6 +43,21 @@ def by_profile(*, demo: T, full: T, rehearsal: T = _UNSET) -> T:
     if profile == "rehearsal" and rehearsal is not _UNSET:
         return rehearsal
     return full
+
+
+# The rehearsal's inputs: the real data samples and Llama-3.1 tokenizer in ../shared/data beside the repo.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def shared_data(rel: str) -> str:
+    """Path of a file under ../shared/data beside the repo (a config default of the rehearsal profile)."""
+    return str(SHARED_DATA / rel)
+
+
+def repo_path(path: str) -> Path:
+    """`path` as given when absolute, else relative to the repository root (not to the working directory)."""
+    return Path(path) if Path(path).is_absolute() else REPO_ROOT / path
 
 
 def state_dir() -> Path:

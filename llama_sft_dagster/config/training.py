@@ -25,8 +25,9 @@ class SftDatasetConfig(dg.Config):
     assistant_only_loss: bool = Field(False, description="Supervise only {% generation %} spans (messages rows).")
     max_length: int = Field(512, gt=0, description="Trainer max sequence length in tokens (seed: 512).")
     filter_on_templated_length: bool = Field(
-        False, description="Drop samples whose chat-templated length exceeds max_length (counted, stored in "
-        "rejects.parquet) instead of letting the trainer truncate them silently as the seed did.")
+        True, description="Drop samples whose chat-templated length exceeds max_length (counted, stored in "
+        "rejects.parquet with reason templated_too_long). False: the trainer truncates them at max_length, as the "
+        "seed did silently; sft_dataset then counts them ({split}_truncated_samples) and the length check warns.")
     system_prompt: str = Field(SYSTEM_PROMPT, description="System message of every sample (seed's, verbatim).")
 
     @model_validator(mode="after")
@@ -53,9 +54,14 @@ class TrainConfig(dg.Config):
     gradient_accumulation_steps: int = Field(by_profile(demo=1, full=4), gt=0,
                                              description="Micro-batches per optimizer step (seed: 4).")
     per_device_eval_batch_size: int = Field(16, gt=0, description="Eval batch size (seed: 16).")
+    eval_max_samples: int = Field(
+        by_profile(demo=0, full=0, rehearsal=32), ge=0,
+        description="Evaluate on this many validation samples, evenly spaced over the split (0 = all, the seed). "
+        "Rehearsal: 32, because each evaluated token costs a 128,256-wide logit row on the CPU.")
     num_train_epochs: float = Field(3.0, gt=0, description="Epochs (seed: 3); ignored when max_steps > 0.")
-    max_steps: int = Field(by_profile(demo=40, full=-1),
-                           description="Optimizer steps; -1 = use num_train_epochs (seed). Demo: 40 steps (~1 min on 2 cores).")
+    max_steps: int = Field(by_profile(demo=40, full=-1, rehearsal=4),
+                           description="Optimizer steps; -1 = use num_train_epochs (seed). Demo: 40 steps (~1 min on 2 "
+                           "cores); rehearsal: 4, two evaluations (the full code path, not a training run).")
     learning_rate: float = Field(by_profile(demo=5e-3, full=2e-4), gt=0,
                                  description="Peak LR (seed: 2e-4; demo 5e-3: a random-init base learns slowly under LoRA).")
     lr_scheduler_type: str = Field("cosine", description="LR schedule (seed: cosine).")
@@ -63,9 +69,12 @@ class TrainConfig(dg.Config):
                                 "TrainingArguments.get_warmup_steps), seed: 3% warmup.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping (seed: 1.0).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (TrainingArguments default 0).")
-    logging_steps: int = Field(by_profile(demo=2, full=10), gt=0, description="Log train loss every N steps.")
-    eval_steps: int = Field(by_profile(demo=10, full=200), gt=0, description="Evaluate every N steps (seed: 200).")
-    save_steps: int = Field(by_profile(demo=10, full=200), gt=0, description="Checkpoint every N steps (seed: 200).")
+    logging_steps: int = Field(by_profile(demo=2, full=10, rehearsal=1), gt=0,
+                               description="Log train loss every N steps.")
+    eval_steps: int = Field(by_profile(demo=10, full=200, rehearsal=2), gt=0,
+                            description="Evaluate every N steps (seed: 200).")
+    save_steps: int = Field(by_profile(demo=10, full=200, rehearsal=2), gt=0,
+                            description="Checkpoint every N steps (seed: 200).")
     save_total_limit: int = Field(3, gt=0, description="Checkpoints kept (seed: 3; the best one is always kept).")
     load_best_model_at_end: bool = Field(True, description="Save the adapter of the lowest eval_loss (seed: on).")
     metric_for_best_model: str = Field("eval_loss", description="Metric choosing the best checkpoint (seed).")
@@ -81,8 +90,9 @@ class TrainConfig(dg.Config):
         "which changes the seed's samples per optimizer step (8 x 4) and so its learning-rate schedule.")
     seed: int = Field(42, description="Trainer seed (data order, LoRA init).")
     trust_remote_code: bool = Field(False, description="Run hub model code; Llama needs none.")
-    monitor_log_every: int = Field(by_profile(demo=2, full=10), gt=0, description="Monitor metrics every N steps.")
-    monitor_deep_every: int = Field(by_profile(demo=10, full=200), gt=0,
+    monitor_log_every: int = Field(by_profile(demo=2, full=10, rehearsal=1), gt=0,
+                                   description="Monitor metrics every N steps.")
+    monitor_deep_every: int = Field(by_profile(demo=10, full=200, rehearsal=2), gt=0,
                                     description="LoRA drift / effective-rank metrics every N steps.")
 
     @model_validator(mode="after")
@@ -104,13 +114,18 @@ class TrainConfig(dg.Config):
                 "target_modules": list(self.lora_target_modules)}
 
     def trainer_kwargs(self) -> dict:
-        skip = {"lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "monitor_log_every", "monitor_deep_every"}
+        skip = {"lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "monitor_log_every",
+                "monitor_deep_every", "eval_max_samples"}
         return {k: v for k, v in self.model_dump().items() if k not in skip}
 
 
 class BaseModelConfig(dg.Config):
-    model_id: str = Field(by_profile(demo="demo", full="meta-llama/Llama-3.1-8B-Instruct"),
-                          description="Hub model id, or 'demo' for the tiny Llama built locally.")
+    model_id: str = Field(by_profile(demo="demo", full="meta-llama/Llama-3.1-8B-Instruct", rehearsal="rehearsal"),
+                          description="Hub model id, 'demo' for the tiny Llama built locally, or 'rehearsal' for a "
+                          "tiny random-init model with Llama-3.1-8B-Instruct's config and its real tokenizer.")
+    tokenizer_dir: str = Field("../shared/data/llama31_tokenizer",
+                               description="model_id='rehearsal': folder of the Llama-3.1 tokenizer and chat template; "
+                               "a relative path is relative to the repository root.")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit); None = main.")
     demo_vocab_size: int = Field(4096, gt=256, description="BPE vocabulary of the demo tokenizer.")
     demo_seed: int = Field(0, description="Seed of the demo model's random init.")
@@ -120,3 +135,6 @@ class MergeCheckConfig(dg.Config):
     probe_dtype: str = Field(by_profile(demo="float32", full="bfloat16"),
                              description="dtype of the logit comparison (fp32 bound 1e-4; bf16 bound is relative).")
     probes: int = Field(4, gt=0, description="Validation prompts used as probes.")
+    mode: str = Field("auto", description="'auto': the layer-wise weight check always, the whole-model logits "
+                      "comparison too when it fits in the RAM available (8B in bf16: ~19 GB); 'logits' or "
+                      "'weights' to force one (core/training/merge_check.py).")

@@ -21,6 +21,7 @@ class TrainJob:
     run_fingerprint: str           # resume only checkpoints of the same fingerprint (core/training/trainer.py)
     monitor_log_every: int
     monitor_deep_every: int
+    eval_max_samples: int = 0      # validation samples evaluated, evenly spaced (0 = all; TrainConfig)
     processes: int = 1             # processes on each machine
     accelerate_config: str = ""    # accelerate config file (launch/accelerate/*.yaml or the user's)
     mlflow_tracking_uri: str = ""  # rank 0 logs into this run, which the asset opened and will close

@@ -113,12 +113,23 @@ def plot_metadata(trainer, monitor, out: Path) -> dict:
     return {k: {"raw_value": str(p), "type": "path"} for k, p in made.items() if p is not None}
 
 
-def read_rows(job: TrainJob) -> tuple[list[dict], list[dict]]:
+def read_rows(job: TrainJob) -> tuple[list[dict], list[dict], list[str] | None]:
+    """(train rows, validation rows, each train row's source or None): the validation rows are
+    `job.eval_max_samples` of them evenly spaced when that is set; sources come from the pair ids."""
+    import pyarrow.parquet as pq
+
     from llama_sft_dagster.core.data.storage import read_parquet
+    from llama_sft_dagster.core.training.masking import spread
 
     cols = ["prompt", "completion"] if job.fmt["dataset_format"] == "prompt_completion" else ["messages"]
-    return (read_parquet(Path(job.train_path), columns=cols).to_pylist(),
-            read_parquet(Path(job.validation_path), columns=cols).to_pylist())
+    train = read_parquet(Path(job.train_path), columns=cols).to_pylist()
+    evals = read_parquet(Path(job.validation_path), columns=cols).to_pylist()
+    evals = [evals[i] for i in spread(range(len(evals)), job.eval_max_samples or len(evals))]
+    sources = None
+    if "pair_id" in pq.read_schema(job.train_path).names:
+        ids = read_parquet(Path(job.train_path), columns=["pair_id"]).column(0).to_pylist()
+        sources = [p.split(":", 1)[0] for p in ids]
+    return train, evals, sources
 
 
 def train(job: TrainJob, rank: int, logger) -> dict | None:
@@ -131,7 +142,7 @@ def train(job: TrainJob, rank: int, logger) -> dict | None:
     from llama_sft_dagster.core.training.monitoring import TrainingMonitor
 
     plan, out, main = DevicePlan(**job.plan), Path(job.out_dir), rank == 0
-    train_rows, eval_rows = read_rows(job)
+    train_rows, eval_rows, sources = read_rows(job)
     run = open_mlflow_run(job) if main else None
     monitor = TrainingMonitor(out / "tensorboard", log_every=job.monitor_log_every, deep_every=job.monitor_deep_every,
                               use_mlflow=run is not None) if main else None
@@ -140,7 +151,8 @@ def train(job: TrainJob, rank: int, logger) -> dict | None:
                              out / "checkpoints", report_to, monitor)
     if main:
         trainer.add_callback(progress_callback(logger))
-    mask = verify_trainer_masking(trainer, max_batches=4)  # every rank: the dataloaders synchronise their RNG
+    # every rank: the dataloaders synchronise their RNG
+    mask = verify_trainer_masking(trainer, max_batches=4, sources=sources, system_prompt=job.fmt.get("system_prompt"))
     if not mask.ok:
         raise MaskingError("label masking is wrong on the training batches: " + "; ".join(mask.examples))
     if torch.cuda.is_available():
@@ -159,6 +171,7 @@ def train(job: TrainJob, rank: int, logger) -> dict | None:
         mlflow.flush_async_logging()  # the asset ends the run once this process has exited
     return {**training.summary(trainer, result), "peak_memory_gb": peak_memory_gb(),
             "token_efficiency": mask.metrics()["token_efficiency"], "padding_share": mask.metrics()["padding_share"],
+            "attn_implementation_used": training.attention_kernel(trainer.model),
             "resumed_from": resumed_from or "", "path": {"raw_value": str(adapter), "type": "path"},
             **plot_metadata(trainer, monitor, out)}
 

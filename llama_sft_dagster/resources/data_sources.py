@@ -10,24 +10,33 @@ from typing import Literal, Optional
 
 import dagster as dg
 import pyarrow as pa
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from llama_sft_dagster.core.sources.multiwoz import MULTIWOZ_ARCHIVE_URL  # pinned to a commit: reproducible data
-from llama_sft_dagster.config.profiles import by_profile, state_dir
+from llama_sft_dagster.config.profiles import by_profile, shared_data, state_dir
 
 BITEXT_HUB_ID = "bitext/Bitext-customer-support-llm-chatbot-training-dataset"
+# the rehearsal's real samples (../shared/data/README.md): the first 5,000 rows of Bitext v11, and
+# MultiWOZ 2.2 excerpts in the published train/dev/test layout
+REHEARSAL_BITEXT = "bitext/Bitext_Sample_Customer_Support_Training_Dataset_27K_responses-v11.head5000.csv"
+REHEARSAL_MULTIWOZ = "multiwoz_2.2/hf_dummy_fixtures"
 
 
 class BitextSource(dg.ConfigurableResource):
     """Bitext customer-support pairs (v11 or the 2023-08 schema)."""
 
     location: str = Field(
-        by_profile(demo="demo", full=f"hf://{BITEXT_HUB_ID}"),
-        description="'demo', 'hf://<dataset id>', or a local .csv/.parquet path.",
+        by_profile(demo="demo", full=f"hf://{BITEXT_HUB_ID}", rehearsal=shared_data(REHEARSAL_BITEXT)),
+        description="'demo', 'hf://<dataset id>', or a local .csv/.parquet path (rehearsal: the real "
+        "5,000-row sample in ../shared/data).",
     )
     revision: Optional[str] = Field(None, description="Hub revision (commit/tag); None = latest.")
-    hf_token: Optional[str] = Field(None, description="Hub token; pass dg.EnvVar('HF_TOKEN'), never a literal.")
+    hf_token: Optional[str] = Field(None, description="Hub token; pass dg.EnvVar('HF_TOKEN'), never a literal. "
+                                    "Not needed for the public Bitext dataset.")
     demo_seed: int = Field(13, description="Seed of the generated demo corpus.")
+    revision_check_interval_s: int = Field(
+        900, ge=0, description="How long a resolved hub revision is reused before the hub is asked again, so "
+        "the raw-data sensor and sft-materialize-stale do not hit the network on every tick (0: always ask).")
 
     def load(self) -> pa.Table:
         from llama_sft_dagster.core.sources import bitext
@@ -45,14 +54,31 @@ class MultiwozSource(dg.ConfigurableResource):
     """MultiWOZ 2.2 dialogues (USER/SYSTEM turns)."""
 
     location: str = Field(
-        by_profile(demo="demo", full="archive"),
-        description="'demo', 'archive' (download the published archive), or a local folder/JSON file.",
+        by_profile(demo="demo", full="archive", rehearsal=shared_data(REHEARSAL_MULTIWOZ)),
+        description="'demo', 'archive' (download the published archive), or a local folder/JSON file "
+        "(rehearsal: the real excerpts in ../shared/data, published layout).",
     )
+    splits: list[str] = Field(
+        default_factory=lambda: ["train"],
+        description="Splits of the published layout to read (seed: train only, 8,437 dialogues); dev and test "
+        "stay unseen for evaluation. A single JSON file is read as 'train'.")
     archive_url: str = Field(MULTIWOZ_ARCHIVE_URL, description="Published archive, used when location='archive'.")
+    download_timeout_s: float = Field(60.0, gt=0, description="Socket timeout of each archive request.")
+    download_retries: int = Field(4, ge=0, description="Retries of a failed archive download (resumed, with backoff).")
     demo_seed: int = Field(13, description="Seed of the generated demo dialogues.")
     unexpected_files: Literal["fail", "skip"] = Field(
         "fail", description="A file under a local folder outside the published layout (e.g. validation/, "
         "train/extra.json): 'fail' the run naming it, or 'skip' it and list it in multiwoz_raw's metadata.")
+
+    @field_validator("splits")
+    @classmethod
+    def _known_splits(cls, value: list[str]) -> list[str]:
+        from llama_sft_dagster.core.sources.multiwoz import SPLITS
+
+        unknown = sorted(set(value) - set(SPLITS))
+        if unknown or not value:
+            raise ValueError(f"splits {value}: choose one or more of {list(SPLITS)}")
+        return list(dict.fromkeys(value))
 
     def load(self) -> pa.Table:
         from llama_sft_dagster.core.demo import corpus as demo_corpus
@@ -61,6 +87,7 @@ class MultiwozSource(dg.ConfigurableResource):
         if self.location == "demo":
             return demo_corpus.generate_multiwoz_turns(seed=self.demo_seed)
         if self.location == "archive":
-            folder = multiwoz.download_multiwoz_archive(self.archive_url, state_dir() / "downloads" / "multiwoz")
-            return multiwoz.load_multiwoz_folder(folder)
-        return multiwoz.load_multiwoz_folder(self.location, unexpected_files=self.unexpected_files)
+            folder = multiwoz.download_multiwoz_archive(self.archive_url, state_dir() / "downloads" / "multiwoz",
+                                                        timeout=self.download_timeout_s, retries=self.download_retries)
+            return multiwoz.load_multiwoz_folder(folder, splits=self.splits)
+        return multiwoz.load_multiwoz_folder(self.location, unexpected_files=self.unexpected_files, splits=self.splits)

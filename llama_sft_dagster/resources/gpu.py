@@ -15,6 +15,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
+from llama_sft_dagster.config.profiles import by_profile
 from llama_sft_dagster.core.training.device import DevicePlan, MachineFacts, plan_device
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,13 @@ class GpuResource(dg.ConfigurableResource):
         "auto", description="'auto': CUDA when available, else CPU (logged); 'cuda' fails without a GPU.")
     gradient_checkpointing: bool = Field(True, description="Non-reentrant gradient checkpointing on CUDA (seed: on).")
     flash_attention: bool = Field(True, description="Use flash_attention_2 when flash-attn imports and CUDA is present.")
+    require_flash_attention: bool = Field(
+        by_profile(demo=False, full=True), description="On CUDA, fail at start with one line when flash-attn is not "
+        "importable instead of training on sdpa (full profile), unless attn_implementation is set.")
+    attn_implementation: str | None = Field(
+        None, description="Attention kernel, set explicitly (e.g. 'sdpa' on a GPU without flash-attn); None: "
+        "flash_attention_2 on a bf16 GPU with flash-attn, else sdpa (or the error above). One of "
+        "flash_attention_2, sdpa, eager.")
     tf32: bool = Field(True, description="Allow TF32 matmuls on CUDA (seed: on).")
     lock_dir: str | None = Field(
         None, description="Folder of the per-device lock files that make training exclusive. Default: "
@@ -62,7 +70,9 @@ class GpuResource(dg.ConfigurableResource):
 
     def plan(self, logger=None) -> DevicePlan:
         plan = plan_device(self.device, machine_facts(), gradient_checkpointing=self.gradient_checkpointing,
-                           allow_flash_attention=self.flash_attention, allow_tf32=self.tf32)
+                           allow_flash_attention=self.flash_attention, allow_tf32=self.tf32,
+                           require_flash_attention=self.require_flash_attention,
+                           attn_implementation=self.attn_implementation)
         if plan.fallback_reason:
             (logger or log).warning(f"training on CPU in float32 ({plan.fallback_reason}); expect it to be slow "
                                     "for anything but the demo model")

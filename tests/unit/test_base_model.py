@@ -49,27 +49,33 @@ def test_template_has_generation_markers_and_assistant_mask(built):
 
 
 def test_hub_resolver_pins_the_commit_and_fetches_safetensors_only(monkeypatch, tmp_path):
-    """The hub cannot be reached here: huggingface_hub is replaced by a recorder (allowed mock)."""
-    import huggingface_hub
+    """The hub cannot be reached here: huggingface_hub is replaced by a recorder (allowed mock) whose download
+    writes the real Llama-3.1 tokenizer (no pad token, as on the hub)."""
+    import shutil
 
+    import huggingface_hub
+    from transformers import AutoTokenizer
+
+    from support.paths import shared_file
+
+    tokenizer_dir = shared_file("llama31_tokenizer")
     calls = {}
 
     class Api:
-        def __init__(self, token=None):
-            calls["api_token"] = token
-
-        def model_info(self, model_id, revision=None):
-            calls["info"] = (model_id, revision)
-            return type("Info", (), {"sha": "a" * 40})()
+        def model_info(self, model_id, revision=None, timeout=None, token=None):
+            calls["info"] = (model_id, revision, token, timeout)
+            return type("Info", (), {"sha": "a" * 40, "gated": "manual"})()
 
     def snapshot_download(repo_id, **kw):
         calls["download"] = (repo_id, kw)
+        shutil.copytree(tokenizer_dir, kw["local_dir"], dirs_exist_ok=True)
         return str(kw["local_dir"])
 
     monkeypatch.setattr(huggingface_hub, "HfApi", Api)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
     path, sha = bm.resolve_hub_base_model("meta-llama/Llama-3.1-8B-Instruct", None, "tok", tmp_path)
-    assert sha == "a" * 40 and path == tmp_path
+    assert sha == "a" * 40 and path == tmp_path and calls["info"][2] == "tok" and calls["info"][3] > 0
+    assert AutoTokenizer.from_pretrained(path).pad_token == "<|finetune_right_pad_id|>"  # never <|eot_id|>
     repo, kw = calls["download"]
     assert kw["revision"] == sha and not any(p.endswith((".bin", ".pt", ".pth")) for p in kw["allow_patterns"])
     assert "*.safetensors" in kw["allow_patterns"]

@@ -108,7 +108,8 @@ def test_load_bitext_hub_pins_the_resolved_commit(monkeypatch):
     calls = {}
 
     class FakeApi:
-        def dataset_info(self, repo_id, revision=None, token=None):
+        def dataset_info(self, repo_id, revision=None, token=None, timeout=None):
+            assert timeout is not None  # every hub call has a timeout (core/sources/hub.py)
             calls["info"] = (repo_id, revision, token)
             return type("Info", (), {"sha": sha})()
 

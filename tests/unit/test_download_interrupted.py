@@ -68,9 +68,10 @@ def test_dropped_connection_leaves_nothing(server, tmp_path, path):
     url, _ = server
     dest = tmp_path / "dl"
     with pytest.raises((http.client.HTTPException, zipfile.BadZipFile, OSError, RawDataError)):
-        download_multiwoz_archive(f"{url}{path}", dest)
+        download_multiwoz_archive(f"{url}{path}", dest, retries=0)  # retries: tests/unit/test_download.py
     assert not (dest / "MultiWOZ_2.2").exists()
-    assert [p for p in dest.rglob("*") if p.is_file()] == []
+    # only a `.part` file may stay: the next download of the same URL resumes it (core/sources/download.py)
+    assert [p for p in dest.rglob("*") if p.is_file() and not p.name.endswith(".part")] == []
     _complete_download_works(url, dest)
 
 

@@ -102,3 +102,39 @@ def test_unusable_lock_dir_is_a_clear_error_naming_it(tmp_path):
     with pytest.raises(OSError, match=r"cannot open the device lock .*a_file/locks/cpu.lock"):
         with gpu.exclusive(_cpu_plan(), "run"):
             pass
+
+
+def test_full_profile_on_cuda_without_flash_attn_fails_with_one_line():
+    from llama_sft_dagster.core.training.device import FlashAttentionMissing
+
+    with pytest.raises(FlashAttentionMissing) as err:
+        plan_device("auto", MachineFacts(True, True, False, "H100", 80.0), require_flash_attention=True)
+    assert "\n" not in str(err.value) and "attn_implementation" in str(err.value) and "flash-attn" in str(err.value)
+
+
+@pytest.mark.parametrize("explicit", ["sdpa", "eager"])
+def test_explicit_attention_kernel_is_used_without_flash_attn(explicit):
+    plan = plan_device("auto", MachineFacts(True, True, False, "H100", 80.0), require_flash_attention=True,
+                       attn_implementation=explicit)
+    assert plan.attn_implementation == explicit and plan.metadata()["attn_implementation"] == explicit
+
+
+def test_explicit_flash_attention_without_flash_attn_is_refused():
+    from llama_sft_dagster.core.training.device import FlashAttentionMissing
+
+    with pytest.raises(FlashAttentionMissing, match="flash_attention_2"):
+        plan_device("auto", MachineFacts(True, True, False, "A100", 40.0), attn_implementation="flash_attention_2")
+
+
+@pytest.mark.parametrize("profile,required", [("demo", False), ("rehearsal", True), ("full", True)])
+def test_flash_attention_is_required_on_the_full_code_path(profile, required):
+    """Profile defaults are read at import, so each profile is asked in its own process."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from llama_sft_dagster.resources.gpu import GpuResource as G; g = G(); "
+            "print(g.require_flash_attention, g.attn_implementation)")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "SFT_PROFILE": profile},
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == [str(required), "None"], out.stderr[-2000:]

@@ -181,9 +181,13 @@ def load_bitext_hub(
     the data is loaded at that sha, so the returned version names exactly the bytes that were read.
     """
     from datasets import load_dataset
-    from huggingface_hub import HfApi
 
-    sha = HfApi().dataset_info(dataset_id, revision=revision, token=token).sha
-    dataset = load_dataset(dataset_id, revision=sha, split=split, token=token)
+    from llama_sft_dagster.core.sources.hub import hub_retrying
+    from llama_sft_dagster.core.sources.versions import hub_revision
+
+    sha = hub_revision(dataset_id, revision, token)  # timeout and retries
+    # datasets keeps finished files in its cache and writes each one under a temporary name: a retry resumes
+    dataset = hub_retrying(lambda: load_dataset(dataset_id, revision=sha, split=split, token=token),
+                           f"hub dataset {dataset_id}")
     table = dataset.with_format("arrow")[:]
     return normalise_bitext_table(table, f"{dataset_id}@{sha[:12]}/{split}"), sha

@@ -13,15 +13,17 @@ are kept; `core.pairs.extract_pairs` decides what to do with them and counts eve
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
-import urllib.request
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
 
+from llama_sft_dagster.core.sources.download import download
 from llama_sft_dagster.core.sources.errors import RawDataError, decode_utf8
 from llama_sft_dagster.core.sources.multiwoz_files import shown_path, survey, with_skipped
 
@@ -118,20 +120,22 @@ def _append_dialogues(rows: dict[str, list], dialogues: list, rel: str, split: s
             rows["domain"].append(domain)
 
 
-def _dialogue_files(folder: Path) -> list[tuple[Path, str, str]]:
+def _dialogue_files(folder: Path, splits: Sequence[str] = SPLITS) -> list[tuple[Path, str, str]]:
     found = []
-    for split in SPLITS:
+    for split in splits:
         for path in sorted((folder / split).glob("dialogues_*.json")):
             found.append((path, f"{split}/{path.name}", split))
     return found
 
 
-def load_multiwoz_folder(folder: str | Path, split: str = "train", unexpected_files: str = "fail") -> pa.Table:
-    """Read the published layout (or one JSON file of dialogues, recorded under `split`).
+def load_multiwoz_folder(folder: str | Path, split: str = "train", unexpected_files: str = "fail",
+                         splits: Sequence[str] = SPLITS) -> pa.Table:
+    """Read the `splits` of the published layout (or one JSON file of dialogues, recorded under `split`).
 
     Every file under a folder is read or skipped with a reason (`multiwoz_files.survey`); files outside
-    the published layout fail the run unless `unexpected_files="skip"`. Messages name files as
-    `<folder as given>/<relative name>`; the table records only the relative name.
+    the published layout fail the run unless `unexpected_files="skip"`; dialogue files of splits not in
+    `splits` are skipped with that reason. Messages name files as `<folder as given>/<relative name>`;
+    the table records only the relative name.
     """
     path = Path(folder)
     skipped: list[tuple[str, str]] = []
@@ -140,10 +144,12 @@ def load_multiwoz_folder(folder: str | Path, split: str = "train", unexpected_fi
         shown = {path.name: str(folder)}
     elif path.is_dir():
         found = survey(folder, unexpected_files)
-        files, skipped = found.read, found.skipped
+        files = [f for f in found.read if f[2] in splits]
+        skipped = found.skipped + [(rel, f"split {s!r} not selected (splits: {list(splits)})")
+                                   for _, rel, s in found.read if s not in splits]
         if not files:
             raise RawDataError(
-                f"{folder}: no dialogue files; expected {', '.join(s + '/' for s in SPLITS)} "
+                f"{folder}: no dialogue files; expected {', '.join(s + '/' for s in splits)} "
                 f"holding dialogues_NNN.json (found: {[rel for rel, _ in skipped][:5]})"
             )
         shown = {rel: shown_path(folder, rel) for _, rel, _ in files}
@@ -163,19 +169,32 @@ def turns_from_dialogues(dialogues: list, source_file: str, split: str = "train"
     return pa.table(rows, schema=TURN_SCHEMA)
 
 
-def download_multiwoz_archive(url: str, dest: str | Path) -> Path:
+def download_multiwoz_archive(url: str, dest: str | Path, timeout: float = 60.0, retries: int = 4) -> Path:
     """Download the repository archive and extract `data/MultiWOZ_2.2/` to `dest/MultiWOZ_2.2`.
 
-    Returns the extracted folder (skips the download when it already holds dialogue files).
+    Returns the extracted folder (skips the download when it already holds dialogue files). The
+    download resumes a partial archive left by an interrupted run (core/sources/download.py).
     """
     target = Path(dest) / "MultiWOZ_2.2"
     if target.is_dir() and _dialogue_files(target):
         return target
     Path(dest).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest) as tmp:
-        archive = Path(tmp) / "multiwoz.zip"
-        with urllib.request.urlopen(url) as response, open(archive, "wb") as out:
-            shutil.copyfileobj(response, out)
+    # outside the temporary folder, so a partial download survives an interrupted run and is resumed
+    # named by the URL: a partial file of another URL is never resumed into this one
+    name = f"multiwoz-{hashlib.sha256(url.encode()).hexdigest()[:12]}.zip"
+    archive = download(url, Path(dest) / name, timeout=timeout, retries=retries)
+    try:
+        return _extract(archive, url, target)
+    except (zipfile.BadZipFile, RawDataError) as exc:
+        # a server that sent no length can end early unnoticed: never keep a bad archive as if complete
+        archive.unlink(missing_ok=True)
+        if isinstance(exc, RawDataError):
+            raise
+        raise RawDataError(f"{url}: not a readable zip archive ({exc}); the download was removed, run again") from exc
+
+
+def _extract(archive: Path, url: str, target: Path) -> Path:
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         staged = Path(tmp) / "MultiWOZ_2.2"
         with zipfile.ZipFile(archive) as zf:
             for info in zf.infolist():
@@ -196,4 +215,5 @@ def download_multiwoz_archive(url: str, dest: str | Path) -> Path:
         if target.exists():
             shutil.rmtree(target)
         staged.rename(target)
+    archive.unlink()  # extracted: the archive is only needed again for a new URL
     return target

@@ -79,17 +79,39 @@ def build_demo_base_model(texts: Iterable[str], out_dir: Path, seed: int = 0, vo
     return out_dir
 
 
-def resolve_hub_base_model(model_id: str, revision: str | None, token: str | None, out_dir: Path) -> tuple[Path, str]:
+def resolve_hub_base_model(model_id: str, revision: str | None, token: str | None, out_dir: Path,
+                           api=None, timeout: float = 30.0, retries: int = 4) -> tuple[Path, str]:
     """Download safetensors weights + tokenizer of `model_id` at `revision`; return (folder, commit sha).
 
     The commit sha is the asset's data version: a new upstream revision makes training stale.
-    Only safetensors are fetched (no pickle), and no remote code.
+    Only safetensors are fetched (no pickle), and no remote code. A gated repository without a token
+    fails with one line naming HF_TOKEN (core/sources/hub.py). snapshot_download writes each file to an
+    `.incomplete` name and renames it when done, and skips finished files, so a retry resumes.
+    The tokenizer gets Llama 3.1's reserved pad token (the hub's has none; core/training/llama31.py).
     """
-    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError
 
-    sha = HfApi(token=token).model_info(model_id, revision=revision).sha
-    path = snapshot_download(
-        model_id, revision=sha, token=token, local_dir=Path(out_dir),
-        allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.jinja"],
-    )
+    from llama_sft_dagster.core.sources.hub import HubTokenMissing, gated_message, hub_retrying, resolve_model
+
+    sha = resolve_model(model_id, revision, token, api=api, timeout=timeout, retries=retries)
+    try:
+        path = hub_retrying(lambda: snapshot_download(
+            model_id, revision=sha, token=token, local_dir=Path(out_dir), etag_timeout=timeout,
+            allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.jinja"]), f"hub model {model_id}", retries)
+    except GatedRepoError as exc:
+        raise HubTokenMissing(gated_message(model_id, bool(token))) from exc
+    set_pad_token(Path(path))
     return Path(path), sha
+
+
+def set_pad_token(model_dir: Path) -> None:
+    """Give a saved tokenizer without a pad token Llama 3.1's reserved one (see llama31.ensure_pad_token)."""
+    from transformers import AutoTokenizer
+
+    from llama_sft_dagster.core.training.llama31 import ensure_pad_token
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.pad_token is None:
+        ensure_pad_token(tokenizer)
+        tokenizer.save_pretrained(model_dir)

@@ -35,22 +35,31 @@ class MaskReport:
     truncated_rows: int = 0     # reply cut by max_length (no <|eot_id|> left)
     text_mismatch: int = 0      # decoded supervised text != the row's reply
     boundary_errors: int = 0    # padding-free rows: position_ids do not restart at a sample's start
+    template_errors: int = 0    # not exactly one BOS at the start, or the system header / prompt is not there
+    pad_errors: int = 0         # the collator pads with <|eot_id|> / eos (1 at most: one collator)
+    unchecked_sources: int = 0  # sources present in the split of which no sample was checked
+    sources_checked: dict[str, int] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
 
     def add(self, other: "MaskReport") -> None:
         for k, v in asdict(other).items():
             if k == "examples":
                 self.examples.extend(v[: max(0, 5 - len(self.examples))])
+            elif k == "sources_checked":
+                for name, n in v.items():
+                    self.sources_checked[name] = self.sources_checked.get(name, 0) + n
             else:
                 setattr(self, k, getattr(self, k) + v)
 
     @property
     def ok(self) -> bool:
         return self.rows > 0 and self.reply_tokens > 0 and not (
-            self.leaked or self.unsupervised_reply or self.label_mismatch or self.text_mismatch or self.boundary_errors)
+            self.leaked or self.unsupervised_reply or self.label_mismatch or self.text_mismatch or self.boundary_errors
+            or self.template_errors or self.pad_errors or self.unchecked_sources)
 
     def metrics(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if k != "examples"}
+        out = {k: v for k, v in asdict(self).items() if k not in ("examples", "sources_checked")}
+        out.update({f"samples_checked_{name}": n for name, n in sorted(self.sources_checked.items())})
         out["token_efficiency"] = self.supervised / self.positions if self.positions else 0.0
         out["padding_share"] = self.padding / self.positions if self.positions else 0.0
         return out
@@ -160,10 +169,44 @@ def blank_token_ids(tokenizer) -> set[int]:
             if i not in special and tokenizer.decode([i]).strip() == "" and tokenizer.decode([i]) != ""}
 
 
-def verify_trainer_masking(trainer, max_batches: int = 8, split: str = "train") -> MaskReport:
-    """Collate the first `max_batches` batches of the trainer's processed dataset with its own collator
-    and check every row; also compare the decoded supervised text with each row's reply."""
+def sample_batches(n_rows: int, batch_size: int, max_batches: int,
+                   sources: Sequence[str] | None = None) -> list[list[int]]:
+    """Row indices of the batches the check collates: `max_batches` batches spread evenly over the whole
+    dataset (first and last included), plus, for every source, batches spread over that source's rows,
+    so a source that is rare or sits in one region (MultiWOZ after Bitext) is checked too."""
+    n_batches = -(-n_rows // batch_size) if n_rows else 0
+    picked = spread(range(n_batches), max_batches)
+    by_source: dict[str, list[int]] = {}
+    for i, name in enumerate(sources or []):
+        by_source.setdefault(name, []).append(i)
+    batches = [list(range(b * batch_size, min((b + 1) * batch_size, n_rows))) for b in picked]
+    seen = {i for batch in batches for i in batch}
+    per_source = max(1, max_batches // max(1, len(by_source)))
+    for rows in by_source.values():
+        chosen = spread(range(len(rows)), per_source * batch_size)
+        extra = [rows[j] for j in chosen if rows[j] not in seen]  # each row checked once
+        batches += [extra[k:k + batch_size] for k in range(0, len(extra), batch_size)]
+    return batches
+
+
+def spread(items: range, k: int) -> list[int]:  # also picks train_adapter's eval subset
+    """k items of `items` evenly spaced, first and last included (all of them when k >= len)."""
+    n = len(items)
+    if k >= n:
+        return list(items)
+    if k <= 1:
+        return [items[0]] if k == 1 else []
+    return sorted({items[round(j * (n - 1) / (k - 1))] for j in range(k)})
+
+
+def verify_trainer_masking(trainer, max_batches: int = 8, split: str = "train", sources: Sequence[str] | None = None,
+                           system_prompt: str | None = None) -> MaskReport:
+    """Collate batches spread over the trainer's processed dataset (and over every source, `sources` giving
+    each dataset row's source) with the trainer's own collator and check every row: labels, the decoded
+    supervised text against the row's reply, one BOS, the system header (core/training/template_check.py),
+    and a pad token that is not the end-of-turn token."""
     from llama_sft_dagster.core.training.chat_format import reply_text
+    from llama_sft_dagster.core.training.template_check import pad_problem, template_problems
 
     tok = trainer.processing_class
     dataset = trainer.train_dataset if split == "train" else trainer.eval_dataset
@@ -172,20 +215,39 @@ def verify_trainer_masking(trainer, max_batches: int = 8, split: str = "train") 
     blanks = blank_token_ids(tok)
     has_text = "completion" in dataset.column_names or "messages" in dataset.column_names
     report = MaskReport()
-    for b in range(min(max_batches, -(-len(dataset) // bs))):
-        rows = dataset.select(range(b * bs, min((b + 1) * bs, len(dataset))))
+    problem = pad_problem(tok, getattr(trainer.data_collator, "pad_token_id", tok.pad_token_id))
+    if problem:
+        report.pad_errors += 1
+        _note(report, problem)
+    if sources is not None and len(sources) != len(dataset):
+        raise ValueError(f"{len(sources)} sources for {len(dataset)} {split} rows")
+    for b, indices in enumerate(sample_batches(len(dataset), bs, max_batches, sources)):
+        rows = dataset.select(indices)
         keys = [k for k in ("input_ids", "labels", "seq_lengths") if k in dataset.column_names]
         batch = trainer.data_collator([{k: r[k] for k in keys} for r in rows])
         samples, boundaries = collated_samples(batch, rows, f"{split} batch {b}")
         report.add(boundaries)
         for i, (ids, labels, attn) in enumerate(samples):
-            part = check_row(ids, labels, attn, end_header, eot, blanks, row_name=f"{split} sample {b * bs + i}")
+            name = f"{split} row {indices[i]}" if i < len(indices) else f"{split} batch {b} sample {i}"
+            part = check_row(ids, labels, attn, end_header, eot, blanks, row_name=name)
             if has_text and not part.truncated_rows:
-                got = tok.decode([t for t in labels if t != IGNORE_INDEX])
+                # no clean-up: it would join MultiWOZ's "train ." into "train." and report a false mismatch
+                got = tok.decode([t for t in labels if t != IGNORE_INDEX], clean_up_tokenization_spaces=False)
                 if got != reply_text(rows[i]).strip() + "<|eot_id|>":
                     part.text_mismatch += 1
-                    _note(part, f"{split} row {b * bs + i}: supervised text {got[:80]!r} != reply")
+                    _note(part, f"{name}: supervised text {got[:80]!r} != reply")
+            if system_prompt is not None:
+                content = [t for t, a in zip(ids, attn or [1] * len(ids), strict=True) if a]
+                for message in template_problems(tok, content, system_prompt):
+                    part.template_errors += 1
+                    _note(part, f"{name}: {message}")
+            if sources is not None and i < len(indices):
+                report.sources_checked[sources[indices[i]]] = report.sources_checked.get(sources[indices[i]], 0) + 1
             report.add(part)
+    missing = sorted(set(sources or []) - set(report.sources_checked))
+    if missing:
+        report.unchecked_sources += len(missing)
+        _note(report, f"{split}: no sample of source(s) {missing} was checked")
     return report
 
 

@@ -95,11 +95,21 @@ def use_padding_free_collator(trainer):
     return trainer
 
 
-def load_base(base_dir: Path, plan: DevicePlan, trust_remote_code: bool = False):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_tokenizer(base_dir: Path, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    from llama_sft_dagster.core.training.llama31 import ensure_pad_token
 
     tokenizer = AutoTokenizer.from_pretrained(base_dir, trust_remote_code=trust_remote_code)
+    ensure_pad_token(tokenizer)  # else TRL pads with eos, <|eot_id|> for Llama 3.1 (core/training/llama31.py)
+    return tokenizer
+
+
+def load_base(base_dir: Path, plan: DevicePlan, trust_remote_code: bool = False):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(base_dir, trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=getattr(torch, plan.dtype),
                                                  attn_implementation=plan.attn_implementation,
                                                  trust_remote_code=trust_remote_code)
@@ -107,8 +117,10 @@ def load_base(base_dir: Path, plan: DevicePlan, trust_remote_code: bool = False)
 
 
 def setup(base_dir: Path, train_rows: list[dict], eval_rows: list[dict], hp: Mapping, lora: Mapping, data: Mapping,
-          plan: DevicePlan, output_dir: Path, report_to: Sequence[str] = ("none",), monitor=None):
-    """The SFTTrainer that trains (and, in the masking check, only prepares) the data."""
+          plan: DevicePlan, output_dir: Path, report_to: Sequence[str] = ("none",), monitor=None, model=None):
+    """The SFTTrainer that trains (and, in the masking check, only prepares) the data. `model`: an already
+    built base model to use instead of loading base_dir's weights (benchmarks/gpu_check.py: random 8B weights
+    built on the GPU; the tokenizer still comes from base_dir)."""
     from datasets import Dataset
     from trl import SFTTrainer
 
@@ -119,7 +131,10 @@ def setup(base_dir: Path, train_rows: list[dict], eval_rows: list[dict], hp: Map
                 monitor.observe_batch(inputs)
             return super().training_step(model, inputs, num_items_in_batch)
 
-    model, tokenizer = load_base(base_dir, plan, hp.get("trust_remote_code", False))
+    if model is None:
+        model, tokenizer = load_base(base_dir, plan, hp.get("trust_remote_code", False))
+    else:
+        tokenizer = load_tokenizer(base_dir, hp.get("trust_remote_code", False))
     args = build_sft_config(output_dir, hp, data, plan, report_to)
     trainer = MonitoredSFTTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(train_rows),
@@ -134,6 +149,12 @@ def setup(base_dir: Path, train_rows: list[dict], eval_rows: list[dict], hp: Map
 
         logging.getLogger(__name__).warning("padding_free=True but training padded: %s", plan_batches["padded_reason"])
     return trainer
+
+
+def attention_kernel(model) -> str:
+    """The attention implementation the loaded model runs (what the plan asked for, as transformers applied it)."""
+    config = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
+    return str(getattr(config, "_attn_implementation", None) or "unknown")
 
 
 def resume_checkpoint(output_dir: Path, run_fingerprint: str) -> str | None:
