@@ -4,6 +4,7 @@
 """
 
 import json
+from pathlib import Path
 
 import dagster as dg
 
@@ -78,6 +79,7 @@ def sft_dataset_label_masking(context: dg.AssetCheckExecutionContext, artifacts:
                               gpu: GpuResource, pool_guard: GpuPoolGuard) -> dg.AssetCheckResult:
     import tempfile
 
+    from llama_sft_dagster.core.report.tidy import tidy
     from llama_sft_dagster.core.training.masking import verify_trainer_masking
     from llama_sft_dagster.core.training.trainer import setup
 
@@ -88,7 +90,10 @@ def sft_dataset_label_masking(context: dg.AssetCheckExecutionContext, artifacts:
         trainer = setup(base_model_dir(artifacts), train_rows, eval_rows, hp.trainer_kwargs(), hp.lora_kwargs(), fmt,
                         plan, tmp)
         reports = {s: verify_trainer_masking(trainer, max_batches=8, split=s) for s in ("train", "eval")}
-    metadata = {f"{s}_{k}": v for s, r in reports.items() for k, v in r.metrics().items()}
+    # named for the sample it measures: the first 8 batches of each split (train_adapter reports the whole run's)
+    sampled = {"token_efficiency", "padding_share"}
+    metadata = tidy({f"{s}_{k}{'_first_8_batches' if k in sampled else ''}": v
+                     for s, r in reports.items() for k, v in r.metrics().items()})
     problems = [e for r in reports.values() for e in r.examples]
     if problems:
         metadata["first_problems"] = dg.MetadataValue.md("\n".join(f"- {p}" for p in problems[:5]))
@@ -106,13 +111,37 @@ def sft_dataset_templated_length(artifacts: ArtifactStore) -> dg.AssetCheckResul
     return dg.AssetCheckResult(passed=report["over_max_length"] == 0, severity=dg.AssetCheckSeverity.WARN, metadata=report)
 
 
-def _plots(trainer, monitor, out) -> dict:
+REPORT_FILE = "report.json"  # what run_report reads: losses, plots, MLflow run, TensorBoard folder
+MLFLOW_UI_URL = "http://127.0.0.1:5000"  # `make mlflow`; the report links runs there
+
+
+def _plots(trainer, monitor, out) -> dict[str, Path]:
     from llama_sft_dagster.core.training import plots
 
-    made = {"loss_plot": plots.plot_losses(trainer.state.log_history, out / "loss.png"),
-            "grad_norm_plot": plots.plot_grad_norms(monitor.history, out / "grad_norm.png"),
-            "effective_rank_plot": plots.plot_effective_rank(monitor.history, out / "effective_rank.png")}
-    return {k: dg.MetadataValue.md(plots.png_markdown(p, k)) for k, p in made.items() if p is not None}
+    made = {"loss": plots.plot_losses(trainer.state.log_history, out / "plots" / "loss.png"),
+            "grad_norm": plots.plot_grad_norms(monitor.history, out / "plots" / "grad_norm.png"),
+            "effective_rank": plots.plot_effective_rank(monitor.history, out / "plots" / "effective_rank.png")}
+    return {k: p for k, p in made.items() if p is not None}
+
+
+def _tuned_params(config: TrainConfig, fmt: dict, data_version: str, base_version: str) -> dict:
+    """MLflow params: what a user tunes (training, LoRA, sample format) and the data/base versions."""
+    return {"train": config.model_dump(), "sft_dataset": {k: fmt[k] for k in ("dataset_format", "max_length",
+            "filter_on_templated_length")}, "data": {"train_version": data_version, "base_model_version": base_version}}
+
+
+def _adapter_metadata(stats: dict, plan, monitor, plots: dict, extra: dict) -> dict:
+    from llama_sft_dagster.core.report.sparkline import inline_markdown, loss_sketch_png
+    from llama_sft_dagster.core.report.tidy import tidy
+    from llama_sft_dagster.core.training.plots import png_markdown
+
+    device = {k if k.startswith("device") else f"device_{k}": v for k, v in plan.metadata().items()}
+    tokens = {k.split("/", 1)[1]: v for k, v in monitor.total.metrics().items()}  # over every training batch
+    sketch = inline_markdown(loss_sketch_png(stats["losses"]["train"], stats["losses"]["eval"]), "loss") \
+        if stats["losses"]["train"] else None
+    md = {f"{k}_plot": dg.MetadataValue.md(png_markdown(p, k)) for k, p in plots.items()}
+    return {**tidy({**stats["summary"], **device, **tokens, **extra}),
+            **({"loss_curve": dg.MetadataValue.md(sketch)} if sketch else {}), **md}
 
 
 @versioned_asset(group_name="training", kinds={"pytorch", "peft"}, deps=["sft_dataset", "base_model"], pool="gpu",
@@ -121,24 +150,30 @@ def _plots(trainer, monitor, out) -> dict:
 def train_adapter(context: dg.AssetExecutionContext, config: TrainConfig, artifacts: ArtifactStore, gpu: GpuResource,
                   pool_guard: GpuPoolGuard,
                   tracking: MlflowTracking) -> dg.MaterializeResult:
-    from llama_sft_dagster.core.training import trainer as training
+    from llama_sft_dagster.core.training import progress, trainer as training
     from llama_sft_dagster.core.training.masking import verify_trainer_masking
     from llama_sft_dagster.core.training.monitoring import TrainingMonitor
 
     fmt, train_rows, eval_rows = load_sft(artifacts, "train_adapter")
     plan, out = gpu.plan(context.log), artifacts.asset_dir("train_adapter")
     data_version = fingerprint({s: table_version(artifacts.path("sft_dataset", f"{s}.parquet")) for s in SPLITS}, fmt)
-    run_fp = fingerprint(config.model_dump(), fmt, plan.metadata(), {"data": data_version,
-                                  "base": folder_version(base_model_dir(artifacts))})
-    params = {"train": config.model_dump(), "sft_dataset": fmt, "device": plan.metadata()}
+    base_version = folder_version(base_model_dir(artifacts))
+    run_fp = fingerprint(config.model_dump(), fmt, plan.metadata(), {"data": data_version, "base": base_version})
+    tb_dir = progress.tensorboard_run_dir(out / "tensorboard", context.run.run_id, config.lora_r,
+                                          config.learning_rate, config.max_steps)
     # the pool `gpu` queues the step; the device lock makes it exclusive (see GpuResource.exclusive)
     with gpu.exclusive(plan, f"train_adapter of run {context.run.run_id}", context.log) as lock_wait_s, \
-            tracking.start_run("train_adapter", params=params, dagster_run_id=context.run.run_id,
-                               train_data_version=data_version) as run:
-        monitor = TrainingMonitor(out / "tensorboard", log_every=config.monitor_log_every,
+            tracking.start_run("train_adapter", params=_tuned_params(config, fmt, data_version, base_version),
+                               dagster_run_id=context.run.run_id, train_data_version=data_version,
+                               tags={f"device.{k}": str(v) for k, v in plan.metadata().items()}) as run:
+        monitor = TrainingMonitor(tb_dir, log_every=config.monitor_log_every,
                                   deep_every=config.monitor_deep_every, use_mlflow=run is not None)
         trainer = training.setup(base_model_dir(artifacts), train_rows, eval_rows, config.trainer_kwargs(),
-                                 config.lora_kwargs(), fmt, plan, out / "checkpoints", tracking.report_to(), monitor)
+                                 config.lora_kwargs(), fmt, plan, out / "checkpoints", ["tensorboard"], monitor)
+        progress.route_tensorboard(trainer, tb_dir)
+        trainer.add_callback(progress.TrainerLogsToMlflow())
+        trainer.add_callback(progress.ProgressLine(context.log.info, config.progress_every,
+                                                   lambda: monitor.total.positions))
         mask = verify_trainer_masking(trainer, max_batches=4)
         if not mask.ok:
             raise dg.Failure("label masking is wrong on the training batches", metadata={"examples": "; ".join(mask.examples)})
@@ -148,15 +183,40 @@ def train_adapter(context: dg.AssetExecutionContext, config: TrainConfig, artifa
         finally:
             monitor.close()
         adapter = training.save_best_adapter(trainer, out / "adapter")
-        stats = training.summary(trainer, result)
-    metadata = {**stats, **{f"device_{k}": v for k, v in plan.metadata().items()}, "peak_memory_gb": gpu.peak_memory_gb(),
-                "device_lock_wait_s": round(lock_wait_s, 2),
-                "token_efficiency": mask.metrics()["token_efficiency"], "padding_share": mask.metrics()["padding_share"],
-                "resumed_from": resumed_from or "", "mlflow_run_id": run.info.run_id if run else "",
-                "path": dg.MetadataValue.path(str(adapter)), **_plots(trainer, monitor, out)}
-    context.log.info(f"train_adapter: loss {stats.get('first_train_loss')} -> {stats.get('final_train_loss')}, "
-                     f"best eval_loss {stats.get('best_eval_loss')} at step {stats.get('best_eval_step')}")
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(folder_version(adapter)))
+        stats, plots = _write_report(out, trainer, result, monitor, run, tracking, tb_dir)
+        tracking.log_artifacts(plots.values(), "plots")
+        tracking.log_artifacts([adapter / "adapter_config.json"], "adapter")
+    extra = {"peak_memory_gb": gpu.peak_memory_gb(), "device_lock_wait_s": lock_wait_s, "resumed_from": resumed_from,
+             "mlflow_run": dg.MetadataValue.url(stats["mlflow_url"]) if stats["mlflow_url"] else None,
+             "mlflow_run_id": run.info.run_id if run else None,
+             "mlflow": None if run else "not tracked: the store was unreachable (see the run log)",
+             "tensorboard_run": dg.MetadataValue.path(str(tb_dir)),
+             "path": dg.MetadataValue.path(str(adapter))}
+    s = stats["summary"]
+    context.log.info(f"train_adapter: loss {s.get('first_train_loss')} -> {s.get('final_train_loss')}, "
+                     f"best eval_loss {s.get('best_eval_loss')} at step {s.get('best_eval_step')}")
+    return dg.MaterializeResult(metadata=_adapter_metadata(stats, plan, monitor, plots, extra),
+                                data_version=dg.DataVersion(folder_version(adapter)))
+
+
+def _write_report(out: Path, trainer, result, monitor, run, tracking: MlflowTracking, tb_dir: Path):
+    """report.json for run_report (summary, loss curves, plots, MLflow URL); returns (it, plot paths)."""
+    from llama_sft_dagster.core.training.trainer import summary
+
+    history = trainer.state.log_history
+    plots = _plots(trainer, monitor, out)
+    stats = {"summary": summary(trainer, result),
+             "losses": {"train": [(h["step"], h["loss"]) for h in history if "loss" in h],
+                        "eval": [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]},
+             "token_efficiency": monitor.total.metrics().get("monitor/token_efficiency"),
+             "plots": {k: str(p) for k, p in plots.items()}, "tensorboard_run": str(tb_dir),
+             "mlflow_run_id": run.info.run_id if run else None, "mlflow_url": tracking.run_url(run, MLFLOW_UI_URL)}
+    (out / REPORT_FILE).write_text(json.dumps(stats, indent=2))
+    if run is not None and stats["token_efficiency"] is not None:
+        import mlflow
+
+        mlflow.log_metric("monitor/token_efficiency_whole_run", stats["token_efficiency"])
+    return stats, plots
 
 
 @versioned_asset(group_name="training", kinds={"safetensors"}, deps=["train_adapter"],
@@ -168,11 +228,15 @@ def merged_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore) ->
     out = merge_lora(adapter, artifacts.asset_dir("merged_model") / "model")
     base, revision = base_identity(adapter)
     context.log.info(f"merged {adapter} into {base} -> {out}")
-    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(out)), "base": base, "revision": revision or ""},
+    from llama_sft_dagster.core.report.tidy import tidy
+
+    metadata = tidy({"path": dg.MetadataValue.path(str(out)), "base": base, "revision": revision})
+    return dg.MaterializeResult(metadata=metadata,
                                 data_version=dg.DataVersion(folder_version(out)))
 
 
-@dg.asset_check(asset=merged_model, description="Merged and adapter model logits agree on probe prompts "
+# blocking: run_report (downstream) reads its result, and a merge that disagrees must not be reported as done
+@dg.asset_check(asset=merged_model, blocking=True, description="Merged and adapter model logits agree on probe prompts "
                 "(<= 1e-4 in fp32; in bf16 <= 1% of the largest logit) and differ from the base model's.")
 def merged_model_logits(config: MergeCheckConfig, artifacts: ArtifactStore) -> dg.AssetCheckResult:
     from transformers import AutoTokenizer
@@ -189,5 +253,7 @@ def merged_model_logits(config: MergeCheckConfig, artifacts: ArtifactStore) -> d
     # 8 mantissa bits (relative step 2**-8 ~ 0.4%), so the bound is relative to the logit scale
     bound = 1e-4 if config.probe_dtype == "float32" else 1e-2 * r["max_abs_logit"]
     agree, differs = r["max_abs_diff_merged_vs_adapter"] <= bound, r["max_abs_diff_merged_vs_base"] > 10 * bound
-    return dg.AssetCheckResult(passed=agree and differs, metadata={**r, "bound": bound, "agrees_with_adapter": agree,
-                                                                   "differs_from_base": differs})
+    from llama_sft_dagster.core.report.tidy import tidy
+
+    metadata = tidy({**r, "bound": bound, "agrees_with_adapter": agree, "differs_from_base": differs})
+    return dg.AssetCheckResult(passed=agree and differs, metadata=metadata)
