@@ -157,8 +157,11 @@ def run_job(instance, job_name: str, run_config: dict, say, log_path: Path) -> t
     from llama_sft_dagster.definitions import defs
 
     started = time.monotonic()
-    versions = record_source_versions(instance, defs)
-    say(f"source versions recorded: {', '.join(versions)}\n" if versions else "source versions: unchanged\n")
+    try:
+        versions = record_source_versions(instance, defs)
+        say(f"source versions recorded: {', '.join(versions)}\n" if versions else "source versions: unchanged\n")
+    except Exception as exc:  # e.g. a missing file: the raw asset that reads it fails with the full story
+        say(f"source versions not recorded ({type(exc).__name__}: {exc})\n")
     with get_workspace_from_cli_opts(instance, __version__, WorkspaceOpts(workspace=[str(WORKSPACE)])) as ws:
         run = create_run(instance, ws, job_name, run_config, {"sft/trigger": "make demo"})
     say(f"run {run.run_id} ({job_name}): {UI_URL}/runs/{run.run_id}\n")

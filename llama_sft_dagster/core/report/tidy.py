@@ -2,7 +2,8 @@
 
     tidy({"loss": 7.952795028686523, "resumed_from": None, "note": ""}) == {"loss": 7.953}
 
-Floats keep 4 significant digits (a loss of 7.953, a learning rate of 0.0002, a share of 0.5361):
+Floats keep 4 significant digits (a loss of 7.953, a learning rate of 0.0002, a share of 0.5361) and
+never lose integer digits (12345.678 -> 12346.0):
 enough to compare runs, short enough to read. Values that are not plain numbers pass through.
 """
 from __future__ import annotations
