@@ -130,6 +130,10 @@ def _tuned_params(config: TrainConfig, fmt: dict, data_version: str, base_versio
             "filter_on_templated_length")}, "data": {"train_version": data_version, "base_model_version": base_version}}
 
 
+SECONDARY_STATS = ("train_loss_mean", "train_steps_per_second", "train_samples_per_second", "total_flos", "total_params",
+                   "trainable_percent", "train_samples", "validation_samples")
+
+
 def _adapter_metadata(stats: dict, plan, monitor, plots: dict, extra: dict) -> dict:
     from llama_sft_dagster.core.report.sparkline import inline_markdown, loss_sketch_png
     from llama_sft_dagster.core.report.tidy import tidy
@@ -140,7 +144,11 @@ def _adapter_metadata(stats: dict, plan, monitor, plots: dict, extra: dict) -> d
     sketch = inline_markdown(loss_sketch_png(stats["losses"]["train"], stats["losses"]["eval"]), "loss") \
         if stats["losses"]["train"] else None
     md = {f"{k}_plot": dg.MetadataValue.md(png_markdown(p, k)) for k, p in plots.items()}
-    return {**tidy({**stats["summary"], **device, **tokens, **extra}),
+    # the asset's Plots tab charts every number across runs: the secondary ones go in one small table
+    summary = tidy(stats["summary"])
+    details = {k: summary.pop(k) for k in SECONDARY_STATS if k in summary}
+    table = "\n".join(["| | |", "|---|---|", *(f"| {k} | {v:,} |" for k, v in details.items())])
+    return {**tidy({**summary, **device, **tokens, **extra}), "training_details": dg.MetadataValue.md(table),
             **({"loss_curve": dg.MetadataValue.md(sketch)} if sketch else {}), **md}
 
 

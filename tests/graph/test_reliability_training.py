@@ -137,6 +137,16 @@ def test_sigkill_mid_training_resumes_from_the_latest_checkpoint(demo_state, tmp
     assert client.get_run(killed_runs[0].info.run_id).info.status == "KILLED"
     assert _digest(adapter) != previous_adapter and (adapter / "adapter_model.safetensors").is_file()
     assert not list(adapter.parent.glob(".adapter.*"))  # no temporary folder left beside it
+    # KILL_CONFIG is not the demo run's config, so the checkpoints folder was cleared; the demo run's
+    # TensorBoard folder (the Trainer's curves beside the monitor's) is elsewhere and stays
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    earlier = [p.name for p in (demo_state / "artifacts" / "train_adapter" / "tensorboard").iterdir()]
+    assert earlier
+    for name in earlier:
+        accumulator = EventAccumulator(str(state / "artifacts" / "train_adapter" / "tensorboard" / name))
+        accumulator.Reload()
+        assert {"train/loss", "eval/loss", "train/learning_rate"} <= set(accumulator.Tags()["scalars"]), name
 
 
 def test_runs_left_running_by_a_dead_process_are_marked_killed(tmp_path):
