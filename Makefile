@@ -58,7 +58,8 @@ ui: install
 	$(BIN)/python -m llama_sft_dagster.cli.ui --host $(UI_HOST) --port $(UI_PORT)
 
 mlflow: install
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(STATE)/mlflow.db --host $(UI_HOST) --port $(MLFLOW_PORT)
+	# one worker: a single-user local UI (the default 4 take minutes to start on a small machine)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(STATE)/mlflow.db --host $(UI_HOST) --port $(MLFLOW_PORT) --workers 1
 
 tensorboard: install
 	mkdir -p $(STATE)/artifacts/train_adapter/tensorboard

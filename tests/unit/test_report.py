@@ -98,6 +98,15 @@ def test_progress_line_every_n_steps_and_after_each_evaluation():
         "train step 40/40"]
     assert "loss 9" in lines[0] and "tokens/s" in lines[0] and "ETA" in lines[0]
     assert "eval_loss 7" in lines[2] and "loss 8" not in lines[2]
+    # train logs every 2 steps, progress every 5: the first train log past each multiple of 5
+    lines.clear()
+    progress = ProgressLine(lines.append, every=5)
+    state.global_step = 0
+    progress.on_train_begin(None, state, None)
+    for step in range(2, 13, 2):
+        state.global_step = step
+        progress.on_log(None, state, None, logs={"loss": 1.0})
+    assert [line.split("  ")[0] for line in lines] == ["train step 6/40", "train step 10/40"]
     with pytest.raises(ValueError):
         ProgressLine(lines.append, every=0)
 

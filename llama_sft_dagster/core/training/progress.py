@@ -61,10 +61,12 @@ class ProgressLine(TrainerCallback):
         self.report, self.every, self.tokens_seen = report, every, tokens_seen
         self._started = None
         self._start_step = 0
+        self._reported = 0
         self._last_loss = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._started, self._start_step = time.monotonic(), state.global_step
+        self._reported = state.global_step
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         # one Trainer log is either a train log (loss), an evaluation (eval_loss) or the closing summary
@@ -74,7 +76,9 @@ class ProgressLine(TrainerCallback):
             self.report(self.line(state, f"eval_loss {logs['eval_loss']:.4g}", loss=False))
         elif "loss" in logs:
             self._last_loss = logs["loss"]
-            if step % self.every == 0 or step == state.max_steps:
+            # the first train log at or past each multiple of `every` (logging_steps need not divide it)
+            if step // self.every > self._reported // self.every or step == state.max_steps:
+                self._reported = step
                 self.report(self.line(state))
 
     def line(self, state, extra: str = "", loss: bool = True) -> str:
