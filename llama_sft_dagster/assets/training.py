@@ -11,6 +11,7 @@ import dagster as dg
 from llama_sft_dagster.assets.model_paths import base_model_dir
 from llama_sft_dagster.assets._versioned import versioned_asset
 from llama_sft_dagster.config.training import MergeCheckConfig, SftDatasetConfig, TrainConfig
+from llama_sft_dagster.core.report.tidy import tidy
 from llama_sft_dagster.core.data.storage import read_parquet, write_parquet
 from llama_sft_dagster.core.versions import fingerprint, folder_version, table_version
 from llama_sft_dagster.resources.artifacts import ArtifactStore
@@ -79,7 +80,6 @@ def sft_dataset_label_masking(context: dg.AssetCheckExecutionContext, artifacts:
                               gpu: GpuResource, pool_guard: GpuPoolGuard) -> dg.AssetCheckResult:
     import tempfile
 
-    from llama_sft_dagster.core.report.tidy import tidy
     from llama_sft_dagster.core.training.masking import verify_trainer_masking
     from llama_sft_dagster.core.training.trainer import setup
 
@@ -136,7 +136,6 @@ SECONDARY_STATS = ("train_loss_mean", "train_steps_per_second", "train_samples_p
 
 def _adapter_metadata(stats: dict, plan, monitor, plots: dict, extra: dict) -> dict:
     from llama_sft_dagster.core.report.sparkline import inline_markdown, loss_sketch_png
-    from llama_sft_dagster.core.report.tidy import tidy
     from llama_sft_dagster.core.training.plots import png_markdown
 
     device = {k if k.startswith("device") else f"device_{k}": v for k, v in plan.metadata().items()}
@@ -236,8 +235,6 @@ def merged_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore) ->
     out = merge_lora(adapter, artifacts.asset_dir("merged_model") / "model")
     base, revision = base_identity(adapter)
     context.log.info(f"merged {adapter} into {base} -> {out}")
-    from llama_sft_dagster.core.report.tidy import tidy
-
     metadata = tidy({"path": dg.MetadataValue.path(str(out)), "base": base, "revision": revision})
     return dg.MaterializeResult(metadata=metadata,
                                 data_version=dg.DataVersion(folder_version(out)))
@@ -261,7 +258,5 @@ def merged_model_logits(config: MergeCheckConfig, artifacts: ArtifactStore) -> d
     # 8 mantissa bits (relative step 2**-8 ~ 0.4%), so the bound is relative to the logit scale
     bound = 1e-4 if config.probe_dtype == "float32" else 1e-2 * r["max_abs_logit"]
     agree, differs = r["max_abs_diff_merged_vs_adapter"] <= bound, r["max_abs_diff_merged_vs_base"] > 10 * bound
-    from llama_sft_dagster.core.report.tidy import tidy
-
     metadata = tidy({**r, "bound": bound, "agrees_with_adapter": agree, "differs_from_base": differs})
     return dg.AssetCheckResult(passed=agree and differs, metadata=metadata)

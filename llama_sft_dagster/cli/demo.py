@@ -71,9 +71,11 @@ def record_source_versions(instance, defs) -> list[str]:
 def create_run(instance, workspace, job_name: str, run_config: dict, tags: dict):
     """A run of `job_name` created from the workspace's code location, exactly as the UI's launchpad does."""
     from dagster._cli.job import _create_run  # the run creation `dagster job launch` uses
-    from dagster._cli.workspace.cli_target import (get_code_location_from_workspace,
-                                                   get_remote_job_from_remote_repo,
-                                                   get_remote_repository_from_code_location)
+    from dagster._cli.workspace.cli_target import (
+        get_code_location_from_workspace,
+        get_remote_job_from_remote_repo,
+        get_remote_repository_from_code_location,
+    )
 
     location = get_code_location_from_workspace(workspace, LOCATION)
     repo = get_remote_repository_from_code_location(location, None)
@@ -83,15 +85,14 @@ def create_run(instance, workspace, job_name: str, run_config: dict, tags: dict)
 
 
 def execute(instance, run) -> None:
-    from dagster._utils.hosted_user_process import recon_job_from_origin
     from dagster._core.execution.api import execute_run
+    from dagster._utils.hosted_user_process import recon_job_from_origin
 
     execute_run(recon_job_from_origin(run.job_code_origin), run, instance)
 
 
 def load_run_config(paths: list[str]) -> dict:
     import yaml
-
     from dagster._utils.merger import deep_merge_dicts
 
     config: dict = {}

@@ -8,8 +8,8 @@ the losses and where to look.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from llama_sft_dagster.core.report.funnel import StageRows, one_line
 

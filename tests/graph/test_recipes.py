@@ -1,9 +1,8 @@
 """Every run-config recipe in recipes/ is valid for the sft_pipeline job (the launchpad) and for the asset job
 `dagster asset materialize -c` builds, under the real config schema; the README lists each one."""
+import dagster as dg
 import pytest
 import yaml
-
-import dagster as dg
 
 from support.paths import REPO
 

@@ -3,12 +3,19 @@ curve, MLflow metric families and the training progress line (pure logic, no Dag
 import io
 import math
 from collections import Counter
+from datetime import UTC
 from types import SimpleNamespace
 
 import pytest
 
-from llama_sft_dagster.core.report.funnel import StageRows, funnel_markdown, one_line, sample_drops, samples_markdown, \
-    top_reasons
+from llama_sft_dagster.core.report.funnel import (
+    StageRows,
+    funnel_markdown,
+    one_line,
+    sample_drops,
+    samples_markdown,
+    top_reasons,
+)
 from llama_sft_dagster.core.report.sparkline import INLINE_LIMIT, inline_markdown, loss_sketch_png
 from llama_sft_dagster.core.report.tidy import round_float, tidy
 from llama_sft_dagster.core.training.monitoring import mlflow_families
@@ -112,11 +119,11 @@ def test_progress_line_every_n_steps_and_after_each_evaluation():
 
 
 def test_tensorboard_run_folder_name_is_readable():
-    from datetime import datetime, timezone
+    from datetime import datetime
     from pathlib import Path
 
     from llama_sft_dagster.core.training.progress import tensorboard_run_dir
 
     folder = tensorboard_run_dir(Path("tb"), "4e65c4c3-d042-4860", 64, 2e-4, -1,
-                                 now=datetime(2026, 11, 29, 6, 37, 2, tzinfo=timezone.utc))
+                                 now=datetime(2026, 11, 29, 6, 37, 2, tzinfo=UTC))
     assert folder == Path("tb/2026-11-29_063702_r64_lr0.0002_epochs_4e65c4c3")

@@ -13,8 +13,8 @@ Pure logic on plain values; `assets/report.py` reads the stages' Parquet files a
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 TOP_REASONS = 3
 SAMPLE_CHARS = 90

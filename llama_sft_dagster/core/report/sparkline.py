@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 INLINE_LIMIT = 1000  # characters: Dagster UI's threshold for showing Markdown metadata in place
 

@@ -9,7 +9,8 @@ enough to compare runs, short enough to read. Values that are not plain numbers 
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 SIGNIFICANT_DIGITS = 4
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 import logging
 import re
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 from transformers import TrainerCallback
 
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 def tensorboard_run_dir(root: Path, run_id: str, lora_r: int, learning_rate: float, max_steps: int,
                         now: datetime | None = None) -> Path:
     """`<root>/2026-11-29_0642_r64_lr0.0002_steps40_2427fb30`: when, the main knobs, the Dagster run."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     steps = f"steps{max_steps}" if max_steps > 0 else "epochs"
     name = f"{now:%Y-%m-%d_%H%M%S}_r{lora_r}_lr{learning_rate:g}_{steps}_{run_id[:8]}"
     return Path(root) / re.sub(r"[^A-Za-z0-9_.-]", "-", name)
