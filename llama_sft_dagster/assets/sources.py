@@ -18,6 +18,8 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*observable
 
 def bitext_version(bitext: BitextSource) -> str:
     location = bitext.location
+    if location == "none":
+        return "none"
     if location == "demo":
         return f"demo:{source_versions.demo_version(bitext.demo_seed)}"
     if location.startswith("hf://"):
@@ -27,6 +29,8 @@ def bitext_version(bitext: BitextSource) -> str:
 
 def multiwoz_version(multiwoz: MultiwozSource) -> str:
     location = multiwoz.location
+    if location == "none":
+        return "none"
     if location == "demo":
         return f"demo:{source_versions.demo_version(multiwoz.demo_seed)}"
     if location == "archive":

@@ -12,6 +12,7 @@ from llama_sft_dagster.assets.model_paths import base_model_dir
 from llama_sft_dagster.assets._versioned import versioned_asset
 from llama_sft_dagster.config.k8s import K8S_CONFIG_TAG, training_step_k8s_config
 from llama_sft_dagster.config.training import MergeCheckConfig, SftDatasetConfig, TrainConfig
+from llama_sft_dagster.core.report.tidy import tidy
 from llama_sft_dagster.core.data.storage import read_parquet, write_parquet
 from llama_sft_dagster.core.versions import fingerprint, folder_version, table_version
 from llama_sft_dagster.resources.artifacts import ArtifactStore
@@ -90,7 +91,10 @@ def sft_dataset_label_masking(context: dg.AssetCheckExecutionContext, artifacts:
         trainer = setup(base_model_dir(artifacts), train_rows, eval_rows, hp.trainer_kwargs(), hp.lora_kwargs(), fmt,
                         plan, tmp)
         reports = {s: verify_trainer_masking(trainer, max_batches=8, split=s) for s in ("train", "eval")}
-    metadata = {f"{s}_{k}": v for s, r in reports.items() for k, v in r.metrics().items()}
+    # named for the sample it measures: the first 8 batches of each split (train_adapter reports the whole run's)
+    sampled = {"token_efficiency", "padding_share"}
+    metadata = tidy({f"{s}_{k}{'_first_8_batches' if k in sampled else ''}": v
+                     for s, r in reports.items() for k, v in r.metrics().items()})
     problems = [e for r in reports.values() for e in r.examples]
     if problems:
         metadata["first_problems"] = dg.MetadataValue.md("\n".join(f"- {p}" for p in problems[:5]))
@@ -130,11 +134,13 @@ def merged_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore) ->
     out = merge_lora(adapter, artifacts.asset_dir("merged_model") / "model")
     base, revision = base_identity(adapter)
     context.log.info(f"merged {adapter} into {base} -> {out}")
-    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(out)), "base": base, "revision": revision or ""},
+    metadata = tidy({"path": dg.MetadataValue.path(str(out)), "base": base, "revision": revision})
+    return dg.MaterializeResult(metadata=metadata,
                                 data_version=dg.DataVersion(folder_version(out)))
 
 
-@dg.asset_check(asset=merged_model, description="Merged and adapter model logits agree on probe prompts "
+# blocking: run_report (downstream) reads its result, and a merge that disagrees must not be reported as done
+@dg.asset_check(asset=merged_model, blocking=True, description="Merged and adapter model logits agree on probe prompts "
                 "(<= 1e-4 in fp32; in bf16 <= 1% of the largest logit) and differ from the base model's.")
 def merged_model_logits(config: MergeCheckConfig, artifacts: ArtifactStore) -> dg.AssetCheckResult:
     from transformers import AutoTokenizer
@@ -151,5 +157,5 @@ def merged_model_logits(config: MergeCheckConfig, artifacts: ArtifactStore) -> d
     # 8 mantissa bits (relative step 2**-8 ~ 0.4%), so the bound is relative to the logit scale
     bound = 1e-4 if config.probe_dtype == "float32" else 1e-2 * r["max_abs_logit"]
     agree, differs = r["max_abs_diff_merged_vs_adapter"] <= bound, r["max_abs_diff_merged_vs_base"] > 10 * bound
-    return dg.AssetCheckResult(passed=agree and differs, metadata={**r, "bound": bound, "agrees_with_adapter": agree,
-                                                                   "differs_from_base": differs})
+    metadata = tidy({**r, "bound": bound, "agrees_with_adapter": agree, "differs_from_base": differs})
+    return dg.AssetCheckResult(passed=agree and differs, metadata=metadata)

@@ -84,6 +84,8 @@ class TrainConfig(dg.Config):
     monitor_log_every: int = Field(by_profile(demo=2, full=10), gt=0, description="Monitor metrics every N steps.")
     monitor_deep_every: int = Field(by_profile(demo=10, full=200), gt=0,
                                     description="LoRA drift / effective-rank metrics every N steps.")
+    progress_every: int = Field(by_profile(demo=10, full=50), gt=0,
+                                description="A progress line (step/total, loss, tokens/s, ETA) in the run log every N steps.")
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -104,7 +106,8 @@ class TrainConfig(dg.Config):
                 "target_modules": list(self.lora_target_modules)}
 
     def trainer_kwargs(self) -> dict:
-        skip = {"lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "monitor_log_every", "monitor_deep_every"}
+        skip = {"lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "monitor_log_every", "monitor_deep_every",
+                "progress_every"}
         return {k: v for k, v in self.model_dump().items() if k not in skip}
 
 
