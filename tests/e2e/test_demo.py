@@ -69,7 +69,9 @@ def test_mlflow_store_and_tensorboard_read_well(demo_cli_run):
     (run,) = client.search_runs([experiment.experiment_id])
     params = run.data.params
     assert len(params) <= 40, sorted(params)
-    assert all(k.startswith(("config.train.", "config.sft_dataset.", "config.data.")) for k in params), sorted(params)
+    # the launch shape (process count, accelerate config) is tuned too: it sets the global batch
+    tuned = ("config.train.", "config.sft_dataset.", "config.data.", "config.launch.")
+    assert all(k.startswith(tuned) for k in params), sorted(params)
     assert "config.train.lora_r" in params and "config.data.train_version" in params
     assert not {"vocab_size", "hidden_size", "output_dir", "adam_beta1"} & set(params)  # no model-config noise
     metrics = set(run.data.metrics)

@@ -110,7 +110,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(demo_state, tmp
     diffs = {s: abs(loss1[s] - loss2[s]) for s in loss1}
     for n, (_, m, t) in runs.items():
         print(f"\n{n} process(es): step {t:.1f}s, train_runtime_s {m['train_runtime_s']:.1f} "
-              f"({m['train_steps_per_second']} steps/s), losses {loss1 if n == 1 else loss2}")
+              f"({m['global_steps'] / m['train_runtime_s']:.3g} steps/s), losses {loss1 if n == 1 else loss2}")
     print(f"max |loss difference| {max(diffs.values()):.2e}")
     assert max(diffs.values()) <= LOSS_TOLERANCE, diffs
     eval1, eval2 = _history(s1, m1["mlflow_run_id"], "eval/loss"), _history(s2, m2["mlflow_run_id"], "eval/loss")
