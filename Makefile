@@ -1,7 +1,10 @@
 # llama-sft-dagster commands. Each target sets up what it needs on a fresh machine.
-#   make demo   - run the whole pipeline offline on the demo profile (raw data -> merged model)
+#   make demo   - run the whole pipeline offline on the demo profile (raw data -> merged model), quietly,
+#                 with a summary at the end (CONFIG=recipes/small_rank.yaml runs a recipe)
 #   make test   - run the test suite (installs the venv and the browser the UI test drives)
 #   make ui     - start the Dagster web UI on 127.0.0.1:3000
+#   make mlflow - the MLflow UI on the project's tracking store, 127.0.0.1:5000
+#   make tensorboard - TensorBoard on the training runs' folders, 127.0.0.1:6006
 #   make stale  - materialize only missing/stale assets, printing why (SELECT='*train_adapter' to narrow)
 #   make gpu-check - Llama-3.1-8B-shaped LoRA steps on the GPU: tokens/s, MFU, memory, masking (one line without CUDA)
 SHELL := /bin/bash
@@ -13,17 +16,26 @@ export DAGSTER_HOME ?= $(STATE)/dagster_home
 export SFT_STATE_DIR ?= $(STATE)
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
+MLFLOW_PORT ?= 5000
+TENSORBOARD_PORT ?= 6006
+UV := $(BIN)/uv
+# uv reads UV_* settings, not pip's: a find-links folder the machine gives pip (e.g. a local CPU torch
+# wheel) is handed on to uv
+ifneq ($(PIP_FIND_LINKS),)
+export UV_FIND_LINKS ?= $(PIP_FIND_LINKS)
+endif
 
-.PHONY: install demo test ui browser stale bench gpu-check clean
+.PHONY: install demo test ui mlflow tensorboard browser stale bench gpu-check clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	# uv installs in parallel (measured on 2 cores: see README "Quick start"); it is bootstrapped into the venv
+	$(BIN)/python -m pip install -q uv
 	# torch==2.13.0 is pinned in pyproject: the CPU build; an unpinned torch pulls a multi-GB CUDA build
-	$(BIN)/python -m pip install -q -e '.[test,k8s]'
+	$(UV) pip install -q --python $(BIN)/python -e '.[test,k8s]'
 	# deploy/ validation (tests/unit/test_deploy.py): the dagster-k8s/postgres matching dagster 1.13.28
 	# is not published, so 0.29.27 goes in without its dagster pin, as in deploy/Dockerfile
-	$(BIN)/python -m pip install -q --no-deps dagster-k8s==0.29.27 dagster-postgres==0.29.27
+	$(UV) pip install -q --python $(BIN)/python --no-deps dagster-k8s==0.29.27 dagster-postgres==0.29.27
 	# `source .venv/bin/activate` then gives the project's instance and lets
 	# `dagster asset materialize --select ...` find the code location when typed in the repo root
 	# (dagster 1.13's `asset materialize` reads -m from this variable, not from pyproject).
@@ -37,7 +49,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $@
 
 demo: install
-	$(BIN)/dagster job execute -m llama_sft_dagster.definitions -j sft_pipeline
+	$(BIN)/python -m llama_sft_dagster.cli.demo $(if $(CONFIG),-c $(CONFIG))
 
 # Debian's chromium for the browser test (Playwright drives /usr/bin/chromium; no browser download)
 browser:
@@ -48,6 +60,14 @@ test: install browser
 
 ui: install
 	$(BIN)/python -m llama_sft_dagster.cli.ui --host $(UI_HOST) --port $(UI_PORT)
+
+mlflow: install
+	# one worker: a single-user local UI (the default 4 take minutes to start on a small machine)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(STATE)/mlflow.db --host $(UI_HOST) --port $(MLFLOW_PORT) --workers 1
+
+tensorboard: install
+	mkdir -p $(STATE)/artifacts/train_adapter/tensorboard
+	$(BIN)/tensorboard --logdir $(STATE)/artifacts/train_adapter/tensorboard --host $(UI_HOST) --port $(TENSORBOARD_PORT)
 
 stale: install
 	$(BIN)/sft-materialize-stale $(if $(SELECT),--select '$(SELECT)') $(STALE_ARGS)

@@ -10,7 +10,7 @@ import os
 import dagster as dg
 
 from llama_sft_dagster import automation
-from llama_sft_dagster.assets import checks, model, raw, sources, split, training
+from llama_sft_dagster.assets import checks, model, raw, report, sources, split, training
 from llama_sft_dagster.assets.filters import data_stage_assets
 from llama_sft_dagster.cli.console_log import console
 from llama_sft_dagster.resources.artifacts import ArtifactStore
@@ -41,7 +41,7 @@ def build_resources() -> dict:
 
 
 # Unbound assets and checks (tests materialize them with their own resources).
-all_assets = [*dg.load_assets_from_modules([*DATA_MODULES, training]), *data_stage_assets]
+all_assets = [*dg.load_assets_from_modules([*DATA_MODULES, training, report]), *data_stage_assets]
 all_checks = [*checks.accounting_checks, *dg.load_asset_checks_from_modules([training])]
 sft_pipeline = automation.sft_pipeline
 

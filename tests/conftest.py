@@ -21,3 +21,11 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data samples not found at {SHARED_DATA} (see DEVELOPERS.md)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def demo_cli_run(tmp_path_factory):
+    """`make demo`'s command run once per session (short training); see tests/support/demo_cli.py."""
+    from support.demo_cli import shared_demo_run
+
+    return shared_demo_run(tmp_path_factory)

@@ -36,6 +36,32 @@ def count_table_md(counts: dict[str, Counter], key_name: str) -> str:
     return "\n".join(lines)
 
 
+SAMPLES_PER_REASON = 2
+
+
+def drop_samples(kept_path: Path, rejects_path: Path, reasons: set[str], per_reason: int = SAMPLES_PER_REASON) -> str:
+    """Markdown of the first dropped rows per reason (near/exact duplicates with the kept twin)."""
+    import pyarrow.compute as pc
+
+    from llama_sft_dagster.core.report.funnel import sample_drops, samples_markdown
+
+    rows, seen = [], Counter()
+    cols = ["pair_id", "instruction", "response", "reason", "detail"]
+    for batch in pq.ParquetFile(rejects_path).iter_batches(batch_size=4096, columns=cols):
+        for row in batch.to_pylist():  # stop reading once every reason has its samples (rejects can be large)
+            if seen[row["reason"]] < per_reason:
+                seen[row["reason"]] += 1
+                rows.append(row)
+        if all(seen[r] >= per_reason for r in reasons):
+            break
+    twin_ids = [r["detail"].split("=", 1)[1] for r in rows if (r["detail"] or "").startswith("duplicate_of=")]
+    kept = {}
+    if twin_ids:
+        table = pq.read_table(kept_path, columns=["pair_id", "instruction", "response"])
+        kept = {r["pair_id"]: r for r in table.filter(pc.is_in(table["pair_id"], pa.array(twin_ids))).to_pylist()}
+    return samples_markdown(sample_drops(rows, per_reason, kept))
+
+
 def stage_result(path: Path, counts: StageCounts | None = None, extra: dict | None = None,
                  asset_key: str | None = None) -> dg.MaterializeResult:
     """Result of a data asset: accounting, preview, path, and a content-derived data version."""
@@ -44,6 +70,9 @@ def stage_result(path: Path, counts: StageCounts | None = None, extra: dict | No
     metadata: dict = {"path": dg.MetadataValue.path(str(path)), "dagster/row_count": parquet.metadata.num_rows}
     if counts is not None:
         metadata.update(counts.as_metadata())
+        rejects = path.parent / "rejects.parquet"
+        if counts.dropped and rejects.exists():
+            metadata["samples_of_dropped_rows"] = dg.MetadataValue.md(drop_samples(path, rejects, set(counts.dropped)))
     if preview.num_rows:
         cols = [c for c in ("pair_id", "instruction", "response", "intent") if c in preview.column_names]
         metadata["preview"] = dg.MetadataValue.md(markdown_preview(preview, cols or preview.column_names[:4]))

@@ -24,12 +24,13 @@ from dagster._core.errors import DagsterPipesExecutionError
 
 from llama_sft_dagster.assets.model_paths import base_model_dir
 from llama_sft_dagster.config.training import TrainConfig
+from llama_sft_dagster.core.report.tidy import tidy
 from llama_sft_dagster.core.training.model_version import model_folder_version
 from llama_sft_dagster.core.versions import fingerprint, table_version
 from llama_sft_dagster.launch.command import config_file, describe_failure
 from llama_sft_dagster.launch.job import TrainJob
 from llama_sft_dagster.launch.launcher import main as launcher_main
-from llama_sft_dagster.launch.train import STEP_PID_ENV
+from llama_sft_dagster.launch.train import REPORT_FILE, STEP_PID_ENV
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.gpu import GpuResource
 from llama_sft_dagster.resources.tracking import MlflowTracking
@@ -37,6 +38,7 @@ from llama_sft_dagster.resources.tracking import MlflowTracking
 SFT_SPLITS = ("train", "validation")
 PLOTS = ("loss_plot", "grad_norm_plot", "effective_rank_plot")  # paths from rank 0, inlined as markdown
 FORMAT_FILE = "format.json"  # written by sft_dataset (assets/training.py)
+MLFLOW_UI_URL = "http://127.0.0.1:5000"  # `make mlflow`; the metadata and the run report link runs there
 
 
 class RankFailedError(dg.Failure):
@@ -44,23 +46,44 @@ class RankFailedError(dg.Failure):
 
 
 def build_job(config: TrainConfig, artifacts: ArtifactStore, gpu: GpuResource, plan, processes: int, out_dir: Path,
-              consumer: str) -> tuple[TrainJob, str]:
-    """(the job spec, the train data version) of training `config` on sft_dataset into `out_dir`."""
+              consumer: str) -> tuple[TrainJob, str, str]:
+    """(the job spec, the train data version, the base model version) of training `config` on sft_dataset
+    into `out_dir`."""
     fmt = json.loads(artifacts.upstream("sft_dataset", consumer, FORMAT_FILE).read_text())
     splits = {s: artifacts.upstream("sft_dataset", consumer, f"{s}.parquet") for s in SFT_SPLITS}
     data_version = fingerprint({s: table_version(p) for s, p in splits.items()}, fmt)
     # the launch shape is part of the run: a checkpoint of 1 process is not resumed by 2 (other global batch)
     launch = {"processes": processes, "launch_config": gpu.launch_config}
-    run_fp = fingerprint(config.model_dump(), fmt, plan.metadata(), {"data": data_version,
-                         "base": model_folder_version(base_model_dir(artifacts))}, launch)
+    base_version = model_folder_version(base_model_dir(artifacts))
+    run_fp = fingerprint(config.model_dump(), fmt, plan.metadata(), {"data": data_version, "base": base_version},
+                         launch)
     job = TrainJob(base_dir=str(base_model_dir(artifacts)), train_path=str(splits["train"]),
                    validation_path=str(splits["validation"]), fmt=fmt, hp=config.trainer_kwargs(),
                    lora=config.lora_kwargs(), plan=dataclasses.asdict(plan), out_dir=str(out_dir),
                    run_fingerprint=run_fp,
                    monitor_log_every=config.monitor_log_every, monitor_deep_every=config.monitor_deep_every,
                    eval_max_samples=config.eval_max_samples,
-                   processes=processes, accelerate_config=str(config_file(gpu.launch_config)))
-    return job, data_version
+                   processes=processes, accelerate_config=str(config_file(gpu.launch_config)),
+                   progress_every=config.progress_every)
+    return job, data_version, base_version
+
+
+def _tuned_params(config: TrainConfig, fmt: dict, data_version: str, base_version: str, launch: dict) -> dict:
+    """MLflow params: what a user tunes (training, LoRA, sample format, launch) and the data/base versions."""
+    return {"train": config.model_dump(), "sft_dataset": {k: fmt[k] for k in ("dataset_format", "max_length",
+            "filter_on_templated_length")}, "data": {"train_version": data_version, "base_model_version": base_version},
+            "launch": launch}
+
+
+def loss_curve(out_dir: Path) -> dict:
+    """The inline loss sketch from rank 0's report.json (small enough to show without a click)."""
+    from llama_sft_dagster.core.report.sparkline import inline_markdown, loss_sketch_png
+
+    losses = json.loads((Path(out_dir) / REPORT_FILE).read_text())["losses"]
+    if not losses["train"]:
+        return {}
+    sketch = loss_sketch_png(losses["train"], losses["eval"])
+    return {"loss_curve": dg.MetadataValue.md(inline_markdown(sketch, "loss"))}
 
 
 def launch(context, job: TrainJob, env: dict[str, str]) -> dict:
@@ -78,7 +101,7 @@ def launch(context, job: TrainJob, env: dict[str, str]) -> dict:
     if "path" not in reported:  # rank 0 exited 0 but its materialization never arrived
         raise dg.Failure("training finished but rank 0's metadata did not arrive over Dagster Pipes "
                          f"(see the step's log); job {job_path}")
-    return inline_plots(reported)
+    return reported
 
 
 def inline_plots(metadata: dict) -> dict:
@@ -95,25 +118,35 @@ def train_adapter_into(context: dg.AssetExecutionContext, config: TrainConfig, a
     the asset metadata: summary scalars, device facts, MLflow run id, plots, path."""
     plan = gpu.plan(context.log)
     processes = gpu.process_count(plan)
-    job, data_version = build_job(config, artifacts, gpu, plan, processes, Path(out_dir), consumer)
+    job, data_version, base_version = build_job(config, artifacts, gpu, plan, processes, Path(out_dir), consumer)
     env = {STEP_PID_ENV: str(os.getpid())}
     if plan.device == "cuda":  # the ranks see exactly the devices this step locked
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu.device_ids(plan, processes))
-    params = {"train": config.model_dump(), "sft_dataset": job.fmt, "device": plan.metadata(),
-              "launch": {"processes": processes, "launch_config": gpu.launch_config}}
+    params = _tuned_params(config, job.fmt, data_version, base_version,
+                           {"processes": processes, "launch_config": gpu.launch_config})
+    tags = {**{f"device.{k}": str(v) for k, v in plan.metadata().items()}, **(mlflow_tags or {})}
     # the pool `gpu` queues the step; the device locks make it exclusive (see GpuResource.exclusive)
     with gpu.exclusive(plan, f"{run_name} of run {context.run.run_id}", context.log, processes) as lock_wait_s, \
             tracking.start_run(run_name, params=params, dagster_run_id=context.run.run_id,
-                               train_data_version=data_version, tags=mlflow_tags) as run:
+                               train_data_version=data_version, tags=tags) as run:
+        job = dataclasses.replace(job, dagster_run_id=context.run.run_id)
         if run is not None:
-            job = dataclasses.replace(job, mlflow_tracking_uri=tracking.resolved_uri(), mlflow_run_id=run.info.run_id)
+            job = dataclasses.replace(job, mlflow_tracking_uri=tracking.resolved_uri(), mlflow_run_id=run.info.run_id,
+                                      mlflow_url=tracking.run_url(run, MLFLOW_UI_URL))
         reported = launch(context, job, env)
+        tracking.log_artifacts([_value(reported, f"{k}_plot") for k in ("loss", "grad_norm", "effective_rank")
+                                if f"{k}_plot" in reported], "plots")
+        tracking.log_artifacts([Path(out_dir) / "adapter" / "adapter_config.json"], "adapter")
     context.log.info(f"{run_name}: loss {_value(reported, 'first_train_loss')} -> "
                      f"{_value(reported, 'final_train_loss')}, best eval_loss {_value(reported, 'best_eval_loss')} "
                      f"at step {_value(reported, 'best_eval_step')} ({processes} process(es), {gpu.launch_config})")
-    return {**reported, **{f"device_{k}": v for k, v in plan.metadata().items()},
-            "device_lock_wait_s": round(lock_wait_s, 2), "mlflow_run_id": run.info.run_id if run else "",
-            "launch_processes": processes, "launch_config": gpu.launch_config}
+    device = {k if k.startswith("device") else f"device_{k}": v for k, v in plan.metadata().items()}
+    return {**inline_plots(reported), **loss_curve(out_dir), **tidy({
+        **device, "device_lock_wait_s": lock_wait_s,
+        "mlflow_run": dg.MetadataValue.url(job.mlflow_url) if job.mlflow_url else None,
+        "mlflow_run_id": run.info.run_id if run else None,
+        "mlflow": None if run else "not tracked: the store was unreachable (see the run log)",
+        "launch_processes": processes, "launch_config": gpu.launch_config})}
 
 
 def _value(metadata: dict, key: str):

@@ -44,4 +44,15 @@ def raw_pairs(artifacts: ArtifactStore) -> dg.MaterializeResult:
     out_dir = artifacts.asset_dir("raw_pairs")
     write_parquet(rejects, out_dir / "rejects.parquet")
     path = write_parquet(pairs, out_dir / "data.parquet")
-    return stage_result(path, extra=dict(counts))
+    return stage_result(path, extra=pairs_metadata(counts))
+
+
+def pairs_metadata(counts: dict) -> dict:
+    """Counts with their units: Bitext is counted in rows, MultiWOZ in turns (a pair uses two turns)."""
+    detail = "\n".join(["| count | n |", "|---|---:|", *(f"| {k} | {v:,} |" for k, v in counts.items()
+                                                          if k not in ("rows_in", "rows_out"))])
+    dropped = {k: v for k, v in counts.items() if k.startswith("dropped_") and v}
+    return {"bitext_rows_in": counts["bitext_rows_in"], "multiwoz_turns_in": counts["multiwoz_turns_in"],
+            "pairs_out": counts["bitext_pairs_out"] + counts["multiwoz_pairs_out"],
+            "rows_and_turns_in": counts["rows_in"], "rows_and_turns_used": counts["rows_out"], **dropped,
+            "accounting": dg.MetadataValue.md(detail)}

@@ -24,6 +24,8 @@ def hub_revision_cache() -> Path:  # follows SFT_STATE_DIR, so tests and checkou
 
 def bitext_version(bitext: BitextSource) -> str:
     location = bitext.location
+    if location == "none":
+        return "none"
     if location == "demo":
         return f"demo:{source_versions.demo_version(bitext.demo_seed)}"
     if location.startswith("hf://"):
@@ -36,6 +38,8 @@ def bitext_version(bitext: BitextSource) -> str:
 
 def multiwoz_version(multiwoz: MultiwozSource) -> str:
     location = multiwoz.location
+    if location == "none":
+        return "none"
     if location == "demo":
         return f"demo:{source_versions.demo_version(multiwoz.demo_seed)}"
     # the splits read are part of the version: reading dev too is new raw data

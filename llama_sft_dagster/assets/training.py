@@ -13,6 +13,7 @@ from llama_sft_dagster.assets.model_paths import base_model_dir
 from llama_sft_dagster.assets._versioned import versioned_asset
 from llama_sft_dagster.config.k8s import K8S_CONFIG_TAG, training_step_k8s_config
 from llama_sft_dagster.config.training import MergeCheckConfig, SftDatasetConfig, TrainConfig
+from llama_sft_dagster.core.report.tidy import tidy
 from llama_sft_dagster.core.data.storage import read_parquet, write_parquet
 from llama_sft_dagster.core.versions import fingerprint, folder_version, table_version
 from llama_sft_dagster.resources.artifacts import ArtifactStore
@@ -108,7 +109,10 @@ def sft_dataset_label_masking(context: dg.AssetCheckExecutionContext, artifacts:
                         plan, tmp)
         reports = {s: verify_trainer_masking(trainer, max_batches=8, split=s, sources=sources[s],
                                              system_prompt=fmt["system_prompt"]) for s in ("train", "eval")}
-    metadata = {f"{s}_{k}": v for s, r in reports.items() for k, v in r.metrics().items()}
+    # named for the sample it measures: 8 batches spread over each split (train_adapter reports the whole run's)
+    sampled = {"token_efficiency", "padding_share"}
+    metadata = tidy({f"{s}_{k}{'_sampled_batches' if k in sampled else ''}": v
+                     for s, r in reports.items() for k, v in r.metrics().items()})
     problems = [e for r in reports.values() for e in r.examples]
     if problems:
         metadata["first_problems"] = dg.MetadataValue.md("\n".join(f"- {p}" for p in problems[:5]))
@@ -149,11 +153,13 @@ def merged_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore) ->
     out = merge_lora(adapter, artifacts.asset_dir("merged_model") / "model")
     base, revision = base_identity(adapter)
     context.log.info(f"merged {adapter} into {base} -> {out}")
-    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(out)), "base": base, "revision": revision or ""},
+    metadata = tidy({"path": dg.MetadataValue.path(str(out)), "base": base, "revision": revision})
+    return dg.MaterializeResult(metadata=metadata,
                                 data_version=dg.DataVersion(folder_version(out)))
 
 
-@dg.asset_check(asset=merged_model, description="Merged = base + adapter: layer-wise on every LoRA projection (any "
+# blocking: run_report (downstream) reads its result, and a merge that disagrees must not be reported as done
+@dg.asset_check(asset=merged_model, blocking=True, description="Merged = base + adapter: layer-wise on every LoRA projection (any "
                 "host), and on probe logits when the model fits in RAM (<= 1e-4 in fp32; in bf16 <= 1% of the largest "
                 "logit), differing from the base model's.")
 def merged_model_logits(config: MergeCheckConfig, artifacts: ArtifactStore) -> dg.AssetCheckResult:
@@ -179,7 +185,7 @@ def merged_model_logits(config: MergeCheckConfig, artifacts: ArtifactStore) -> d
         agree, differs = r["max_abs_diff_merged_vs_adapter"] <= bound, r["max_abs_diff_merged_vs_base"] > 10 * bound
         metadata.update({**r, "bound": bound, "agrees_with_adapter": agree, "differs_from_base": differs})
         passed = passed and agree and differs
-    return dg.AssetCheckResult(passed=passed, metadata=metadata)
+    return dg.AssetCheckResult(passed=passed, metadata=tidy(metadata))
 
 
 @dg.asset_check(asset=merged_model, blocking=True, description="The merged model stops where the fine-tuning "
@@ -191,4 +197,4 @@ def merged_model_stops_on_eot(artifacts: ArtifactStore) -> dg.AssetCheckResult:
     problems, metadata = stop_token_problems(artifacts.path("merged_model", "model"))
     if problems:
         metadata["problems"] = dg.MetadataValue.md("\n".join(f"- {p}" for p in problems))
-    return dg.AssetCheckResult(passed=not problems, metadata=metadata)
+    return dg.AssetCheckResult(passed=not problems, metadata=tidy(metadata))

@@ -13,12 +13,19 @@ import argparse
 import os
 import signal
 import sys
+from pathlib import Path
 
 from llama_sft_dagster.cli.home import ensure_dagster_home
 
 
+WORKSPACE = Path(__file__).resolve().parents[2] / "workspace.yaml"
+
+
 def dagster_dev_command(host: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "dagster", "dev", "-m", "llama_sft_dagster.definitions", "-h", host, "-p", str(port)]
+    # workspace.yaml names the code location; `make demo` (cli/demo.py) creates its runs from the same one,
+    # so they show on the job page and re-execute from the UI
+    target = ["-w", str(WORKSPACE)] if WORKSPACE.exists() else ["-m", "llama_sft_dagster.definitions"]
+    return [sys.executable, "-m", "dagster", "dev", *target, "-h", host, "-p", str(port)]
 
 
 def main(argv: list[str] | None = None) -> None:

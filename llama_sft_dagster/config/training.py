@@ -94,6 +94,8 @@ class TrainConfig(dg.Config):
                                    description="Monitor metrics every N steps.")
     monitor_deep_every: int = Field(by_profile(demo=10, full=200, rehearsal=2), gt=0,
                                     description="LoRA drift / effective-rank metrics every N steps.")
+    progress_every: int = Field(by_profile(demo=10, full=50, rehearsal=1), gt=0,
+                                description="A progress line (step/total, loss, tokens/s, ETA) in the run log every N steps.")
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -115,7 +117,7 @@ class TrainConfig(dg.Config):
 
     def trainer_kwargs(self) -> dict:
         skip = {"lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "monitor_log_every",
-                "monitor_deep_every", "eval_max_samples"}
+                "monitor_deep_every", "eval_max_samples", "progress_every"}
         return {k: v for k, v in self.model_dump().items() if k not in skip}
 
 

@@ -26,6 +26,9 @@ class TrainJob:
     accelerate_config: str = ""    # accelerate config file (launch/accelerate/*.yaml or the user's)
     mlflow_tracking_uri: str = ""  # rank 0 logs into this run, which the asset opened and will close
     mlflow_run_id: str = ""
+    mlflow_url: str = ""           # where the run opens in the MLflow UI (report.json links it)
+    progress_every: int = 10       # a progress line every N steps (TrainConfig.progress_every)
+    dagster_run_id: str = ""       # names the TensorBoard run folder (progress.tensorboard_run_dir)
 
     @property
     def launch_dir(self) -> Path:

@@ -10,6 +10,7 @@ materialization. Checkpoints are written by rank 0 (the Trainer's own rule) and 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -66,22 +67,15 @@ def dagster_pipes_on(rank: int):
         yield pipes
 
 
-def progress_callback(logger):
-    """A TrainerCallback sending each Trainer log (loss, eval_loss, grad_norm, learning_rate) as one line."""
-    from transformers import TrainerCallback
-
-    class PipesProgress(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if state.is_world_process_zero and logs:
-                values = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items())
-                logger.info(f"step {state.global_step}/{state.max_steps}: {values}")
-
-    return PipesProgress()
+REPORT_FILE = "report.json"  # what run_report reads: losses, plots, MLflow run, TensorBoard folder
+# the Trainer's summary numbers that go in one small table (the asset's Plots tab charts every number)
+SECONDARY_STATS = ("train_loss_mean", "train_steps_per_second", "train_samples_per_second", "total_flos",
+                   "total_params", "trainable_percent", "train_samples", "validation_samples")
 
 
 def open_mlflow_run(job: TrainJob):
-    """Attach rank 0 to the asset's MLflow run so transformers' MLflowCallback and the monitor log into
-    it (with a run active, the callback neither starts nor ends one: resources/tracking.py)."""
+    """Attach rank 0 to the asset's MLflow run so progress.TrainerLogsToMlflow and the monitor log into
+    it (the asset opened the run and ends it)."""
     if not job.mlflow_run_id:
         return None
     import mlflow
@@ -101,16 +95,47 @@ def peak_memory_gb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3)  # KiB on Linux
 
 
-def plot_metadata(trainer, monitor, out: Path) -> dict:
-    """The plots as `path` metadata; the asset inlines them (adapter_training.inline_plots). Not inlined
-    here: a Pipes message of the base64 images is tens of KB, written in several chunks, and Dagster
-    1.13's file reader (dagster._utils.tail_file) can read and JSON-decode a half-written line."""
+def make_plots(trainer, monitor, out: Path) -> dict[str, Path]:
+    """The plots under `out/plots`, by name (loss, grad_norm, effective_rank)."""
     from llama_sft_dagster.core.training import plots
 
-    made = {"loss_plot": plots.plot_losses(trainer.state.log_history, out / "loss.png"),
-            "grad_norm_plot": plots.plot_grad_norms(monitor.history, out / "grad_norm.png"),
-            "effective_rank_plot": plots.plot_effective_rank(monitor.history, out / "effective_rank.png")}
-    return {k: {"raw_value": str(p), "type": "path"} for k, p in made.items() if p is not None}
+    made = {"loss": plots.plot_losses(trainer.state.log_history, out / "plots" / "loss.png"),
+            "grad_norm": plots.plot_grad_norms(monitor.history, out / "plots" / "grad_norm.png"),
+            "effective_rank": plots.plot_effective_rank(monitor.history, out / "plots" / "effective_rank.png")}
+    return {k: p for k, p in made.items() if p is not None}
+
+
+def write_report(job: TrainJob, trainer, result, monitor, plots: dict[str, Path], tb_dir: Path) -> dict:
+    """report.json for run_report (summary, loss curves, plots, MLflow URL); returns its contents."""
+    from llama_sft_dagster.core.training.trainer import summary
+
+    history = trainer.state.log_history
+    report = {"summary": summary(trainer, result),
+              "losses": {"train": [(h["step"], h["loss"]) for h in history if "loss" in h],
+                         "eval": [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]},
+              "token_efficiency": monitor.total.metrics().get("monitor/token_efficiency"),
+              "plots": {k: str(p) for k, p in plots.items()}, "tensorboard_run": str(tb_dir),
+              "mlflow_run_id": job.mlflow_run_id or None, "mlflow_url": job.mlflow_url or None}
+    (Path(job.out_dir) / REPORT_FILE).write_text(json.dumps(report, indent=2))
+    return report
+
+
+def rank0_metadata(report: dict, monitor, resumed_from, adapter: Path, plots: dict[str, Path], tb_dir: Path) -> dict:
+    """The asset metadata rank 0 reports (Pipes raw values): rounded summary, the secondary numbers in one
+    table, token counts over every training batch, paths. The plots go as paths and the asset inlines them
+    (adapter_training.inline_plots): a Pipes message of the base64 images is tens of KB, written in several
+    chunks, and Dagster 1.13's file reader (dagster._utils.tail_file) can read and JSON-decode a half-written line."""
+    from llama_sft_dagster.core.report.tidy import tidy
+
+    summary = tidy(report["summary"])
+    details = {k: summary.pop(k) for k in SECONDARY_STATS if k in summary}
+    table = "\n".join(["| | |", "|---|---|", *(f"| {k} | {v:,} |" for k, v in details.items())])
+    tokens = {k.split("/", 1)[1]: v for k, v in monitor.total.metrics().items()}  # over every training batch
+    return {**tidy({**summary, **tokens, "peak_memory_gb": peak_memory_gb(), "resumed_from": resumed_from}),
+            "training_details": {"raw_value": table, "type": "md"},
+            "tensorboard_run": {"raw_value": str(tb_dir), "type": "path"},
+            "path": {"raw_value": str(adapter), "type": "path"},
+            **{f"{k}_plot": {"raw_value": str(p), "type": "path"} for k, p in plots.items()}}
 
 
 def read_rows(job: TrainJob) -> tuple[list[dict], list[dict], list[str] | None]:
@@ -136,6 +161,7 @@ def train(job: TrainJob, rank: int, logger) -> dict | None:
     """Train this rank's share; rank 0 returns the asset metadata (Pipes raw values), the others None."""
     import torch
 
+    from llama_sft_dagster.core.training import progress
     from llama_sft_dagster.core.training import trainer as training
     from llama_sft_dagster.core.training.device import DevicePlan
     from llama_sft_dagster.core.training.masking import verify_trainer_masking
@@ -144,13 +170,18 @@ def train(job: TrainJob, rank: int, logger) -> dict | None:
     plan, out, main = DevicePlan(**job.plan), Path(job.out_dir), rank == 0
     train_rows, eval_rows, sources = read_rows(job)
     run = open_mlflow_run(job) if main else None
-    monitor = TrainingMonitor(out / "tensorboard", log_every=job.monitor_log_every, deep_every=job.monitor_deep_every,
+    # one readable TensorBoard folder per run, for the Trainer's curves and the monitor's
+    tb_dir = progress.tensorboard_run_dir(out / "tensorboard", job.dagster_run_id or job.run_fingerprint,
+                                          job.lora["r"], job.hp["learning_rate"], job.hp["max_steps"])
+    monitor = TrainingMonitor(tb_dir, log_every=job.monitor_log_every, deep_every=job.monitor_deep_every,
                               use_mlflow=run is not None) if main else None
-    report_to = (["tensorboard", "mlflow"] if run else ["tensorboard"]) if main else ["none"]
+    # not transformers' MLflowCallback: it logs ~200 params of model-config noise (core/training/progress.py)
     trainer = training.setup(Path(job.base_dir), train_rows, eval_rows, job.hp, job.lora, job.fmt, plan,
-                             out / "checkpoints", report_to, monitor)
+                             out / "checkpoints", ["tensorboard"] if main else ["none"], monitor)
     if main:
-        trainer.add_callback(progress_callback(logger))
+        progress.route_tensorboard(trainer, tb_dir)
+        trainer.add_callback(progress.TrainerLogsToMlflow())
+        trainer.add_callback(progress.ProgressLine(logger.info, job.progress_every, lambda: monitor.total.positions))
     # every rank: the dataloaders synchronise their RNG
     mask = verify_trainer_masking(trainer, max_batches=4, sources=sources, system_prompt=job.fmt.get("system_prompt"))
     if not mask.ok:
@@ -167,13 +198,14 @@ def train(job: TrainJob, rank: int, logger) -> dict | None:
         return None
     import mlflow
 
+    plots = make_plots(trainer, monitor, out)
+    report = write_report(job, trainer, result, monitor, plots, tb_dir)
     if run is not None:
+        if report["token_efficiency"] is not None:
+            mlflow.log_metric("monitor/token_efficiency_whole_run", report["token_efficiency"])
         mlflow.flush_async_logging()  # the asset ends the run once this process has exited
-    return {**training.summary(trainer, result), "peak_memory_gb": peak_memory_gb(),
-            "token_efficiency": mask.metrics()["token_efficiency"], "padding_share": mask.metrics()["padding_share"],
-            "attn_implementation_used": training.attention_kernel(trainer.model),
-            "resumed_from": resumed_from or "", "path": {"raw_value": str(adapter), "type": "path"},
-            **plot_metadata(trainer, monitor, out)}
+    metadata = rank0_metadata(report, monitor, resumed_from, adapter, plots, tb_dir)
+    return {**metadata, "attn_implementation_used": training.attention_kernel(trainer.model)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,6 +64,8 @@ _SECRET_VALUE = re.compile(r"^(hf_|sk-|ghp_|gho_|github_pat_|AKIA)")
 MAX_PARAM_CHARS = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH in MLflow 3.17
 PARAMS_PER_BATCH = 100  # mlflow.utils.validation.MAX_PARAMS_TAGS_PER_BATCH
 _CUT = "...[truncated]"
+# The MLflow 3 UI opens an experiment in the view its kind names; without the tag it guesses "GenAI" (traces)
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"  # "Model training"
 
 
 def default_tracking_uri() -> str:
@@ -168,6 +170,8 @@ class MlflowTracking(dg.ConfigurableResource):
                     experiment.experiment_id if experiment is not None
                     else client.create_experiment(self.experiment_name, artifact_location=self._artifact_location(uri))
                 )
+                if (experiment.tags if experiment is not None else {}).get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+                    client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
                 _close_orphans(client, experiment_id, run_name)
             mlflow.set_tracking_uri(uri)
             run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
@@ -223,6 +227,28 @@ class MlflowTracking(dg.ConfigurableResource):
             self._end("KILLED")
             raise
         self._end("FINISHED")
+
+    @staticmethod
+    def log_artifacts(paths, artifact_path: str) -> list[str]:
+        """Log files into the active run under `artifact_path`; returns what was logged (a failure warns)."""
+        import mlflow
+
+        if mlflow.active_run() is None:
+            return []
+        logged = []
+        for path in paths:
+            try:
+                mlflow.log_artifact(str(path), artifact_path=artifact_path)
+                logged.append(f"{artifact_path}/{Path(path).name}")
+            except Exception as exc:
+                log.warning("MLflow could not store artifact %s: %s", path, exc)
+        return logged
+
+    def run_url(self, run, ui_url: str) -> str | None:
+        """Where the run opens in the MLflow UI (`make mlflow` serves `ui_url`)."""
+        if run is None:
+            return None
+        return f"{ui_url.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
 
     def report_to(self) -> list[str]:
         """`report_to` for TrainingArguments: "mlflow" only while a run is active (call inside start_run)."""

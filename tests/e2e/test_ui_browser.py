@@ -3,6 +3,7 @@
 materializes the raw group through the UI's "Materialize all" button, and the run succeeds.
 Screenshot: test-artifacts/ui_asset_graph.png. Needs /usr/bin/chromium (`make browser`).
 """
+import contextlib
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run"]
 ARTIFACTS = REPO / "test-artifacts"
-LOCATION = "llama_sft_dagster.definitions"
+LOCATION = "llama_sft_dagster"  # workspace.yaml's name: `make ui` and `make demo` share it
 LOCATIONS_QUERY = "{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { __typename } } } } }"
 RAW_GROUP = ["bitext_source", "multiwoz_source", "bitext_raw", "multiwoz_raw", "raw_pairs"]
 
@@ -69,11 +70,12 @@ def wait_for_runs(base: str, timeout_s: float = 180) -> list[dict]:
     raise TimeoutError(f"runs not finished within {timeout_s} s: {runs}")
 
 
-@pytest.fixture
-def dagster_ui(isolated_state):
+@contextlib.contextmanager
+def ui_server(state: Path):
+    """`python -m llama_sft_dagster.cli.ui` (what `make ui` runs) on `state`; yields (base URL, process)."""
     port = free_port()
-    env = {**os.environ, "SFT_STATE_DIR": str(isolated_state), "DAGSTER_HOME": str(isolated_state / "dagster_home")}
-    log = open(isolated_state / "dagster_dev.log", "w")
+    env = {**os.environ, "SFT_STATE_DIR": str(state), "DAGSTER_HOME": str(state / "dagster_home")}
+    log = open(state / f"dagster_dev_{port}.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "llama_sft_dagster.cli.ui", "--port", str(port)],
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -90,6 +92,20 @@ def dagster_ui(isolated_state):
         print(f"dagster dev stopped {time.monotonic() - started:.1f} s after SIGTERM")
 
 
+@pytest.fixture
+def dagster_ui(isolated_state):
+    with ui_server(isolated_state) as served:
+        yield served
+
+
+def open_browser(pw):
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    # the newsletter dialog a fresh profile gets, whenever it pops up
+    page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
+    return browser, page
+
+
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed: run `make browser`")
 def test_asset_graph_lists_assets_and_materializes_raw_group(dagster_ui, isolated_state):
     from playwright.sync_api import sync_playwright
@@ -97,10 +113,7 @@ def test_asset_graph_lists_assets_and_materializes_raw_group(dagster_ui, isolate
     base, proc = dagster_ui
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        # the newsletter dialog a fresh profile gets, whenever it pops up
-        page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
+        browser, page = open_browser(pw)
         page.goto(f"{base}/assets", wait_until="networkidle")
         for name in ["bitext_raw", "raw_pairs", "word_count_filtered", "english_filtered", "train_pairs", "validation_pairs"]:
             page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
@@ -119,3 +132,39 @@ def test_asset_graph_lists_assets_and_materializes_raw_group(dagster_ui, isolate
         browser.close()
     assert (isolated_state / "artifacts" / "raw_pairs" / "data.parquet").exists()
     assert proc.poll() is None
+
+
+STALE_QUERY = "{ assetNodes { assetKey { path } isObservable staleStatus staleCauses { reason } } }"
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed: run `make browser`")
+def test_ui_after_make_demo_is_clean_and_shows_the_run_report(demo_cli_run):
+    """After `make demo`: nothing Unsynced, the run on the sft_pipeline job page, the run report with the
+    funnel and an inline plot visible without a click. Screenshots: test-artifacts/ui_run_report.png."""
+    from playwright.sync_api import sync_playwright
+
+    assert demo_cli_run.returncode == 0, demo_cli_run.stdout[-2000:]
+    run_id = next(line.split()[1] for line in demo_cli_run.lines if line.startswith("run "))
+    ARTIFACTS.mkdir(exist_ok=True)
+    with ui_server(demo_cli_run.state) as (base, proc), sync_playwright() as pw:
+        nodes = graphql(base, STALE_QUERY)["assetNodes"]
+        stale = [(n["assetKey"]["path"], n["staleCauses"]) for n in nodes if n["staleStatus"] != "FRESH"]
+        assert not stale, f"Unsynced after make demo: {stale}"
+        browser, page = open_browser(pw)
+        page.goto(f"{base}/locations/{LOCATION}/asset-groups/raw", wait_until="networkidle")
+        page.get_by_text("raw_pairs", exact=True).first.wait_for(timeout=60_000)
+        page.get_by_text("Materialized").first.wait_for(timeout=60_000)
+        assert page.get_by_text("Unsynced").count() == 0
+
+        page.goto(f"{base}/locations/{LOCATION}/jobs/sft_pipeline/runs", wait_until="networkidle")
+        page.get_by_text(run_id[:8]).first.wait_for(timeout=60_000)
+
+        page.goto(f"{base}/assets/run_report", wait_until="networkidle")
+        page.get_by_text("word_count_filtered").first.wait_for(timeout=60_000)  # a row of the funnel table
+        plot = page.locator('img[src^="data:image/png"]').first
+        plot.wait_for(state="visible", timeout=30_000)
+        box = plot.bounding_box()
+        assert box and box["width"] > 100 and box["height"] > 30
+        page.screenshot(path=str(ARTIFACTS / "ui_run_report.png"), full_page=True)
+        browser.close()
+        assert proc.poll() is None

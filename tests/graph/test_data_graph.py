@@ -25,6 +25,8 @@ def accounting_of(result) -> dict[str, dict]:
     out = {}
     for stage in ["raw_pairs", *FILTER_STAGES]:
         md = stage_metadata(result, stage)
+        if stage == "raw_pairs":  # counted in Bitext rows + MultiWOZ turns (a pair uses two turns)
+            md = {**md, "rows_in": md["rows_and_turns_in"], "rows_out": md["rows_and_turns_used"]}
         dropped = {k: v for k, v in md.items() if k.startswith("dropped_") and k != "dropped_total"}
         assert md["rows_in"] == md["rows_out"] + sum(dropped.values()), stage
         out[stage] = {"rows_in": md["rows_in"], "rows_out": md["rows_out"], **dropped}

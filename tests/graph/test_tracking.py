@@ -6,7 +6,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from llama_sft_dagster.core.training.monitoring import TrainingMonitor
+from llama_sft_dagster.core.training.monitoring import TrainingMonitor, mlflow_families
 from llama_sft_dagster.resources.tracking import MlflowTracking, flatten_params, looks_secret, safe_params
 from support.tiny_lora_training import train_tiny
 
@@ -86,6 +86,8 @@ def test_run_finished_with_params_tags_metrics_and_no_secrets(tracking):
     assert "hf_abc" not in str(got.data)
     assert got.data.metrics == {"monitor/token_efficiency": 0.5}
     assert tracking.report_to() == ["tensorboard"]
+    # the experiment opens in MLflow's "Model training" view, not the GenAI (traces) one
+    assert client.get_experiment_by_name(tracking.experiment_name).tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_exception_ends_run_failed_and_propagates(tracking):
@@ -139,11 +141,13 @@ def test_training_logs_trainer_and_monitor_metrics_into_one_run(tracking, tmp_pa
     assert len(runs) == 1  # transformers' MLflowCallback logged into our run, it did not start its own
     got = runs[0]
     assert got.info.status == "FINISHED"
-    assert {"loss", "grad_norm", "monitor/token_efficiency", "grad_norm/q_proj", "stable_rank/q_proj",
-            "lora_drift/down_proj", "memory/rss_gb"} <= set(got.data.metrics)
-    assert monitor.tags <= set(got.data.metrics)
+    assert {"loss", "grad_norm", "monitor/token_efficiency", "grad_norm/mean_over_modules", "stable_rank/mean_over_modules",
+            "lora_drift/mean_over_modules", "memory/rss_gb"} <= set(got.data.metrics)
+    # per-module series are folded into one per family for MLflow (TensorBoard keeps every module)
+    assert set(mlflow_families(dict.fromkeys(monitor.tags, 0.0))) <= set(got.data.metrics)
+    assert "grad_norm/q_proj" in monitor.tags and "grad_norm/q_proj" not in got.data.metrics
     assert got.data.params["config.lora_r"] == "8" and "learning_rate" in got.data.params
-    steps = [m.step for m in client.get_metric_history(got.info.run_id, "grad_norm/q_proj")]
+    steps = [m.step for m in client.get_metric_history(got.info.run_id, "grad_norm/mean_over_modules")]
     assert steps == [2, 4]
 
 

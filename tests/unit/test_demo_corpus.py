@@ -108,3 +108,28 @@ def test_planted_counts_scale_and_refuse_too_small_corpora():
     assert Counter(dc.bitext_row_kinds(n_rows=1000))["near_duplicate"] == 30
     with pytest.raises(ValueError, match="too few"):
         dc.generate_bitext_rows(n_rows=5)
+
+
+def test_replies_only_name_what_the_request_names(corpus):
+    """A reply may mention a product, city, order, account or invoice only when its request does."""
+    from llama_sft_dagster.core.demo import text as T
+
+    products = [f"{a} {p}" for a in T.ADJECTIVES for p in T.PRODUCTS]
+    bitext = corpus["bitext"].to_pylist()
+    kinds = dc.bitext_row_kinds()
+    checked = 0
+    for row, kind in zip(bitext, kinds):
+        if kind not in ("normal", "exact_duplicate", "near_duplicate"):
+            continue
+        for name in [*products, *T.CITIES]:
+            assert name not in row["response"] or name in row["instruction"], (name, row["instruction"], row["response"])
+        checked += 1
+    assert checked > 3000
+
+
+def test_copies_keep_their_originals_intent(corpus):
+    bitext = corpus["bitext"].to_pylist()
+    kinds = dc.bitext_row_kinds()
+    intent_of = {(r["instruction"], r["response"]): r["intent"] for r, k in zip(bitext, kinds) if k == "normal"}
+    copies = [r for r, k in zip(bitext, kinds) if k == "exact_duplicate"]
+    assert copies and all(intent_of[(r["instruction"], r["response"])] == r["intent"] for r in copies)

@@ -70,6 +70,16 @@ def _fill(rng: random.Random) -> dict[str, str]:
     }
 
 
+# A reply may name the product, order, city, account or invoice only when the request does: a reply about a
+# "steel water bottle" to a sign-up question reads like a bug in the data.
+_MENTIONS = ("prod", "ord", "city", "acct", "inv")
+
+
+def _fitting(templates: list[str], instruction: str, s: dict[str, str]) -> list[str]:
+    absent = [f"{{{k}}}" for k in _MENTIONS if s[k] not in instruction]
+    return [t for t in templates if not any(a in t for a in absent)]
+
+
 def _normal_row(rng: random.Random, intent: str) -> tuple[str, str]:
     category, asks, verb, thing, section = T.INTENTS[intent]
     s = _fill(rng)
@@ -78,10 +88,13 @@ def _normal_row(rng: random.Random, intent: str) -> tuple[str, str]:
     greet = rng.choice(T.GREETINGS)
     frame = rng.choice(T.FRAMES).format(ask=ask)
     instruction = greet + (frame[0].lower() if greet else frame[0].upper()) + frame[1:] + rng.choice(T.TAILS).format(**s)
-    steps = sorted(rng.sample(range(len(T.STEPS)), rng.randint(3, 5)))
-    numbered = [f"{n}. {T.STEPS[i].format(**s)}" for n, i in enumerate(steps, 1)]
-    rest = [d.format(**s) for d in rng.sample(T.DETAILS, rng.randint(1, 2))] + [rng.choice(T.CLOSINGS).format(**s)]
-    opener = rng.choice(T.OPENERS).format(**s)
+    steps_pool = _fitting(T.STEPS, instruction, s)
+    steps = sorted(rng.sample(range(len(steps_pool)), rng.randint(3, 5)))
+    numbered = [f"{n}. {steps_pool[i].format(**s)}" for n, i in enumerate(steps, 1)]
+    details = _fitting(T.DETAILS, instruction, s)
+    rest = [d.format(**s) for d in rng.sample(details, rng.randint(1, 2))]
+    rest.append(rng.choice(_fitting(T.CLOSINGS, instruction, s)).format(**s))
+    opener = rng.choice(_fitting(T.OPENERS, instruction, s)).format(**s)
     return instruction, f"{opener} Here is what to do:\n" + "\n".join(numbered) + "\n" + " ".join(rest)
 
 
@@ -92,7 +105,25 @@ def _overlong_response(rng: random.Random, intent: str) -> str:
     return "\n\n".join(sentences)
 
 
-def _planted_row(rng: random.Random, kind: str, intent: str, normals: list[tuple[str, str]]) -> tuple[str, str]:
+def _planted_row(rng: random.Random, kind: str, intent: str, normals: list[tuple[str, str, str]]) -> tuple[str, str, str]:
+    """(instruction, response, intent): a copy carries its original's intent, every other kind `intent`."""
+    if kind in ("exact_duplicate", "near_duplicate"):
+        return _copy_row(rng, kind, normals)
+    return (*_planted_text(rng, kind, intent), intent)
+
+
+def _copy_row(rng: random.Random, kind: str, normals: list[tuple[str, str, str]]) -> tuple[str, str, str]:
+    ins, resp, intent = rng.choice(normals)
+    if kind == "exact_duplicate":
+        return ins, resp, intent
+    # near_duplicate: change one of the last four words, so at most 4 of ~100 word 5-grams differ
+    words = resp.split(" ")
+    i = len(words) - 1 - rng.randrange(min(4, len(words)))
+    words[i] = "kindly" if words[i] != "kindly" else "please"
+    return ins, " ".join(words), intent
+
+
+def _planted_text(rng: random.Random, kind: str, intent: str) -> tuple[str, str]:
     s = _fill(rng)
     if kind == "short":
         ins, resp = _normal_row(rng, intent)
@@ -108,14 +139,7 @@ def _planted_row(rng: random.Random, kind: str, intent: str, normals: list[tuple
         return ins, ins if rng.random() < 0.5 else f"{ins[0].lower()}{ins[1:]}"
     if kind == "blank":
         return _normal_row(rng, intent)[0], ""
-    ins, resp = rng.choice(normals)
-    if kind == "exact_duplicate":
-        return ins, resp
-    # near_duplicate: change one of the last four words, so at most 4 of ~100 word 5-grams differ
-    words = resp.split(" ")
-    i = len(words) - 1 - rng.randrange(min(4, len(words)))
-    words[i] = "kindly" if words[i] != "kindly" else "please"
-    return ins, " ".join(words)
+    raise ValueError(f"unknown planted kind {kind!r}")
 
 
 def _bitext_rows(seed: int, n_rows: int) -> tuple[pa.Table, list[str]]:
@@ -124,15 +148,16 @@ def _bitext_rows(seed: int, n_rows: int) -> tuple[pa.Table, list[str]]:
     intents = list(T.INTENTS)
     rows: dict[str, list] = {c: [] for c in BITEXT_COLUMNS}
     # Copies need originals: draw every normal row first, then fill planted slots in row order.
-    texts: list[tuple[str, str] | None] = [
-        _normal_row(rng, intents[i % len(intents)]) if k == "normal" else None for i, k in enumerate(kinds)
+    texts: list[tuple[str, str, str] | None] = [
+        (*_normal_row(rng, intents[i % len(intents)]), intents[i % len(intents)]) if k == "normal" else None
+        for i, k in enumerate(kinds)
     ]
-    normals: list[tuple[str, str]] = []  # normal rows before row i: copies follow their original
+    normals: list[tuple[str, str, str]] = []  # normal rows before row i: copies follow their original
     for i, kind in enumerate(kinds):
-        intent = intents[i % len(intents)]
-        ins, resp = texts[i] or _planted_row(rng, kind, intent, normals or [t for t in texts if t])
+        ins, resp, intent = texts[i] or _planted_row(rng, kind, intents[i % len(intents)],
+                                                     normals or [t for t in texts if t])
         if kind == "normal":
-            normals.append((ins, resp))
+            normals.append((ins, resp, intent))
         rows["flags"].append("".join(sorted(rng.sample("BCILMPQWZ", rng.randint(1, 3)))))
         rows["instruction"].append(ins)
         rows["category"].append(T.INTENTS[intent][0])

@@ -43,7 +43,11 @@ Trainer subclass's `training_step` (once per micro-batch, training only, in the 
         monitor.close()  # removes hooks even when training raises (on_train_end then never runs)
 
 If it is never called, the token metrics are absent and `close()` logs a warning saying so.
-Metrics go to MLflow only while a run is active (see resources/tracking.py). transformers is imported
+Metrics go to MLflow only while a run is active (see resources/tracking.py), and there only as families:
+a per-module series (`grad_norm/q_proj`, `stable_rank/v_proj`...) becomes its mean over modules
+(`grad_norm/mean_over_modules`), so each family is one chart instead of seven; TensorBoard, the asset's
+plots (logged to MLflow as artifacts) and `history` keep every module. `total` counts the tokens of the
+whole run (token_efficiency over all training micro-batches, the number train_adapter reports). transformers is imported
 at module level (the callback base class): import this module inside the training function.
 """
 from __future__ import annotations
@@ -151,6 +155,27 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
+# families whose keys are `<family>/<module>`; `grad_norm/lora_total` is already a total and stays
+MODULE_FAMILIES = ("grad_norm", "act_norm", "lora_drift", "lora_drift_A", "lora_drift_B", "eff_rank_nuc_frob",
+                   "eff_rank_entropy", "stable_rank")
+KEEP_AS_IS = {"grad_norm/lora_total"}
+
+
+def mlflow_families(metrics: Mapping[str, float]) -> dict[str, float]:
+    """Per-module metrics folded into `<family>/mean_over_modules`; every other metric unchanged."""
+    out: dict[str, float] = {}
+    groups: dict[str, list[float]] = {}
+    for key, value in metrics.items():
+        family = key.split("/", 1)[0]
+        if family in MODULE_FAMILIES and key not in KEEP_AS_IS:
+            groups.setdefault(family, []).append(value)
+        else:
+            out[key] = value
+    out.update({f"{family}/mean_over_{'layers' if family == 'act_norm' else 'modules'}": _mean(values)
+                for family, values in groups.items()})
+    return out
+
+
 class TrainingMonitor(TrainerCallback):
     """TrainerCallback computing the metrics in the module docstring; see there for wiring."""
 
@@ -165,6 +190,7 @@ class TrainingMonitor(TrainerCallback):
         self.layer_history: dict[int, dict[str, dict[str, dict[int, float]]]] = {}
         self.tags: set[str] = set()
         self.stats = TokenStats()
+        self.total = TokenStats()  # never reset: the whole run
         self._observed_any = False
         self._capture = False
         self._active = False
@@ -183,6 +209,7 @@ class TrainingMonitor(TrainerCallback):
         """Count one training micro-batch (call from `training_step`, see module docstring)."""
         self._observed_any = True
         self.stats.observe(inputs)
+        self.total.observe(inputs)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if not state.is_world_process_zero or model is None:
@@ -332,7 +359,7 @@ class TrainingMonitor(TrainerCallback):
         if mlflow.active_run() is None:
             return
         try:
-            mlflow.log_metrics(metrics, step=step)
+            mlflow.log_metrics(mlflow_families(metrics), step=step)
         except Exception as exc:  # a tracking outage must not stop training; TensorBoard keeps everything
             self._mlflow_failed = True
             log.warning("TrainingMonitor: MLflow logging failed (%s); continuing with TensorBoard only", exc)

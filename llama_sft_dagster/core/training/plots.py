@@ -23,14 +23,15 @@ RANK_METRICS = (
 )
 
 
-def _figure(ncols: int = 1):
+def _figure(nrows: int = 1):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, ncols, figsize=(6 * ncols, 4), squeeze=False)
-    return plt, fig, list(axes[0])
+    # panels stacked, never side by side: a 6-inch-wide image fits the UI's Markdown dialog
+    fig, axes = plt.subplots(nrows, 1, figsize=(6, 3.2 * nrows if nrows > 1 else 4), squeeze=False)
+    return plt, fig, list(axes[:, 0])
 
 
 def _save(plt, fig, path: str | Path) -> Path:
@@ -99,7 +100,7 @@ def plot_effective_rank(history: Mapping[int, Mapping[str, float]], path: str | 
         ax.set_title(title, fontsize="medium")
         ax.set_xlabel("optimizer step")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize="small")
+    axes[0].legend(fontsize="small", ncol=4)
     return _save(plt, fig, path)
 
 

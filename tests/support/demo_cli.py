@@ -1,0 +1,53 @@
+"""One `make demo` run (python -m llama_sft_dagster.cli.demo, what the target runs) per pytest session,
+shared by the demo, MLflow/TensorBoard and browser tests: its state folder, printed lines and exit code.
+
+The run is the real command in a subprocess with its own state folder and Dagster home; only the
+training is shortened (DEMO_TEST_CONFIG, passed as a run-config file like a recipe).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from support.paths import REPO
+
+DEMO_TEST_CONFIG = {"ops": {"train_adapter": {"config": {"max_steps": 10, "eval_steps": 5, "save_steps": 5,
+                                                          "progress_every": 5}}}}
+
+
+@dataclass
+class DemoRun:
+    state: Path
+    stdout: str
+    stderr: str
+    returncode: int
+    seconds: float
+
+    @property
+    def lines(self) -> list[str]:
+        return self.stdout.splitlines()
+
+
+def demo_env(state: Path) -> dict:
+    return {**os.environ, "SFT_STATE_DIR": str(state), "DAGSTER_HOME": str(state / "dagster_home"),
+            "PYTHONPATH": str(REPO)}
+
+
+def run_demo(state: Path, config: dict, timeout_s: int = 1200) -> DemoRun:
+    state.mkdir(parents=True, exist_ok=True)
+    config_file = state / "run_config.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "llama_sft_dagster.cli.demo", "-c", str(config_file)], cwd=REPO,
+                          env=demo_env(state), capture_output=True, text=True, timeout=timeout_s)
+    return DemoRun(state, proc.stdout, proc.stderr, proc.returncode, time.monotonic() - started)
+
+
+def shared_demo_run(tmp_path_factory) -> DemoRun:
+    return run_demo(tmp_path_factory.getbasetemp() / "demo_cli_state", DEMO_TEST_CONFIG)
