@@ -28,9 +28,16 @@ PRINT_VERSIONS = ("import json; from llama_sft_dagster.definitions import all_as
                   "print(json.dumps({k.to_user_string(): v for a in all_assets for k, v in a.code_versions_by_key.items()}))")
 
 
+def find_function(tree: ast.AST, qualname: str) -> ast.FunctionDef:
+    """The def of `qualname` ('function' or 'Class.method') in a module's tree."""
+    *owner, name = qualname.split(".")
+    scope = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == owner[0]) if owner else tree
+    return next(n for n in ast.walk(scope) if isinstance(n, ast.FunctionDef) and n.name == name)
+
+
 def insert_before_return(source: str, function: str, line: str) -> str:
     """`line` inserted inside `function`, just before its last statement, at that statement's indent."""
-    node = next(n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.FunctionDef) and n.name == function)
+    node = find_function(ast.parse(source), function)
     last = node.body[-1]
     lines = source.splitlines(keepends=True)
     lines.insert(last.lineno - 1, " " * last.col_offset + line + "\n")
@@ -60,8 +67,9 @@ def versions(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("code_versions")
     return {
         "original": code_versions(tmp),
-        "token_logic": code_versions(tmp, "token_limit_decisions", "max_tokens = int(max_tokens)"),
-        "token_comment": code_versions(tmp, "token_limit_decisions", "# a comment says why, and changes nothing"),
+        # TokenLimit.decisions is what token_limit_filtered runs on every batch (assets/data_chain.py)
+        "token_logic": code_versions(tmp, "TokenLimit.decisions", "out = Decisions(out.reasons, out.details)"),
+        "token_comment": code_versions(tmp, "TokenLimit.decisions", "# a comment says why, and changes nothing"),
         "word_logic": code_versions(tmp, "word_count_decisions", "out = Decisions(out.reasons, out.details)"),
     }
 
