@@ -107,7 +107,8 @@ def test_dockerfile_installs_what_pyproject_declares():
     extras = re.findall(r"pip install '\.\[([a-z0-9,]+)\]'", docker)
     assert extras and set(extras[0].split(",")) <= set(project["project"]["optional-dependencies"])
     no_deps = re.findall(r"pip install --no-deps ([^\n\\]+)", docker)
-    make = re.findall(r"pip install -q --no-deps ([^\n\\]+)", (REPO / "Makefile").read_text())
+    # the Makefile installs with uv (`$(UV) pip install -q --python ... --no-deps ...`)
+    make = re.findall(r"pip install -q (?:--python \S+ )?--no-deps ([^\n\\]+)", (REPO / "Makefile").read_text())
     assert no_deps and make and no_deps[0].split() == make[0].split()
     cmd = json.loads(re.search(r"^CMD (\[.*\])$", docker, re.M).group(1))
     assert cmd[cmd.index("--module-name") + 1] == project["tool"]["dagster"]["module_name"]
