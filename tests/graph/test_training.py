@@ -96,7 +96,7 @@ def test_masking_and_length_checks(trained):
     assert masking.passed
     meta = {k: v.value for k, v in masking.metadata.items()}
     assert meta["train_leaked"] == 0 and meta["train_unsupervised_reply"] == 0 and meta["train_reply_tokens"] > 0
-    assert 0 < meta["train_token_efficiency_first_8_batches"] < 1 and 0 <= meta["train_padding_share_first_8_batches"] < 1
+    assert 0 < meta["train_token_efficiency_sampled_batches"] < 1 and 0 <= meta["train_padding_share_sampled_batches"] < 1
     length = _check(result, "sft_dataset_templated_length")
     assert length.passed == (length.metadata["over_max_length"].value == 0)
 
