@@ -56,6 +56,7 @@ browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
 test: install browser
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
 
 ui: install
