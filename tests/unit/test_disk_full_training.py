@@ -12,6 +12,7 @@ import pytest
 from llama_sft_dagster.core.data.storage import ArtifactPathError
 from llama_sft_dagster.core.training import merge
 from llama_sft_dagster.core.training.trainer import fit, save_best_adapter
+from support.adapters import make_adapter, tiny_base
 from support.tiny_lora_training import pad_collate, random_examples, tiny_lora_model
 
 
@@ -44,35 +45,15 @@ def _digest(folder: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    from llama_sft_dagster.core.training.base_model import build_demo_base_model
-
-    texts = [f"my order {i} has not arrived, please help me track it" for i in range(200)]
-    return build_demo_base_model(texts, tmp_path_factory.mktemp("base"), vocab_size=500)  # ~650 KB of weights
-
-
-def _adapter(base_dir: Path, out: Path, seed: int) -> Path:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(seed)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir),
-                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.5)
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(base_dir).save_pretrained(out)
-    return out
+    return tiny_base(tmp_path_factory.mktemp("base"))  # ~650 KB of weights
 
 
 def test_merge_on_a_full_disk_names_the_path_and_keeps_the_previous_model(base, tmp_path, small_disk):
     disk = small_disk("1000k")  # room for one merged model (~650 KB), not for the new one beside it
-    first = merge.merge_lora(_adapter(base, tmp_path / "a1", 1), disk / "merged")
+    first = merge.merge_lora(make_adapter(base, tmp_path / "a1", seed=1), disk / "merged")
     before = _digest(first)
     with pytest.raises(ArtifactPathError, match=rf"could not write '{disk / 'merged'}': No space left on device"):
-        merge.merge_lora(_adapter(base, tmp_path / "a2", 2), disk / "merged")
+        merge.merge_lora(make_adapter(base, tmp_path / "a2", seed=2), disk / "merged")
     assert _digest(first) == before
     assert json.loads((first / merge.MERGE_INFO).read_text())["adapter_digest"] == merge.adapter_digest(tmp_path / "a1")
     assert sorted(p.name for p in disk.iterdir()) == ["merged"]  # no temporary folder left
@@ -80,11 +61,11 @@ def test_merge_on_a_full_disk_names_the_path_and_keeps_the_previous_model(base, 
 
 def test_merge_into_a_read_only_folder_names_it(base, tmp_path, small_disk):
     disk = small_disk("2m")
-    first = merge.merge_lora(_adapter(base, tmp_path / "a1", 1), disk / "merged")
+    first = merge.merge_lora(make_adapter(base, tmp_path / "a1", seed=1), disk / "merged")
     before = _digest(first)
     subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
     with pytest.raises(ArtifactPathError, match=rf"'{disk}' is not writable: Read-only file system"):
-        merge.merge_lora(_adapter(base, tmp_path / "a2", 2), disk / "merged")
+        merge.merge_lora(make_adapter(base, tmp_path / "a2", seed=2), disk / "merged")
     assert _digest(first) == before
 
 

@@ -4,32 +4,12 @@ import json
 import pytest
 
 from llama_sft_dagster.core.training import merge
-
-
-def make_adapter(base_dir, out, zero_b: bool):
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir),
-                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], task_type="CAUSAL_LM"))
-    if not zero_b:
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if "lora_B" in name:
-                    p.normal_(0, 0.5)
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(base_dir).save_pretrained(out)
-    return out
+from support.adapters import make_adapter, tiny_base
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    from llama_sft_dagster.core.training.base_model import build_demo_base_model
-
-    texts = [f"my order {i} has not arrived, please help me track it" for i in range(200)]
-    return build_demo_base_model(texts, tmp_path_factory.mktemp("base"), vocab_size=500)
+    return tiny_base(tmp_path_factory.mktemp("base"))  # ~650 KB of weights
 
 
 def test_merge_matches_adapter_and_returns_early(base, tmp_path):

@@ -1,19 +1,16 @@
 """Layer-wise merge check (what fits a 24 GiB host for 8B) and the choice between it and the logits check."""
 import pytest
-from test_merge import make_adapter
 
 from llama_sft_dagster.core.training import merge
 from llama_sft_dagster.core.training.merge_check import model_bytes, plan_merge_check, weight_check
+from support.adapters import make_adapter, tiny_base
 
 GIB = 1024**3
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    from llama_sft_dagster.core.training.base_model import build_demo_base_model
-
-    texts = [f"my order {i} has not arrived, please help me track it" for i in range(200)]
-    return build_demo_base_model(texts, tmp_path_factory.mktemp("base"), vocab_size=500)
+    return tiny_base(tmp_path_factory.mktemp("base"))  # ~650 KB of weights
 
 
 def test_weight_check_passes_on_a_real_merge_and_fails_on_a_wrong_one(base, tmp_path):
