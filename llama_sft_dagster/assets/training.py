@@ -19,6 +19,7 @@ from llama_sft_dagster.resources.tracking import MlflowTracking
 
 SPLITS = {"train": "train_pairs", "validation": "validation_pairs"}
 FORMAT_FILE = "format.json"  # the sft_dataset settings train_adapter and the checks must share
+LINEAGE_FILE = "lineage.json"  # in a merged_model version: the adapter version it was merged from
 
 
 def load_sft(artifacts: ArtifactStore, consumer: str) -> tuple[dict, list[dict], list[dict]]:
@@ -106,69 +107,41 @@ def sft_dataset_templated_length(artifacts: ArtifactStore) -> dg.AssetCheckResul
     return dg.AssetCheckResult(passed=report["over_max_length"] == 0, severity=dg.AssetCheckSeverity.WARN, metadata=report)
 
 
-def _plots(trainer, monitor, out) -> dict:
-    from llama_sft_dagster.core.training import plots
-
-    made = {"loss_plot": plots.plot_losses(trainer.state.log_history, out / "loss.png"),
-            "grad_norm_plot": plots.plot_grad_norms(monitor.history, out / "grad_norm.png"),
-            "effective_rank_plot": plots.plot_effective_rank(monitor.history, out / "effective_rank.png")}
-    return {k: dg.MetadataValue.md(plots.png_markdown(p, k)) for k, p in made.items() if p is not None}
-
-
 @versioned_asset(group_name="training", kinds={"pytorch", "peft"}, deps=["sft_dataset", "base_model"], pool="gpu",
           description="LoRA adapter (safetensors) of the best checkpoint by eval_loss: TRL SFTTrainer, completion-only "
-          "loss, seed hyperparameters (full) or a short CPU run (demo). Resumes an interrupted run of the same config.")
+          "loss, seed hyperparameters (full) or a short CPU run (demo). Resumes an interrupted run of the same config. "
+          "Each run writes a new version folder; earlier ones are kept (ArtifactStore.keep_versions, champions always).")
 def train_adapter(context: dg.AssetExecutionContext, config: TrainConfig, artifacts: ArtifactStore, gpu: GpuResource,
                   pool_guard: GpuPoolGuard,
                   tracking: MlflowTracking) -> dg.MaterializeResult:
-    from llama_sft_dagster.core.training import trainer as training
-    from llama_sft_dagster.core.training.masking import verify_trainer_masking
-    from llama_sft_dagster.core.training.monitoring import TrainingMonitor
+    from llama_sft_dagster.assets.adapter_training import train_adapter_into
 
-    fmt, train_rows, eval_rows = load_sft(artifacts, "train_adapter")
-    plan, out = gpu.plan(context.log), artifacts.asset_dir("train_adapter")
-    data_version = fingerprint({s: table_version(artifacts.path("sft_dataset", f"{s}.parquet")) for s in SPLITS}, fmt)
-    run_fp = fingerprint(config.model_dump(), fmt, plan.metadata(), {"data": data_version,
-                                  "base": folder_version(base_model_dir(artifacts))})
-    params = {"train": config.model_dump(), "sft_dataset": fmt, "device": plan.metadata()}
-    # the pool `gpu` queues the step; the device lock makes it exclusive (see GpuResource.exclusive)
-    with gpu.exclusive(plan, f"train_adapter of run {context.run.run_id}", context.log) as lock_wait_s, \
-            tracking.start_run("train_adapter", params=params, dagster_run_id=context.run.run_id,
-                               train_data_version=data_version) as run:
-        monitor = TrainingMonitor(out / "tensorboard", log_every=config.monitor_log_every,
-                                  deep_every=config.monitor_deep_every, use_mlflow=run is not None)
-        trainer = training.setup(base_model_dir(artifacts), train_rows, eval_rows, config.trainer_kwargs(),
-                                 config.lora_kwargs(), fmt, plan, out / "checkpoints", tracking.report_to(), monitor)
-        mask = verify_trainer_masking(trainer, max_batches=4)
-        if not mask.ok:
-            raise dg.Failure("label masking is wrong on the training batches", metadata={"examples": "; ".join(mask.examples)})
-        gpu.reset_peak_memory()
-        try:
-            result, resumed_from = training.fit(trainer, out / "checkpoints", run_fp)
-        finally:
-            monitor.close()
-        adapter = training.save_best_adapter(trainer, out / "adapter")
-        stats = training.summary(trainer, result)
-    metadata = {**stats, **{f"device_{k}": v for k, v in plan.metadata().items()}, "peak_memory_gb": gpu.peak_memory_gb(),
-                "device_lock_wait_s": round(lock_wait_s, 2),
-                "token_efficiency": mask.metrics()["token_efficiency"], "padding_share": mask.metrics()["padding_share"],
-                "resumed_from": resumed_from or "", "mlflow_run_id": run.info.run_id if run else "",
-                "path": dg.MetadataValue.path(str(adapter)), **_plots(trainer, monitor, out)}
-    context.log.info(f"train_adapter: loss {stats.get('first_train_loss')} -> {stats.get('final_train_loss')}, "
-                     f"best eval_loss {stats.get('best_eval_loss')} at step {stats.get('best_eval_step')}")
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(folder_version(adapter)))
+    out = artifacts.new_version("train_adapter", context.run.run_id)
+    # checkpoints stay outside the version folder: a rerun after a kill is a new run, and must find them
+    metadata = train_adapter_into(context, config, artifacts, gpu, tracking, out,
+                                  checkpoints_dir=artifacts.asset_dir("train_adapter") / "checkpoints")
+    removed = artifacts.publish("train_adapter", out)
+    return dg.MaterializeResult(metadata={**metadata, "version": out.name, "versions_removed": ", ".join(removed)},
+                                data_version=dg.DataVersion(folder_version(out / "adapter")))
 
 
 @versioned_asset(group_name="training", kinds={"safetensors"}, deps=["train_adapter"],
-          description="Base model with the adapter merged in (CPU, PeftModel.merge_and_unload), safetensors + tokenizer.")
+          description="Base model with the adapter merged in (CPU, PeftModel.merge_and_unload), safetensors + tokenizer; "
+          "one version folder per run, like train_adapter.")
 def merged_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> dg.MaterializeResult:
     from llama_sft_dagster.core.training.merge import base_identity, merge_lora
 
     adapter = artifacts.upstream("train_adapter", "merged_model", "adapter")
-    out = merge_lora(adapter, artifacts.asset_dir("merged_model") / "model")
+    version = artifacts.new_version("merged_model", context.run.run_id)
+    out = merge_lora(adapter, version / "model")
+    # lineage by file: the champion asset marks this adapter version too, so retention keeps both
+    (version / LINEAGE_FILE).write_text(json.dumps({"adapter": str(adapter)}, indent=2))
+    removed = artifacts.publish("merged_model", version)
     base, revision = base_identity(adapter)
     context.log.info(f"merged {adapter} into {base} -> {out}")
-    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(out)), "base": base, "revision": revision or ""},
+    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(out)), "base": base, "revision": revision or "",
+                                          "adapter": dg.MetadataValue.path(str(adapter)), "version": version.name,
+                                          "versions_removed": ", ".join(removed)},
                                 data_version=dg.DataVersion(folder_version(out)))
 
 
@@ -184,7 +157,8 @@ def merged_model_logits(config: MergeCheckConfig, artifacts: ArtifactStore) -> d
     tok = AutoTokenizer.from_pretrained(merged)
     prompts = [tok.apply_chat_template(r["prompt"] if "prompt" in r else r["messages"][:-1], tokenize=False,
                                        add_generation_prompt=True) for r in eval_rows[: config.probes]]
-    r = probe_logits(artifacts.path("train_adapter", "adapter"), merged, prompts, config.probe_dtype)
+    adapter = json.loads(artifacts.path("merged_model", LINEAGE_FILE).read_text())["adapter"]
+    r = probe_logits(adapter, merged, prompts, config.probe_dtype)
     # fp32: summation-order differences only (measured ~1e-6 on the demo model); bf16 rounds W + BA to
     # 8 mantissa bits (relative step 2**-8 ~ 0.4%), so the bound is relative to the logit scale
     bound = 1e-4 if config.probe_dtype == "float32" else 1e-2 * r["max_abs_logit"]

@@ -62,3 +62,15 @@ class MultiwozSource(dg.ConfigurableResource):
             folder = multiwoz.download_multiwoz_archive(self.archive_url, state_dir() / "downloads" / "multiwoz")
             return multiwoz.load_multiwoz_folder(folder)
         return multiwoz.load_multiwoz_folder(Path(self.location))
+
+    def load_held_out(self) -> pa.Table:
+        """Turns of the dev and test dialogues (never trained on), for adapter_evaluation; the demo
+        generates its own (core/demo/held_out.py). Empty when the location holds no dev/test split."""
+        import pyarrow.compute as pc
+
+        from llama_sft_dagster.core.demo.held_out import held_out_turns
+
+        if self.location == "demo":
+            return held_out_turns(seed=self.demo_seed)
+        table = self.load()
+        return table.filter(pc.is_in(table.column("split"), pa.array(["dev", "test"])))
