@@ -33,7 +33,7 @@ def test_worse_challenger_is_not_promoted_and_champion_files_survive(demo_state,
     state = tmp_path / "state"
     shutil.copytree(demo_state, state, symlinks=True, ignore=shutil.ignore_patterns("dagster_home"))
     champion = _champion(state)
-    assert champion is not None and champion.version == "1", "the demo run promotes its model (no champion before)"
+    assert champion is not None and int(champion.version) == 1, "the demo run promotes its model (no champion before)"
     champion_adapter = ArtifactStore(root=str(state / "artifacts")).path("train_adapter", "adapter")
     store = ArtifactStore(root=str(state / "artifacts"), keep_versions=1)  # retention as tight as it goes
     resources = project_resources(state, artifacts=store)
@@ -54,7 +54,7 @@ def test_worse_challenger_is_not_promoted_and_champion_files_survive(demo_state,
         again = dg.materialize([*all_assets], selection=["train_adapter"], resources=resources, instance=instance,
                                run_config={"ops": {"train_adapter": {"config": WORSE}}})
     assert again.success
-    assert _champion(state).version == "1" and _champion(state).source == champion.source
+    assert int(_champion(state).version) == 1 and _champion(state).source == champion.source
     assert (champion_adapter / "adapter_model.safetensors").exists() and (champion_adapter.parent / "PROMOTED").exists()
     kept = [p.name for p in store.versions("train_adapter")]
     assert kept == [champion_adapter.parent.name, store.path("train_adapter", "adapter").parent.name]
