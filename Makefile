@@ -3,6 +3,7 @@
 #   make test   - run the test suite (installs the venv and the browser the UI test drives)
 #   make ui     - start the Dagster web UI on 127.0.0.1:3000
 #   make stale  - materialize only missing/stale assets, printing why (SELECT='*train_adapter' to narrow)
+#   make sweep  - LoRA rank sweep, one run per rank (RANKS="8 16 32 64 128"), then its report
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,7 +14,7 @@ export SFT_STATE_DIR ?= $(STATE)
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
-.PHONY: install demo test ui browser stale bench clean
+.PHONY: install demo test ui browser stale sweep bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +51,13 @@ ui: install
 
 stale: install
 	$(BIN)/sft-materialize-stale $(if $(SELECT),--select '$(SELECT)') $(STALE_ARGS)
+
+RANKS ?= 8 16 32 64 128
+sweep: install
+	for r in $(RANKS); do \
+	  $(BIN)/dagster asset materialize -m llama_sft_dagster.definitions --select lora_rank_sweep --partition $$r || exit 1; \
+	done
+	$(BIN)/dagster asset materialize -m llama_sft_dagster.definitions --select rank_sweep_report
 
 # seed-faithful baseline vs the project (bare stages and dg.materialize, both dedup backends) on a generated
 # 95K-pair corpus, the real Llama 3 tokenizer from ../shared/data; ~10 min on 2 idle cores (REPEATS=3: 3 rounds)

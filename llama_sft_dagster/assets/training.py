@@ -21,6 +21,7 @@ from llama_sft_dagster.resources.tracking import MlflowTracking
 
 SPLITS = {"train": "train_pairs", "validation": "validation_pairs"}
 FORMAT_FILE = "format.json"  # the sft_dataset settings train_adapter and the checks must share
+LINEAGE_FILE = "lineage.json"  # in a merged_model version: the adapter version it was merged from
 
 
 def load_sft(artifacts: ArtifactStore, consumer: str) -> tuple[dict, list[dict], list[dict]]:
@@ -111,26 +112,39 @@ def sft_dataset_templated_length(artifacts: ArtifactStore) -> dg.AssetCheckResul
 @versioned_asset(group_name="training", kinds={"pytorch", "peft"}, deps=["sft_dataset", "base_model"], pool="gpu",
                  op_tags={K8S_CONFIG_TAG: training_step_k8s_config()},
           description="LoRA adapter (safetensors) of the best checkpoint by eval_loss: TRL SFTTrainer, completion-only "
-          "loss, seed hyperparameters (full) or a short CPU run (demo). Resumes an interrupted run of the same config.")
+          "loss, seed hyperparameters (full) or a short CPU run (demo). Resumes an interrupted run of the same config. "
+          "Each run writes a new version folder; earlier ones are kept (ArtifactStore.keep_versions, champions "
+          "always).")
 def train_adapter(context: dg.AssetExecutionContext, config: TrainConfig, artifacts: ArtifactStore, gpu: GpuResource,
                   pool_guard: GpuPoolGuard,
                   tracking: MlflowTracking) -> dg.MaterializeResult:
     # a child job through Dagster Pipes: `accelerate launch` of 1..N ranks (assets/adapter_training.py)
-    metadata = train_adapter_into(context, config, artifacts, gpu, tracking, artifacts.asset_dir("train_adapter"))
-    adapter = artifacts.path("train_adapter", "adapter")
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(folder_version(adapter)))
+    out = artifacts.new_version("train_adapter", context.run.run_id)
+    # checkpoints stay outside the version folder: a rerun after a kill is a new run, and must find them
+    metadata = train_adapter_into(context, config, artifacts, gpu, tracking, out,
+                                  checkpoints_dir=artifacts.asset_dir("train_adapter") / "checkpoints")
+    removed = artifacts.publish("train_adapter", out)
+    return dg.MaterializeResult(metadata={**metadata, "version": out.name, "versions_removed": ", ".join(removed)},
+                                data_version=dg.DataVersion(folder_version(out / "adapter")))
 
 
 @versioned_asset(group_name="training", kinds={"safetensors"}, deps=["train_adapter"],
-          description="Base model with the adapter merged in (CPU, PeftModel.merge_and_unload), safetensors + tokenizer.")
+          description="Base model with the adapter merged in (CPU, PeftModel.merge_and_unload), safetensors + tokenizer; "
+          "one version folder per run, like train_adapter.")
 def merged_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> dg.MaterializeResult:
     from llama_sft_dagster.core.training.merge import base_identity, merge_lora
 
     adapter = artifacts.upstream("train_adapter", "merged_model", "adapter")
-    out = merge_lora(adapter, artifacts.asset_dir("merged_model") / "model")
+    version = artifacts.new_version("merged_model", context.run.run_id)
+    out = merge_lora(adapter, version / "model")
+    # lineage by file: the champion asset marks this adapter version too, so retention keeps both
+    (version / LINEAGE_FILE).write_text(json.dumps({"adapter": str(adapter)}, indent=2))
+    removed = artifacts.publish("merged_model", version)
     base, revision = base_identity(adapter)
     context.log.info(f"merged {adapter} into {base} -> {out}")
-    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(out)), "base": base, "revision": revision or ""},
+    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(out)), "base": base, "revision": revision or "",
+                                          "adapter": dg.MetadataValue.path(str(adapter)), "version": version.name,
+                                          "versions_removed": ", ".join(removed)},
                                 data_version=dg.DataVersion(folder_version(out)))
 
 
@@ -146,7 +160,8 @@ def merged_model_logits(config: MergeCheckConfig, artifacts: ArtifactStore) -> d
     tok = AutoTokenizer.from_pretrained(merged)
     prompts = [tok.apply_chat_template(r["prompt"] if "prompt" in r else r["messages"][:-1], tokenize=False,
                                        add_generation_prompt=True) for r in eval_rows[: config.probes]]
-    r = probe_logits(artifacts.path("train_adapter", "adapter"), merged, prompts, config.probe_dtype)
+    adapter = json.loads(artifacts.path("merged_model", LINEAGE_FILE).read_text())["adapter"]
+    r = probe_logits(adapter, merged, prompts, config.probe_dtype)
     # fp32: summation-order differences only (measured ~1e-6 on the demo model); bf16 rounds W + BA to
     # 8 mantissa bits (relative step 2**-8 ~ 0.4%), so the bound is relative to the logit scale
     bound = 1e-4 if config.probe_dtype == "float32" else 1e-2 * r["max_abs_logit"]

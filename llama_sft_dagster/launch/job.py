@@ -25,6 +25,11 @@ class TrainJob:
     accelerate_config: str = ""    # accelerate config file (launch/accelerate/*.yaml or the user's)
     mlflow_tracking_uri: str = ""  # rank 0 logs into this run, which the asset opened and will close
     mlflow_run_id: str = ""
+    checkpoints_dir: str = ""      # resumable checkpoints; default out_dir/checkpoints (apart from a version folder)
+
+    @property
+    def checkpoints(self) -> Path:
+        return Path(self.checkpoints_dir) if self.checkpoints_dir else Path(self.out_dir) / "checkpoints"
 
     @property
     def launch_dir(self) -> Path:

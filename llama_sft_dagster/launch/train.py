@@ -137,7 +137,7 @@ def train(job: TrainJob, rank: int, logger) -> dict | None:
                               use_mlflow=run is not None) if main else None
     report_to = (["tensorboard", "mlflow"] if run else ["tensorboard"]) if main else ["none"]
     trainer = training.setup(Path(job.base_dir), train_rows, eval_rows, job.hp, job.lora, job.fmt, plan,
-                             out / "checkpoints", report_to, monitor)
+                             job.checkpoints, report_to, monitor)
     if main:
         trainer.add_callback(progress_callback(logger))
     mask = verify_trainer_masking(trainer, max_batches=4)  # every rank: the dataloaders synchronise their RNG
@@ -146,7 +146,7 @@ def train(job: TrainJob, rank: int, logger) -> dict | None:
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     try:
-        result, resumed_from = training.fit(trainer, out / "checkpoints", job.run_fingerprint)
+        result, resumed_from = training.fit(trainer, job.checkpoints, job.run_fingerprint)
     finally:
         if monitor is not None:
             monitor.close()

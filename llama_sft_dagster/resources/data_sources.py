@@ -64,3 +64,21 @@ class MultiwozSource(dg.ConfigurableResource):
             folder = multiwoz.download_multiwoz_archive(self.archive_url, state_dir() / "downloads" / "multiwoz")
             return multiwoz.load_multiwoz_folder(folder)
         return multiwoz.load_multiwoz_folder(self.location, unexpected_files=self.unexpected_files)
+
+    def load_held_out(self) -> pa.Table:
+        """Turns of the dev and test dialogues (never trained on), for adapter_evaluation; the demo
+        generates its own (core/demo/held_out.py). Read here, not through load(), which may select the
+        training split only. Empty when the location holds no dev/test split."""
+        import pyarrow.compute as pc
+
+        from llama_sft_dagster.core.demo.held_out import held_out_turns
+        from llama_sft_dagster.core.sources import multiwoz
+
+        if self.location == "demo":
+            return held_out_turns(seed=self.demo_seed)
+        if self.location == "archive":
+            folder = multiwoz.download_multiwoz_archive(self.archive_url, state_dir() / "downloads" / "multiwoz")
+            table = multiwoz.load_multiwoz_folder(folder)
+        else:
+            table = multiwoz.load_multiwoz_folder(self.location, unexpected_files=self.unexpected_files)
+        return table.filter(pc.is_in(table.column("split"), pa.array(["dev", "test"])))
