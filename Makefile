@@ -6,6 +6,7 @@
 #   make mlflow - the MLflow UI on the project's tracking store, 127.0.0.1:5000
 #   make tensorboard - TensorBoard on the training runs' folders, 127.0.0.1:6006
 #   make stale  - materialize only missing/stale assets, printing why (SELECT='*train_adapter' to narrow)
+#   make sweep  - LoRA rank sweep, one run per rank (RANKS="8 16 32 64 128"), then its report
 #   make gpu-check - Llama-3.1-8B-shaped LoRA steps on the GPU: tokens/s, MFU, memory, masking (one line without CUDA)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -25,7 +26,7 @@ ifneq ($(PIP_FIND_LINKS),)
 export UV_FIND_LINKS ?= $(PIP_FIND_LINKS)
 endif
 
-.PHONY: install demo test ui mlflow tensorboard browser stale bench gpu-check clean
+.PHONY: install demo test ui mlflow tensorboard browser stale sweep bench gpu-check clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +73,13 @@ tensorboard: install
 
 stale: install
 	$(BIN)/sft-materialize-stale $(if $(SELECT),--select '$(SELECT)') $(STALE_ARGS)
+
+RANKS ?= 8 16 32 64 128
+sweep: install
+	for r in $(RANKS); do \
+	  $(BIN)/dagster asset materialize -m llama_sft_dagster.definitions --select lora_rank_sweep --partition $$r || exit 1; \
+	done
+	$(BIN)/dagster asset materialize -m llama_sft_dagster.definitions --select rank_sweep_report
 
 # seed-faithful baseline vs the project (bare stages and dg.materialize, both dedup backends) on a generated
 # 95K-pair corpus, the real Llama 3 tokenizer from ../shared/data; ~10 min on 2 idle cores (REPEATS=3: 3 rounds)

@@ -1,6 +1,9 @@
 """Jobs, the retraining schedule and the new-raw-data sensor.
 
-- `sft_pipeline`: every asset, raw data -> merged model (`dagster job execute -j sft_pipeline`).
+- `sft_pipeline`: every asset but the rank sweep, raw data -> merged model -> evaluation -> champion
+  (`dagster job execute -j sft_pipeline`).
+- `rank_sweep`: the partitioned `lora_rank_sweep` (one run per rank); `rank_sweep_report` is materialized
+  after it, on its own (a partitioned and an unpartitioned asset cannot share a job).
 - `retrain_schedule` (cron from SFT_RETRAIN_CRON, default weekly, Monday 03:00 UTC): requests the
   assets that are missing or stale plus everything downstream of them, one run; when nothing changed
   it skips, so no run starts and no GPU is taken.
@@ -24,9 +27,16 @@ from llama_sft_dagster.housekeeping.stale_plan import plan, stale_resolver
 DEFAULT_RETRAIN_CRON = "0 3 * * 1"
 DEFAULT_RAW_DATA_CHECK_SECONDS = 3600
 
+# by group and tag, not by key: a graph without the sweep (tests build data-only ones) still resolves the jobs
+SWEEP = dg.AssetSelection.groups("rank_sweep")
+PIPELINE = dg.AssetSelection.all() - SWEEP
 sft_pipeline = dg.define_asset_job(
-    "sft_pipeline", selection=dg.AssetSelection.all(),
-    description="The whole graph: raw data -> filters -> split -> adapter -> merged model.")
+    "sft_pipeline", selection=PIPELINE,
+    description="The whole graph but the rank sweep: raw data -> filters -> split -> adapter -> merged model -> "
+    "evaluation -> champion.")
+rank_sweep_job = dg.define_asset_job(
+    "rank_sweep", selection=dg.AssetSelection.tag("sft/sweep", "adapter"),
+    description="One LoRA adapter per rank (choose the partitions); then materialize rank_sweep_report.")
 
 
 def retrain_cron() -> str:
@@ -35,7 +45,7 @@ def retrain_cron() -> str:
 
 def stale_run_request(instance: dg.DagsterInstance, asset_graph) -> dg.RunRequest | dg.SkipReason:
     """One run over what is missing or stale and everything downstream of it, or a reason to skip."""
-    planned = plan(instance, asset_graph, whole_chain=True)
+    planned = plan(instance, asset_graph, PIPELINE.resolve(asset_graph), whole_chain=True)
     if not planned:
         return dg.SkipReason("every asset is up to date: nothing to run")
     causes = "; ".join(f"{p.name}: {p.reasons[0]}" for p in planned if not p.reasons[0].startswith("downstream"))
@@ -74,4 +84,4 @@ def raw_data_sensor(context: dg.SensorEvaluationContext, bitext: BitextSource, m
 
 schedules = [retrain_schedule]
 sensors = [raw_data_sensor, dead_run_sensor]
-jobs = [sft_pipeline]
+jobs = [sft_pipeline, rank_sweep_job]

@@ -10,7 +10,7 @@ import os
 import dagster as dg
 
 from llama_sft_dagster import automation
-from llama_sft_dagster.assets import checks, model, raw, report, sources, split, training
+from llama_sft_dagster.assets import checks, evaluation, model, rank_sweep, raw, report, sources, split, training
 from llama_sft_dagster.assets.filters import data_stage_assets
 from llama_sft_dagster.cli.console_log import console
 from llama_sft_dagster.resources.artifacts import ArtifactStore
@@ -40,13 +40,15 @@ def build_resources() -> dict:
     }
 
 
-# Unbound assets and checks (tests materialize them with their own resources).
-all_assets = [*dg.load_assets_from_modules([*DATA_MODULES, training, report]), *data_stage_assets]
-all_checks = [*checks.accounting_checks, *dg.load_asset_checks_from_modules([training])]
+# Unbound assets and checks (tests materialize them with their own resources). all_assets is the pipeline
+# (sft_pipeline); the rank sweep is partitioned, so it has a job of its own (automation.rank_sweep_job).
+all_assets = [*dg.load_assets_from_modules([*DATA_MODULES, training, evaluation, report]), *data_stage_assets]
+sweep_assets = dg.load_assets_from_modules([rank_sweep])
+all_checks = [*checks.accounting_checks, *dg.load_asset_checks_from_modules([training, evaluation])]
 sft_pipeline = automation.sft_pipeline
 
 defs = dg.Definitions(
-    assets=[*sources.raw_sources, *all_assets],
+    assets=[*sources.raw_sources, *all_assets, *sweep_assets],
     asset_checks=all_checks,
     resources=build_resources(),
     jobs=automation.jobs,

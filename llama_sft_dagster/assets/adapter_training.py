@@ -7,7 +7,8 @@ The step holds the `gpu` pool slot and a lock on every device the job uses, open
 starts `python -m llama_sft_dagster.launch.launcher JOB.json` through Dagster Pipes. The launcher runs
 `accelerate launch` (torchrun) with the gpu resource's process count and accelerate config; rank 0
 sends logs, progress and the final metadata back over Pipes (llama_sft_dagster/launch/train.py). A rank
-that fails fails the step with a message naming it and its last log lines.
+that fails fails the step with a message naming it and its last log lines. The step then writes
+`out_dir/run.json` (the MLflow run id and the summary), so later assets find the training run from the files.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ SFT_SPLITS = ("train", "validation")
 PLOTS = ("loss_plot", "grad_norm_plot", "effective_rank_plot")  # paths from rank 0, inlined as markdown
 FORMAT_FILE = "format.json"  # written by sft_dataset (assets/training.py)
 MLFLOW_UI_URL = "http://127.0.0.1:5000"  # `make mlflow`; the metadata and the run report link runs there
+RUN_FILE = "run.json"  # the training run's summary beside its adapter (adapter_evaluation, the rank sweep read it)
 
 
 class RankFailedError(dg.Failure):
@@ -46,7 +48,8 @@ class RankFailedError(dg.Failure):
 
 
 def build_job(config: TrainConfig, artifacts: ArtifactStore, gpu: GpuResource, plan, processes: int, out_dir: Path,
-              consumer: str) -> tuple[TrainJob, str, str]:
+              consumer: str, checkpoints_dir: Path | None = None,
+              tensorboard_dir: Path | None = None) -> tuple[TrainJob, str, str]:
     """(the job spec, the train data version, the base model version) of training `config` on sft_dataset
     into `out_dir`."""
     fmt = json.loads(artifacts.upstream("sft_dataset", consumer, FORMAT_FILE).read_text())
@@ -60,7 +63,8 @@ def build_job(config: TrainConfig, artifacts: ArtifactStore, gpu: GpuResource, p
     job = TrainJob(base_dir=str(base_model_dir(artifacts)), train_path=str(splits["train"]),
                    validation_path=str(splits["validation"]), fmt=fmt, hp=config.trainer_kwargs(),
                    lora=config.lora_kwargs(), plan=dataclasses.asdict(plan), out_dir=str(out_dir),
-                   run_fingerprint=run_fp,
+                   run_fingerprint=run_fp, checkpoints_dir=str(checkpoints_dir or ""),
+                   tensorboard_dir=str(tensorboard_dir or ""),
                    monitor_log_every=config.monitor_log_every, monitor_deep_every=config.monitor_deep_every,
                    eval_max_samples=config.eval_max_samples,
                    processes=processes, accelerate_config=str(config_file(gpu.launch_config)),
@@ -113,12 +117,17 @@ def inline_plots(metadata: dict) -> dict:
 
 def train_adapter_into(context: dg.AssetExecutionContext, config: TrainConfig, artifacts: ArtifactStore,
                        gpu: GpuResource, tracking: MlflowTracking, out_dir: Path, *, run_name: str = "train_adapter",
-                       consumer: str = "train_adapter", mlflow_tags: dict[str, str] | None = None) -> dict:
-    """Train a LoRA adapter of `config` into `out_dir` (adapter/, checkpoints/, tensorboard/, plots); returns
-    the asset metadata: summary scalars, device facts, MLflow run id, plots, path."""
+                       consumer: str = "train_adapter", mlflow_tags: dict[str, str] | None = None,
+                       checkpoints_dir: Path | None = None, tensorboard_dir: Path | None = None) -> dict:
+    """Train a LoRA adapter of `config` into `out_dir` (adapter/, checkpoints/, tensorboard/, plots, run.json);
+    returns the asset metadata: summary scalars, device facts, MLflow run id, plots, path. `checkpoints_dir`
+    (default out_dir/checkpoints) holds the resumable checkpoints, outside a per-run folder when a rerun must
+    find them; `tensorboard_dir` (default out_dir/tensorboard) gets one folder per run, side by side with
+    earlier runs'."""
     plan = gpu.plan(context.log)
     processes = gpu.process_count(plan)
-    job, data_version, base_version = build_job(config, artifacts, gpu, plan, processes, Path(out_dir), consumer)
+    job, data_version, base_version = build_job(config, artifacts, gpu, plan, processes, Path(out_dir), consumer,
+                                                checkpoints_dir, tensorboard_dir)
     env = {STEP_PID_ENV: str(os.getpid())}
     if plan.device == "cuda":  # the ranks see exactly the devices this step locked
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu.device_ids(plan, processes))
@@ -141,12 +150,22 @@ def train_adapter_into(context: dg.AssetExecutionContext, config: TrainConfig, a
                      f"{_value(reported, 'final_train_loss')}, best eval_loss {_value(reported, 'best_eval_loss')} "
                      f"at step {_value(reported, 'best_eval_step')} ({processes} process(es), {gpu.launch_config})")
     device = {k if k.startswith("device") else f"device_{k}": v for k, v in plan.metadata().items()}
-    return {**inline_plots(reported), **loss_curve(out_dir), **tidy({
+    facts = tidy({
         **device, "device_lock_wait_s": lock_wait_s,
         "mlflow_run": dg.MetadataValue.url(job.mlflow_url) if job.mlflow_url else None,
         "mlflow_run_id": run.info.run_id if run else None,
         "mlflow": None if run else "not tracked: the store was unreachable (see the run log)",
-        "launch_processes": processes, "launch_config": gpu.launch_config})}
+        "launch_processes": processes, "launch_config": gpu.launch_config})
+    scalars = {k: v for k, v in plain_values({**reported, **facts}).items() if k not in PLOTS}
+    (Path(out_dir) / RUN_FILE).write_text(json.dumps({"dagster_run_id": context.run.run_id,
+                                                      "train_data_version": data_version, **scalars},
+                                                     indent=2, default=str))
+    return {**inline_plots(reported), **loss_curve(out_dir), **facts}
+
+
+def plain_values(metadata: dict) -> dict:
+    """The metadata with Dagster's MetadataValue wrappers (as reported over Pipes) taken off."""
+    return {k: _value(metadata, k) for k in metadata}
 
 
 def _value(metadata: dict, key: str):

@@ -23,6 +23,7 @@ from llama_sft_dagster.resources.tracking import MlflowTracking
 
 SPLITS = {"train": "train_pairs", "validation": "validation_pairs"}
 FORMAT_FILE = "format.json"  # the sft_dataset settings train_adapter and the checks must share
+LINEAGE_FILE = "lineage.json"  # in a merged_model version: the adapter version it was merged from
 
 
 def load_sft(artifacts: ArtifactStore, consumer: str) -> tuple[dict, list[dict], list[dict]]:
@@ -133,27 +134,41 @@ def sft_dataset_templated_length(artifacts: ArtifactStore) -> dg.AssetCheckResul
 @versioned_asset(group_name="training", kinds={"pytorch", "peft"}, deps=["sft_dataset", "base_model"], pool="gpu",
                  op_tags={K8S_CONFIG_TAG: training_step_k8s_config()},
           description="LoRA adapter (safetensors) of the best checkpoint by eval_loss: TRL SFTTrainer, completion-only "
-          "loss, seed hyperparameters (full) or a short CPU run (demo). Resumes an interrupted run of the same config.")
+          "loss, seed hyperparameters (full) or a short CPU run (demo). Resumes an interrupted run of the same config. "
+          "Each run writes a new version folder; earlier ones are kept (ArtifactStore.keep_versions, champions "
+          "always).")
 def train_adapter(context: dg.AssetExecutionContext, config: TrainConfig, artifacts: ArtifactStore, gpu: GpuResource,
                   pool_guard: GpuPoolGuard,
                   tracking: MlflowTracking) -> dg.MaterializeResult:
     # a child job through Dagster Pipes: `accelerate launch` of 1..N ranks (assets/adapter_training.py)
-    metadata = train_adapter_into(context, config, artifacts, gpu, tracking, artifacts.asset_dir("train_adapter"))
-    adapter = artifacts.path("train_adapter", "adapter")
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(folder_version(adapter)))
+    out = artifacts.new_version("train_adapter", context.run.run_id)
+    # checkpoints stay outside the version folder: a rerun after a kill is a new run, and must find them;
+    # TensorBoard too, so `make tensorboard` shows every run side by side
+    shared = artifacts.asset_dir("train_adapter")
+    metadata = train_adapter_into(context, config, artifacts, gpu, tracking, out, checkpoints_dir=shared / "checkpoints",
+                                  tensorboard_dir=shared / "tensorboard")
+    removed = artifacts.publish("train_adapter", out)
+    return dg.MaterializeResult(metadata={**metadata, "version": out.name, "versions_removed": ", ".join(removed)},
+                                data_version=dg.DataVersion(folder_version(out / "adapter")))
 
 
 @versioned_asset(group_name="training", kinds={"safetensors"}, deps=["train_adapter"],
                  description="Base model with the adapter merged in (CPU, PeftModel.merge_and_unload), safetensors + "
-                 "tokenizer.")
+                 "tokenizer; one version folder per run, like train_adapter.")
 def merged_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> dg.MaterializeResult:
     from llama_sft_dagster.core.training.merge import base_identity, merge_lora
 
     adapter = artifacts.upstream("train_adapter", "merged_model", "adapter")
-    out = merge_lora(adapter, artifacts.asset_dir("merged_model") / "model")
+    version = artifacts.new_version("merged_model", context.run.run_id)
+    out = merge_lora(adapter, version / "model")
+    # lineage by file: the champion asset marks this adapter version too, so retention keeps both
+    (version / LINEAGE_FILE).write_text(json.dumps({"adapter": str(adapter)}, indent=2))
+    removed = artifacts.publish("merged_model", version)
     base, revision = base_identity(adapter)
     context.log.info(f"merged {adapter} into {base} -> {out}")
-    metadata = tidy({"path": dg.MetadataValue.path(str(out)), "base": base, "revision": revision})
+    metadata = tidy({"path": dg.MetadataValue.path(str(out)), "base": base, "revision": revision,
+                     "adapter": dg.MetadataValue.path(str(adapter)), "version": version.name,
+                     "versions_removed": ", ".join(removed)})
     return dg.MaterializeResult(metadata=metadata,
                                 data_version=dg.DataVersion(folder_version(out)))
 
@@ -169,7 +184,9 @@ def merged_model_logits(config: MergeCheckConfig, artifacts: ArtifactStore) -> d
     from llama_sft_dagster.core.training.merge import base_identity, probe_logits
     from llama_sft_dagster.core.training.merge_check import model_bytes, plan_merge_check, weight_check
 
-    merged, adapter = artifacts.path("merged_model", "model"), artifacts.path("train_adapter", "adapter")
+    merged = artifacts.path("merged_model", "model")
+    # the adapter this version was merged from (train_adapter may have a newer version by now)
+    adapter = Path(json.loads(artifacts.path("merged_model", LINEAGE_FILE).read_text())["adapter"])
     plan = plan_merge_check(config.mode, model_bytes(merged, config.probe_dtype), psutil.virtual_memory().available)
     metadata = {"checks_run": plan["reason"], **weight_check(adapter, merged, Path(base_identity(adapter)[0]))}
     passed = metadata["weights_passed"]

@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import dagster as dg
+
 from llama_sft_dagster.core.report.funnel import StageRows, one_line
 
 PROGRESS_PREFIX = "train step "
@@ -42,6 +44,11 @@ def describe(asset: str, md: dict) -> str:
     if asset == "train_adapter":
         return (f"loss {md.get('first_train_loss')} -> {md.get('final_train_loss')}, best eval_loss "
                 f"{md.get('best_eval_loss')} at step {md.get('best_eval_step')}")
+    if asset == "adapter_evaluation":
+        return (f"reply-token loss base {md.get('base_loss')} -> tuned {md.get('tuned_loss')}; "
+                f"{md.get('groups_tuned_worse', 0)} group(s) where tuned is worse")
+    if asset == "champion_model":
+        return f"{'promoted' if md.get('promoted') else 'not promoted'}: {md.get('reason')}"
     if asset == "multiwoz_raw":
         return f"{md.get('dagster/row_count', 0):,} turns, {md.get('dialogues', 0):,} dialogues"
     if "dagster/row_count" in md:
@@ -71,9 +78,13 @@ class StagePrinter:
             self._materialized(event, entry.timestamp)
         elif kind == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
-            self.checks["passed" if evaluation.passed else "failed"] += 1
+            # a WARN check that does not pass is a warning (e.g. an intent where tuned is worse), not a failure
+            warn = evaluation.severity == dg.AssetCheckSeverity.WARN
+            outcome = "passed" if evaluation.passed else ("warning" if warn else "failed")
+            self.checks[outcome] += 1
             if not evaluation.passed:
-                self.write(f"  check {evaluation.asset_key.to_user_string()}:{evaluation.check_name} FAILED\n")
+                self.write(f"  check {evaluation.asset_key.to_user_string()}:{evaluation.check_name} "
+                           f"{'WARNING' if warn else 'FAILED'}\n")
         elif kind == "STEP_FAILURE":
             self.failed_steps.append(event.step_key)
             self.write(f"  {event.step_key} FAILED\n")
@@ -107,10 +118,18 @@ def closing_summary(run_id: str, printer: StagePrinter, seconds: float, log_path
                   f" over {adapter.get('global_steps')} steps; eval loss best {adapter.get('best_eval_loss')}"
                   f" (step {adapter.get('best_eval_step')}), final {adapter.get('final_eval_loss')}",
                   f"  token efficiency {adapter.get('token_efficiency')} (supervised / all positions, every batch)"]
-    lines.append(f"Checks: {printer.checks['passed']} passed, {printer.checks['failed']} failed")
+    evaluation, champion = printer.metadata.get("adapter_evaluation", {}), printer.metadata.get("champion_model", {})
+    if evaluation:
+        lines += ["Evaluation (base -> tuned, reply tokens; per intent/domain in the UI):",
+                  f"  {describe('adapter_evaluation', evaluation)}"]
+    if champion:
+        lines.append(f"  champion: {describe('champion_model', champion)}")
+    warnings = f", {printer.checks['warning']} warning(s)" if printer.checks["warning"] else ""
+    lines.append(f"Checks: {printer.checks['passed']} passed, {printer.checks['failed']} failed{warnings}")
     lines += ["Where to look:",
               f"  run in the UI (make ui):        {ui_url}/runs/{run_id}",
-              f"  run report (make ui):           {ui_url}/assets/run_report"]
+              f"  run report (make ui):           {ui_url}/assets/run_report",
+              f"  evaluation (make ui):           {ui_url}/assets/adapter_evaluation"]
     if adapter.get("mlflow_run"):
         lines.append(f"  MLflow run ({MLFLOW_CMD}):       {adapter['mlflow_run']}")
     if adapter.get("tensorboard_run"):

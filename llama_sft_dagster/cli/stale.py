@@ -63,7 +63,10 @@ def materialize_stale(defs: dg.Definitions, instance: dg.DagsterInstance, select
     start = time.perf_counter()
     summary = StaleRunSummary()
     graph = defs.resolve_asset_graph()
-    keys = dg.AssetSelection.from_string(select).resolve(graph) if select else None
+    from llama_sft_dagster.automation import PIPELINE
+
+    # default: sft_pipeline's assets (the partitioned rank sweep runs by partition, in its own job)
+    keys = dg.AssetSelection.from_string(select).resolve(graph) if select else PIPELINE.resolve(graph)
     if observe and not dry_run:
         summary.observed_sources = observe_sources(defs, instance)
         for name in summary.observed_sources:

@@ -29,6 +29,16 @@ class TrainJob:
     mlflow_url: str = ""           # where the run opens in the MLflow UI (report.json links it)
     progress_every: int = 10       # a progress line every N steps (TrainConfig.progress_every)
     dagster_run_id: str = ""       # names the TensorBoard run folder (progress.tensorboard_run_dir)
+    checkpoints_dir: str = ""      # resumable checkpoints; default out_dir/checkpoints (apart from a version folder)
+    tensorboard_dir: str = ""      # TensorBoard root, one folder per run; default out_dir/tensorboard
+
+    @property
+    def checkpoints(self) -> Path:
+        return Path(self.checkpoints_dir) if self.checkpoints_dir else Path(self.out_dir) / "checkpoints"
+
+    @property
+    def tensorboard(self) -> Path:
+        return Path(self.tensorboard_dir) if self.tensorboard_dir else Path(self.out_dir) / "tensorboard"
 
     @property
     def launch_dir(self) -> Path:

@@ -171,13 +171,13 @@ def train(job: TrainJob, rank: int, logger) -> dict | None:
     train_rows, eval_rows, sources = read_rows(job)
     run = open_mlflow_run(job) if main else None
     # one readable TensorBoard folder per run, for the Trainer's curves and the monitor's
-    tb_dir = progress.tensorboard_run_dir(out / "tensorboard", job.dagster_run_id or job.run_fingerprint,
+    tb_dir = progress.tensorboard_run_dir(job.tensorboard, job.dagster_run_id or job.run_fingerprint,
                                           job.lora["r"], job.hp["learning_rate"], job.hp["max_steps"])
     monitor = TrainingMonitor(tb_dir, log_every=job.monitor_log_every, deep_every=job.monitor_deep_every,
                               use_mlflow=run is not None) if main else None
     # not transformers' MLflowCallback: it logs ~200 params of model-config noise (core/training/progress.py)
     trainer = training.setup(Path(job.base_dir), train_rows, eval_rows, job.hp, job.lora, job.fmt, plan,
-                             out / "checkpoints", ["tensorboard"] if main else ["none"], monitor)
+                             job.checkpoints, ["tensorboard"] if main else ["none"], monitor)
     if main:
         progress.route_tensorboard(trainer, tb_dir)
         trainer.add_callback(progress.TrainerLogsToMlflow())
@@ -189,7 +189,7 @@ def train(job: TrainJob, rank: int, logger) -> dict | None:
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     try:
-        result, resumed_from = training.fit(trainer, out / "checkpoints", job.run_fingerprint)
+        result, resumed_from = training.fit(trainer, job.checkpoints, job.run_fingerprint)
     finally:
         if monitor is not None:
             monitor.close()

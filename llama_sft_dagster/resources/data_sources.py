@@ -7,6 +7,7 @@
 - `none`: no rows from this source (e.g. recipes/multiwoz_only.yaml); every count downstream is 0 for it.
 """
 
+from pathlib import Path
 from typing import Literal, Optional
 
 import dagster as dg
@@ -97,3 +98,22 @@ class MultiwozSource(dg.ConfigurableResource):
                                                         timeout=self.download_timeout_s, retries=self.download_retries)
             return multiwoz.load_multiwoz_folder(folder, splits=self.splits)
         return multiwoz.load_multiwoz_folder(self.location, unexpected_files=self.unexpected_files, splits=self.splits)
+
+    def load_held_out(self) -> pa.Table:
+        """Turns of the dev and test dialogues not among `splits` (never trained on), for adapter_evaluation;
+        the demo generates its own (core/demo/held_out.py). Empty when none is left out of training, or the
+        location holds no dev/test split (a single JSON file is read as train)."""
+        from llama_sft_dagster.core.demo.held_out import held_out_turns
+        from llama_sft_dagster.core.sources import multiwoz
+
+        held_out = [s for s in ("dev", "test") if s not in self.splits]
+        if self.location == "demo":
+            return held_out_turns(seed=self.demo_seed)
+        folder = self.location
+        if self.location == "archive":
+            folder = multiwoz.download_multiwoz_archive(self.archive_url, state_dir() / "downloads" / "multiwoz",
+                                                        timeout=self.download_timeout_s, retries=self.download_retries)
+        if self.location == NO_SOURCE or not held_out or not Path(folder).is_dir() or not any(
+                (Path(folder) / s).is_dir() for s in held_out):
+            return multiwoz.TURN_SCHEMA.empty_table()
+        return multiwoz.load_multiwoz_folder(folder, unexpected_files=self.unexpected_files, splits=held_out)

@@ -32,6 +32,7 @@ def test_demo_prints_a_line_per_stage_progress_and_a_summary(demo_cli_run):
     assert all("tokens/s" in p and "ETA" in p for p in progress)
     summary = lines[lines.index(next(line for line in lines if line.startswith("=== finished in"))):]
     for needle in ["Row funnel", "train loss", "Checks:", "0 failed", "/runs/", "/assets/run_report",
+                   "Evaluation (base -> tuned", "/assets/adapter_evaluation", "champion: promoted",
                    "MLflow run (make mlflow)", "TensorBoard (make tensorboard)", "adapter:", "merged model:"]:
         assert any(needle in line for line in summary), needle
     log_file = run.state / "logs"
@@ -66,7 +67,11 @@ def test_mlflow_store_and_tensorboard_read_well(demo_cli_run):
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{state / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("llama-sft")
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the "Model training" view
-    (run,) = client.search_runs([experiment.experiment_id])
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    assert sorted(runs) == ["adapter_evaluation", "train_adapter"], sorted(runs)
+    run = runs["train_adapter"]
+    # the evaluation's run is linked to the training run it judged
+    assert runs["adapter_evaluation"].data.tags["sft.training_run_id"] == run.info.run_id
     params = run.data.params
     assert len(params) <= 40, sorted(params)
     # the launch shape (process count, accelerate config) is tuned too: it sets the global batch

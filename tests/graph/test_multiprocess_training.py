@@ -117,15 +117,18 @@ def test_two_processes_train_like_one_with_the_same_global_batch(demo_state, tmp
     print(f"eval_loss 1 process {eval1}, 2 processes {eval2}")
     assert eval1.keys() == eval2.keys() and all(abs(eval1[s] - eval2[s]) <= LOSS_TOLERANCE for s in eval1)
     # rank 0 alone wrote: one adapter, one MLflow run, the same TensorBoard files as the 1-process run
-    adapter = s2 / "artifacts" / "train_adapter"
+    adapter = s2 / "artifacts" / "train_adapter" / "current"  # the published version folder
     assert [p.name for p in adapter.glob("*adapter*")] == ["adapter"]
     assert (adapter / "adapter" / "adapter_model.safetensors").is_file()
     client, experiment = _mlflow(s2)
     assert [r.info.run_id for r in client.search_runs([experiment])] == [m2["mlflow_run_id"]]
     assert client.get_run(m2["mlflow_run_id"]).info.status == "FINISHED"
-    assert _event_dirs(adapter) == _event_dirs(s1 / "artifacts" / "train_adapter")
+    # TensorBoard lives beside the versions (artifacts/train_adapter/tensorboard/<run folder>): each run added
     # one run folder, written once by each of rank 0's two writers (the Trainer's and the monitor's)
-    assert _event_dirs(adapter) == {"tensorboard/*": 2}
+    for state, meta in ((s1, m1), (s2, m2)):  # _copy removed the demo run's train_adapter folder
+        assert _event_dirs(state / "artifacts" / "train_adapter") == {"tensorboard/*": 2}
+        assert len(list(Path(meta["tensorboard_run"]).glob("events.out.tfevents.*"))) == 2
+    assert not list(adapter.rglob("events.out.tfevents.*"))
     assert {"loss_plot", "grad_norm_plot", "effective_rank_plot", "peak_memory_gb"} <= m2.keys()
 
 
@@ -146,12 +149,18 @@ def _ranks_left(job_path: Path) -> list[int]:
     return [pid for r in (0, 1) if (pid := _rank_pid(job_path, r))]
 
 
+def _job_file(out: Path) -> Path:
+    """The launch spec of the newest version folder (each run of train_adapter writes its own)."""
+    jobs = sorted(out.glob("versions/*/launch/job.json"))
+    return jobs[-1] if jobs else out / "versions" / "none" / "launch" / "job.json"
+
+
 def _kill_rank_after_checkpoint(out: Path, rank: int, killed: dict) -> None:
     """Wait for this run's first checkpoint, then SIGKILL `rank` (runs beside the materialization)."""
     deadline = time.time() + 600
     while time.time() < deadline:
         if any(out.glob("checkpoints/checkpoint-*/trainer_state.json")):
-            pid = _rank_pid(out / "launch" / "job.json", rank)
+            pid = _rank_pid(_job_file(out), rank)
             if pid:
                 os.kill(pid, signal.SIGKILL)
                 killed["pid"] = pid
@@ -178,7 +187,7 @@ def test_a_killed_rank_fails_the_step_by_name_and_the_rerun_resumes(demo_state, 
     with open(state / "locks" / "cpu.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises BlockingIOError if still held
     time.sleep(1)  # PR_SET_PDEATHSIG / the watchdog act within 0.5 s
-    assert _ranks_left(out / "launch" / "job.json") == []
+    assert _ranks_left(_job_file(out)) == []
     client, experiment = _mlflow(state)
     assert [r.info.status for r in client.search_runs([experiment])] == ["FAILED"]
     from llama_sft_dagster.core.training.trainer import last_complete_checkpoint

@@ -105,7 +105,7 @@ def test_sigkill_mid_training_resumes_from_the_latest_checkpoint(demo_state, tmp
     import mlflow
 
     state = copy_artifacts(demo_state, tmp_path / "state")
-    checkpoints, adapter = state / "artifacts" / "train_adapter" / "checkpoints", state / "artifacts" / "train_adapter" / "adapter"
+    checkpoints, adapter = state / "artifacts" / "train_adapter" / "checkpoints", state / "artifacts" / "train_adapter" / "current" / "adapter"
     previous_adapter = _digest(adapter)
     proc = _start_training(state)
     _wait_for_checkpoint(proc, checkpoints, state / "killed_run.log")

@@ -98,7 +98,8 @@ def test_trust_remote_code_reaches_every_model_load(demo_state, tmp_path, monkey
     monkeypatch.setattr(transformers, "AutoModelForCausalLM", model_spy)
     monkeypatch.setattr(transformers, "AutoTokenizer", tok_spy)
     load_base(demo_state / "artifacts" / "base_model" / "model", plan_device("cpu", MachineFacts(cuda_available=False, device_name="cpu")), trust)
-    merge_lora(demo_state / "artifacts" / "train_adapter" / "adapter", tmp_path / "merged", trust_remote_code=trust)
+    adapter = ArtifactStore(root=str(demo_state / "artifacts")).path("train_adapter", "adapter")
+    merge_lora(adapter, tmp_path / "merged", trust_remote_code=trust)
     assert [c["trust_remote_code"] for c in model_spy.calls] == [trust, trust]  # load_base, merge_lora
     assert tok_spy.calls[0]["trust_remote_code"] is trust
     # the other tokenizer loads read our own saved folders and never pass trust_remote_code=True
@@ -124,7 +125,8 @@ def test_weights_are_safetensors_and_data_is_parquet(demo_state):
         rel = p.relative_to(root)
         assert rel.parts[:2] == ("train_adapter", "checkpoints") and re.fullmatch(r"checkpoint-\d+", rel.parts[2]), rel
         assert p.name in TRAINER_RESUME_FILES, rel
-    for folder in (root / "base_model" / "model", root / "train_adapter" / "adapter", root / "merged_model" / "model"):
+    store = ArtifactStore(root=str(root))  # train_adapter and merged_model are versioned: read through `current`
+    for folder in (root / "base_model" / "model", store.path("train_adapter", "adapter"), store.path("merged_model", "model")):
         assert list(folder.glob("*.safetensors")), folder
     # every data asset holds Parquet only (sft_dataset also its format.json)
     data_assets = ["bitext_raw", "multiwoz_raw", "raw_pairs", "word_count_filtered", "token_limit_filtered",

@@ -6,6 +6,7 @@ without the data assets. Real Dagster instance, real MLflow SQLite store, real T
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
@@ -81,13 +82,13 @@ def test_training_loss_goes_down_and_best_checkpoint_is_lowest_eval(trained):
     from safetensors.torch import load_file
 
     best = load_file(root / "train_adapter" / "checkpoints" / f"checkpoint-{meta['best_eval_step']}" / "adapter_model.safetensors")
-    saved = load_file(root / "train_adapter" / "adapter" / "adapter_model.safetensors")
+    saved = load_file(root / "train_adapter" / "current" / "adapter" / "adapter_model.safetensors")
     assert best.keys() == saved.keys() and all((best[k] == saved[k]).all() for k in best)
     assert meta["mlflow_run_id"] and meta["trainable_params"] > 0 and meta["device"] == "cpu"
     assert meta["device_lock_wait_s"] >= 0
     assert (root / "locks" / "cpu.lock").read_text() == ""  # train_adapter took the device lock, then let go
     assert {"loss_plot", "grad_norm_plot", "effective_rank_plot"} <= meta.keys()
-    assert not list((root / "train_adapter" / "adapter").glob("*.bin"))
+    assert not list((root / "train_adapter" / "current" / "adapter").glob("*.bin"))
 
 
 def test_masking_and_length_checks(trained):
@@ -108,9 +109,9 @@ def test_merge_check_passes_and_merge_returns_early(trained):
     assert check.metadata["max_abs_diff_merged_vs_adapter"].value <= 1e-4
     from llama_sft_dagster.core.training.merge import merge_lora
 
-    out = root / "merged_model" / "model"
+    out = root / "merged_model" / "current" / "model"  # versioned assets: `current` is the published version
     before = (out / "model.safetensors").stat().st_mtime_ns
-    merge_lora(root / "train_adapter" / "adapter", out)
+    merge_lora(root / "train_adapter" / "current" / "adapter", out)
     assert (out / "model.safetensors").stat().st_mtime_ns == before
 
 
@@ -170,7 +171,9 @@ def test_mlflow_run_finished_and_tensorboard_carry_the_monitor_metrics(trained):
     from llama_sft_dagster.config.training import TrainConfig
 
     assert run.data.params["config.train.lora_r"] == str(TrainConfig().lora_r)  # the full config is logged
-    events = sorted((root / "train_adapter" / "tensorboard").rglob("events.out.tfevents.*"))
+    run_dir = Path(meta["tensorboard_run"])  # beside the version folders: every run's curves side by side
+    assert run_dir.parent == root / "train_adapter" / "tensorboard"
+    events = sorted(run_dir.rglob("events.out.tfevents.*"))
     assert events, "no TensorBoard event files"
     tags = set()
     for f in events:

@@ -2,7 +2,7 @@
 shared by the demo, MLflow/TensorBoard and browser tests: its state folder, printed lines and exit code.
 
 The run is the real command in a subprocess with its own state folder and Dagster home; only the
-training is shortened (DEMO_TEST_CONFIG, passed as a run-config file like a recipe).
+base-model pretraining and the training are shortened (DEMO_TEST_CONFIG, passed as a run-config file like a recipe).
 """
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ import yaml
 from support.paths import REPO
 
 DEMO_TEST_CONFIG = {"ops": {"train_adapter": {"config": {"max_steps": 10, "eval_steps": 5, "save_steps": 5,
-                                                          "progress_every": 5}}}}
+                                                          "progress_every": 5}},
+                            # 30 of the demo's 100 pretraining steps (as tests/support/demo_state.py)
+                            "base_model": {"config": {"demo_pretrain_steps": 30}}}}
 
 
 @dataclass

@@ -1,9 +1,10 @@
-"""One demo-profile run of the whole graph (raw -> merged_model) on disk, shared by the reliability and
-security tests of one pytest session (it is the slow part: ~1 min on 2 cores).
+"""One demo-profile run of the whole pipeline (raw -> merged_model -> adapter_evaluation -> champion_model)
+on disk, shared by the reliability, security, champion and rank-sweep tests of one pytest session (it is
+the slow part of the suite).
 
 The run uses a persistent Dagster instance under the state folder (event log on disk), the hub token
 from the environment through dg.EnvVar (a fake one: the demo profile never calls the hub), and a short
-training (TRAIN_CONFIG). Tests that change files copy `artifacts/` first (`copy_artifacts`).
+training (TRAIN_CONFIG) of a shortly pretrained base (BASE_CONFIG). Tests that change files copy `artifacts/` first (`copy_artifacts`).
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from support.resources import project_resources
 
 FAKE_TOKEN = "hf_fakeTokenForLeakTests0123456789abcdefXYZ"  # shaped like a real one (hf_ + 37 chars)
 TRAIN_CONFIG = {"max_steps": 10, "eval_steps": 5, "save_steps": 5}
+# 30 of the demo's 100 pretraining steps: enough for text-like replies, and a third of the time
+BASE_CONFIG = {"demo_pretrain_steps": 30}
 
 
 def instance_at(home: Path) -> dg.DagsterInstance:
@@ -44,7 +47,8 @@ def build_demo_state(tmp_path_factory) -> tuple[Path, dg.ExecuteInProcessResult 
                                       bitext=BitextSource(location="demo", hf_token=dg.EnvVar("HF_TOKEN")))
         with instance_at(state / "dagster_home") as instance:
             result = dg.materialize([*all_assets, *all_checks], resources=resources, instance=instance,
-                                    run_config={"ops": {"train_adapter": {"config": TRAIN_CONFIG}}})
+                                    run_config={"ops": {"train_adapter": {"config": TRAIN_CONFIG},
+                                                        "base_model": {"config": BASE_CONFIG}}})
     assert result.success
     assert os.environ.get("HF_TOKEN") != FAKE_TOKEN
     (state / "built").touch()

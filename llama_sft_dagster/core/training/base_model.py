@@ -7,7 +7,8 @@ Full: `huggingface_hub.snapshot_download` of safetensors weights + tokenizer at 
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 BEGIN = "<|begin_of_text|>"
@@ -38,6 +39,7 @@ LLAMA3_CHAT_TEMPLATE = (
 DEMO_MODEL = dict(hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, max_position_embeddings=1024, rope_theta=500000.0)
 DEMO_VOCAB_SIZE = 4096
+PRETRAINING_FILE = "pretraining.json"  # the demo pretraining's loss and time, for the asset's metadata
 
 
 def train_demo_tokenizer(texts: Iterable[str], vocab_size: int = DEMO_VOCAB_SIZE):
@@ -60,12 +62,16 @@ def train_demo_tokenizer(texts: Iterable[str], vocab_size: int = DEMO_VOCAB_SIZE
     return fast
 
 
-def build_demo_base_model(texts: Iterable[str], out_dir: Path, seed: int = 0, vocab_size: int = DEMO_VOCAB_SIZE) -> Path:
-    """Train the demo tokenizer on `texts`, build a random-init tiny Llama, save both to `out_dir`."""
+def build_demo_base_model(texts: Iterable[str], out_dir: Path, seed: int = 0, vocab_size: int = DEMO_VOCAB_SIZE,
+                          pretrain: Mapping | None = None) -> Path:
+    """Train the demo tokenizer on `texts`, build a tiny Llama, save both to `out_dir`.
+
+    `pretrain` (keyword arguments of core.demo.pretrain.pretrain: steps, batch_size, seq_len,
+    learning_rate) trains the random init on the same texts first; its figures go to PRETRAINING_FILE."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    out_dir = Path(out_dir)
+    out_dir, texts = Path(out_dir), list(texts)
     tokenizer = train_demo_tokenizer(texts, vocab_size)
     config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
@@ -74,6 +80,11 @@ def build_demo_base_model(texts: Iterable[str], out_dir: Path, seed: int = 0, vo
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     out_dir.mkdir(parents=True, exist_ok=True)
+    if pretrain:
+        from llama_sft_dagster.core.demo.pretrain import pretrain as run_pretraining
+
+        figures = run_pretraining(model, tokenizer, texts, seed=seed, **pretrain)
+        (out_dir / PRETRAINING_FILE).write_text(json.dumps(figures, indent=2))
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return out_dir

@@ -1,0 +1,177 @@
+"""Evaluation group: adapter_evaluation (base vs tuned, per intent/category/domain, with generation
+samples) -> champion_model (MLflow registry alias `champion`, moved only to a better model).
+
+    dagster asset materialize -m llama_sft_dagster.definitions --select 'adapter_evaluation+'
+"""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+
+from llama_sft_dagster.assets._versioned import versioned_asset
+from llama_sft_dagster.assets.model_paths import base_model_dir
+from llama_sft_dagster.assets.training import FORMAT_FILE, LINEAGE_FILE
+from llama_sft_dagster.config.evaluation import ChampionConfig, EvaluationConfig
+from llama_sft_dagster.core.data.storage import read_parquet, write_parquet
+from llama_sft_dagster.housekeeping.pool_guard import GpuPoolGuard
+from llama_sft_dagster.resources.artifacts import ArtifactStore
+from llama_sft_dagster.resources.data_sources import MultiwozSource
+from llama_sft_dagster.resources.gpu import GpuResource
+from llama_sft_dagster.resources.tracking import MlflowTracking
+
+SUMMARY_FILE = "evaluation.json"
+
+
+def evaluation_set(artifacts: ArtifactStore, multiwoz: MultiwozSource,
+                   config: EvaluationConfig) -> tuple[dict, list, dict]:
+    """(sft format, rows: validation split + held-out dev/test MultiWOZ pairs, counts)."""
+    from llama_sft_dagster.core.evaluation.evaluate import held_out_rows, validation_rows
+
+    fmt = json.loads(artifacts.upstream("sft_dataset", "adapter_evaluation", FORMAT_FILE).read_text())
+    sft_rows = read_parquet(artifacts.upstream("sft_dataset", "adapter_evaluation", "validation.parquet")).to_pylist()
+    rows = validation_rows(sft_rows, read_parquet(artifacts.upstream("validation_pairs", "adapter_evaluation")))
+    held_out, counts = held_out_rows(multiwoz.load_held_out(), config.held_out_max_pairs, fmt["system_prompt"])
+    return fmt, rows + held_out, {"validation_rows": len(rows), **counts}
+
+
+def _log_to_mlflow(tracking: MlflowTracking, context, config: EvaluationConfig, summary: dict, table, plot) -> str:
+    """One MLflow run `adapter_evaluation` tagged with the training run's id; returns its id ('' if unreachable)."""
+    import mlflow
+
+    tags = {"sft.training_run_id": summary["training_mlflow_run_id"], "sft.merged_model": summary["tuned_model"]}
+    with tracking.start_run("adapter_evaluation", params=config.model_dump(), dagster_run_id=context.run.run_id,
+                            tags=tags) as run:
+        if run is None:
+            return ""
+        mlflow.log_metrics({f"{r['set']}.{r['group'].replace(':', '.')}.{m}_loss": r[f"{m}_loss"]
+                            for r in table for m in ("base", "tuned")})
+        mlflow.log_metrics({k: v for k, v in summary.items() if k.endswith("_loss")})
+        if plot is not None:
+            mlflow.log_artifact(str(plot))
+        return run.info.run_id
+
+
+@versioned_asset(group_name="evaluation", kinds={"pytorch", "parquet"}, pool="gpu",
+                 deps=["merged_model", "sft_dataset", "validation_pairs", "base_model", "multiwoz_source"],
+                 description="Base vs tuned (merged) model on the validation split and on held-out MultiWOZ dev/test "
+          "dialogues: reply-token loss, perplexity, next-token accuracy per intent, category, domain and overall; "
+          "greedy generation samples per intent and domain.")
+def adapter_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, artifacts: ArtifactStore,
+                       multiwoz: MultiwozSource, gpu: GpuResource, pool_guard: GpuPoolGuard,
+                       tracking: MlflowTracking) -> dg.MaterializeResult:
+    from llama_sft_dagster.core.evaluation import evaluate as ev
+    from llama_sft_dagster.core.evaluation import metrics, plots
+    from llama_sft_dagster.core.evaluation import samples as smp
+    from llama_sft_dagster.core.training.plots import png_markdown
+
+    fmt, rows, counts = evaluation_set(artifacts, multiwoz, config)
+    picked = smp.pick_samples(rows, config.samples_per_group, config.sample_seed)
+    tuned = artifacts.upstream("merged_model", "adapter_evaluation", "model")
+    plan, out = gpu.plan(context.log), artifacts.new_version("adapter_evaluation", context.run.run_id)
+    with gpu.exclusive(plan, f"adapter_evaluation of run {context.run.run_id}", context.log):
+        scored, samples = ev.base_vs_tuned(base_model_dir(artifacts), tuned, plan, rows, picked,
+                                           max_length=fmt["max_length"], batch_size=config.per_device_eval_batch_size,
+                                           max_new_tokens=config.max_new_tokens)
+    table = metrics.compare(ev.model_scores(scored, "base"), ev.model_scores(scored, "tuned"))
+    for name, data in (("rows", rows), ("scores", scored), ("metrics", table), ("samples", samples)):
+        write_parquet(pa.Table.from_pylist(data), out / f"{name}.parquet")
+    adapter = Path(json.loads(artifacts.path("merged_model", LINEAGE_FILE).read_text())["adapter"])
+    run_file = adapter.parent / "run.json"
+    summary = {"tuned_model": str(tuned), "adapter": str(adapter),
+               "training_mlflow_run_id": json.loads(run_file.read_text()).get("mlflow_run_id", "") if run_file.exists() else "",
+               "base_loss": metrics.pooled_loss(ev.model_scores(scored, "base")),
+               "tuned_loss": metrics.pooled_loss(ev.model_scores(scored, "tuned")), **counts,
+               **{f"{r['set']}_{m}_{k}": r[f"{m}_{k}"] for r in table if r["group"] == "overall"
+                  for m in ("base", "tuned") for k in ("loss", "accuracy")}}
+    plot = plots.plot_group_losses(table, out / "per_intent_loss.png")
+    summary["mlflow_run_id"] = _log_to_mlflow(tracking, context, config, summary, table, plot)
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    removed = artifacts.publish("adapter_evaluation", out)
+    worse = metrics.worse_groups(table)
+    return dg.MaterializeResult(metadata={
+        **{k: v for k, v in summary.items() if k not in ("tuned_model", "adapter")},
+        "groups_tuned_worse": len(worse), "path": dg.MetadataValue.path(str(out)), "version": out.name,
+        "versions_removed": ", ".join(removed), "metrics": dg.MetadataValue.md(metrics.markdown_table(table)),
+        "samples": dg.MetadataValue.md(smp.samples_markdown(samples)),
+        **({"per_intent_plot": dg.MetadataValue.md(png_markdown(plot, "per-intent loss"))} if plot else {})})
+
+
+def _summary(artifacts: ArtifactStore, consumer: str = "adapter_evaluation") -> dict:
+    return json.loads(artifacts.upstream("adapter_evaluation", consumer, SUMMARY_FILE).read_text())
+
+
+@dg.asset_check(asset=adapter_evaluation, blocking=True,
+                description="The tuned model's reply-token loss over all evaluation rows is below the base model's. "
+                "Blocking: champion_model (the registry promotion) does not run after a failure.")
+def adapter_evaluation_beats_base(artifacts: ArtifactStore) -> dg.AssetCheckResult:
+    s = _summary(artifacts)
+    return dg.AssetCheckResult(passed=s["tuned_loss"] < s["base_loss"],
+                               metadata={"base_loss": s["base_loss"], "tuned_loss": s["tuned_loss"]})
+
+
+@dg.asset_check(asset=adapter_evaluation, description="WARN listing every intent, category and domain (validation "
+                "and held-out) where the tuned model's loss is above the base model's.")
+def adapter_evaluation_no_worse_group(artifacts: ArtifactStore) -> dg.AssetCheckResult:
+    from llama_sft_dagster.core.evaluation.metrics import worse_groups
+
+    worse = worse_groups(read_parquet(artifacts.path("adapter_evaluation", "metrics.parquet")).to_pylist())
+    return dg.AssetCheckResult(passed=not worse, severity=dg.AssetCheckSeverity.WARN,
+                               metadata={"worse_groups": len(worse), "groups": ", ".join(worse) or "none"})
+
+
+def _champion_loss(champion, rows: list, fmt: dict, config: EvaluationConfig, gpu: GpuResource,
+                   context) -> float | None:
+    """Pooled loss of the current champion on the challenger's evaluation rows (None: no champion to compare)."""
+    from llama_sft_dagster.core.evaluation.evaluate import score_model
+    from llama_sft_dagster.core.evaluation.metrics import pooled_loss
+
+    if champion is None:
+        return None
+    source = Path(champion.source)
+    if not (source / "config.json").exists():
+        context.log.warning(f"champion v{champion.version}'s files are gone ({source}): it cannot be compared, "
+                            "so the challenger is judged against its base model only")
+        return None
+    plan = gpu.plan(context.log)
+    with gpu.exclusive(plan, f"champion_model of run {context.run.run_id}", context.log):
+        scores = score_model(source, plan, rows, max_length=fmt["max_length"],
+                             batch_size=config.per_device_eval_batch_size)
+    return pooled_loss(scores)
+
+
+@versioned_asset(group_name="evaluation", kinds={"mlflow"}, deps=["adapter_evaluation"], pool="gpu",
+                 description="Registers the evaluated merged model in the MLflow model registry and moves the alias "
+          "`champion` to it only when its reply-token loss beats the current champion's on the same rows.")
+def champion_model(context: dg.AssetExecutionContext, config: ChampionConfig, artifacts: ArtifactStore,
+                   gpu: GpuResource, pool_guard: GpuPoolGuard, tracking: MlflowTracking) -> dg.MaterializeResult:
+    from llama_sft_dagster.core.evaluation.promotion import decide
+    from llama_sft_dagster.resources.model_registry import RegisteredModel
+
+    s = _summary(artifacts, "champion_model")
+    challenger = Path(s["tuned_model"])
+    registry = RegisteredModel(tracking.resolved_uri(), config.registered_model_name)
+    champion = registry.champion()
+    rows = read_parquet(artifacts.path("adapter_evaluation", "rows.parquet")).to_pylist()
+    fmt = json.loads(artifacts.path("sft_dataset", FORMAT_FILE).read_text())
+    same = champion is not None and Path(champion.source) == challenger
+    champion_loss = None if same else _champion_loss(champion, rows, fmt, EvaluationConfig(), gpu, context)
+    decision = decide(s["tuned_loss"], s["base_loss"], champion_loss, config.min_improvement)
+    if same:
+        version, decision = champion, type(decision)(False, f"v{champion.version} is this model and already champion")
+    else:
+        version = registry.register(str(challenger), {"tuned_loss": s["tuned_loss"], "base_loss": s["base_loss"],
+                                    "champion_loss": champion_loss, "decision": decision.reason},
+                                    run_id=s.get("mlflow_run_id"))
+    if decision.promote:
+        registry.promote(version.version)
+        for folder in (challenger.parent, Path(s["adapter"]).parent):  # merged model and its adapter version
+            artifacts.mark_promoted(folder, f"{config.registered_model_name} v{version.version}")
+    current = registry.champion()
+    context.log.info(f"champion_model: {decision.reason}; champion is v{current.version if current else '-'}")
+    return dg.MaterializeResult(metadata={
+        "promoted": decision.promote, "reason": decision.reason, "challenger_version": int(version.version),
+        "champion_version": int(current.version) if current else 0, "challenger_loss": s["tuned_loss"],
+        "champion_loss_before": champion_loss if champion_loss is not None else float("nan"),
+        "champion_path": dg.MetadataValue.path(current.source if current else "")})

@@ -1,0 +1,74 @@
+"""The MLflow model registry of the merged models, on the tracking resource's store (the embedded SQLite
+database by default): every evaluated merged model is a version of one registered model, and the alias
+`champion` names the one to serve. Only champion_model moves the alias (see core/evaluation/promotion.py).
+
+Roll back by pointing the alias at an earlier version, whose files retention keeps (ArtifactStore):
+
+    python -m llama_sft_dagster.resources.model_registry                # list versions, mark the champion
+    python -m llama_sft_dagster.resources.model_registry --champion 3   # make version 3 the champion
+"""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+CHAMPION = "champion"
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    uri: str
+    name: str
+
+    def client(self):
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+    def champion(self):
+        """The ModelVersion holding the `champion` alias, or None (no registered model or no alias yet)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client().get_model_version_by_alias(self.name, CHAMPION)
+        except MlflowException:
+            return None
+
+    def register(self, source: str, tags: Mapping[str, str], run_id: str | None = None):
+        """A new version whose source is the merged model's folder."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.client()
+        try:
+            client.get_registered_model(self.name)
+        except MlflowException:
+            client.create_registered_model(self.name, description="Merged LoRA fine-tunes (llama-sft-dagster).")
+        return client.create_model_version(self.name, source=source, run_id=run_id or None,
+                                           tags={k: str(v) for k, v in tags.items()})
+
+    def promote(self, version: str | int) -> None:
+        self.client().set_registered_model_alias(self.name, CHAMPION, str(version))
+
+    def versions(self) -> list:
+        return sorted(self.client().search_model_versions(f"name = '{self.name}'"), key=lambda v: int(v.version))
+
+
+def main(argv: list[str] | None = None) -> None:
+    from llama_sft_dagster.config.evaluation import ChampionConfig
+    from llama_sft_dagster.resources.tracking import MlflowTracking
+
+    parser = argparse.ArgumentParser(description="List the registered merged models or move the champion alias.")
+    parser.add_argument("--champion", help="version number to make the champion (a rollback)")
+    parser.add_argument("--name", default=ChampionConfig().registered_model_name)
+    args = parser.parse_args(argv)
+    registry = RegisteredModel(MlflowTracking().resolved_uri(), args.name)
+    if args.champion:
+        registry.promote(args.champion)
+    for v in registry.versions():
+        mark = " <- champion" if CHAMPION in (v.aliases or []) else ""
+        print(f"v{v.version}  loss={v.tags.get('tuned_loss', '?')}  {v.source}{mark}")
+
+
+if __name__ == "__main__":
+    main()
