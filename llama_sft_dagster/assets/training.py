@@ -28,10 +28,14 @@ LINEAGE_FILE = "lineage.json"  # in a merged_model version: the adapter version 
 
 def load_sft(artifacts: ArtifactStore, consumer: str) -> tuple[dict, list[dict], list[dict]]:
     """(format settings, train rows, validation rows) as written by sft_dataset."""
+    import pyarrow.parquet as pq
+
+    from llama_sft_dagster.core.training.tokenized import sft_columns
+
     fmt = json.loads(artifacts.upstream("sft_dataset", consumer, FORMAT_FILE).read_text())
-    cols = ["prompt", "completion"] if fmt["dataset_format"] == "prompt_completion" else ["messages"]
-    rows = [read_parquet(artifacts.upstream("sft_dataset", consumer, f"{s}.parquet"), columns=cols).to_pylist()
-            for s in SPLITS]
+    # with the token columns sft_dataset stored, the trainer does not tokenize again (core/training/tokenized.py)
+    rows = [read_parquet(path, columns=sft_columns(fmt["dataset_format"], pq.read_schema(path).names)).to_pylist()
+            for path in (artifacts.upstream("sft_dataset", consumer, f"{s}.parquet") for s in SPLITS)]
     return fmt, rows[0], rows[1]
 
 
@@ -73,7 +77,8 @@ def sft_dataset(context: dg.AssetExecutionContext, config: SftDatasetConfig, art
     out, metadata, rejects = artifacts.asset_dir("sft_dataset"), {}, []
     for split, upstream in SPLITS.items():
         table, rej, counts, lengths = sft_table(read_parquet(artifacts.upstream(upstream, "sft_dataset")), tokenizer, config.dataset_format,
-                                                config.max_length, config.filter_on_templated_length, config.system_prompt)
+                                                config.max_length, config.filter_on_templated_length, config.system_prompt,
+                                                assistant_only_loss=config.assistant_only_loss)
         if table.num_rows == 0:  # the trainer needs both: it trains on one and evaluates (eval_strategy=steps) on the other
             raise EmptySftSplitError(empty_split_message(split, upstream, counts, config.max_length))
         write_parquet(table, out / f"{split}.parquet")
@@ -100,14 +105,13 @@ def sft_dataset_label_masking(context: dg.AssetCheckExecutionContext, artifacts:
     import tempfile
 
     from llama_sft_dagster.core.training.masking import verify_trainer_masking
-    from llama_sft_dagster.core.training.trainer import setup
+    from llama_sft_dagster.core.training.trainer import prepare_data
 
     fmt, train_rows, eval_rows = load_sft(artifacts, "sft_dataset")
     sources, hp, plan = row_sources(artifacts, "sft_dataset"), TrainConfig(), gpu.plan()
-    # the trainer places the base model on the device: hold it, as train_adapter does
-    with tempfile.TemporaryDirectory() as tmp, gpu.exclusive(plan, f"masking check of run {context.run.run_id}", context.log):
-        trainer = setup(base_model_dir(artifacts), train_rows, eval_rows, hp.trainer_kwargs(), hp.lora_kwargs(), fmt,
-                        plan, tmp)
+    # the trainer's processed datasets and collator without the base model: nothing to place on the device
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = prepare_data(base_model_dir(artifacts), train_rows, eval_rows, hp.trainer_kwargs(), fmt, plan, tmp)
         reports = {s: verify_trainer_masking(trainer, max_batches=8, split=s, sources=sources[s],
                                              system_prompt=fmt["system_prompt"]) for s in ("train", "eval")}
     # named for the sample it measures: 8 batches spread over each split (train_adapter reports the whole run's)

@@ -145,10 +145,13 @@ def read_rows(job: TrainJob) -> tuple[list[dict], list[dict], list[str] | None]:
 
     from llama_sft_dagster.core.data.storage import read_parquet
     from llama_sft_dagster.core.training.masking import spread
+    from llama_sft_dagster.core.training.tokenized import sft_columns
 
-    cols = ["prompt", "completion"] if job.fmt["dataset_format"] == "prompt_completion" else ["messages"]
-    train = read_parquet(Path(job.train_path), columns=cols).to_pylist()
-    evals = read_parquet(Path(job.validation_path), columns=cols).to_pylist()
+    def rows(path: str) -> list[dict]:  # with sft_dataset's token columns the trainer does not tokenize again
+        return read_parquet(Path(path), columns=sft_columns(job.fmt["dataset_format"], pq.read_schema(path).names)
+                            ).to_pylist()
+
+    train, evals = rows(job.train_path), rows(job.validation_path)
     evals = [evals[i] for i in spread(range(len(evals)), job.eval_max_samples or len(evals))]
     sources = None
     if "pair_id" in pq.read_schema(job.train_path).names:

@@ -66,19 +66,22 @@ def templated_lengths(tokenizer, rows: Iterable[dict]) -> list[int]:
 
 
 def sft_table(pairs, tokenizer, dataset_format: str, max_length: int, filter_on_templated_length: bool,
-              system_prompt: str = SYSTEM_PROMPT, stage: str = "sft_dataset"):
+              system_prompt: str = SYSTEM_PROMPT, stage: str = "sft_dataset", assistant_only_loss: bool = False):
     """Pair table -> (training rows table, rejects table, StageCounts, templated lengths of kept rows).
 
-    Rows keep `pair_id` for lineage and `templated_tokens` (length with the chat template). With
-    `filter_on_templated_length`, rows longer than `max_length` are dropped with reason
-    `templated_too_long` instead of being truncated silently by the trainer."""
+    Rows keep `pair_id` for lineage, `templated_tokens` (length with the chat template) and the token columns
+    the trainer would compute (core/training/tokenized.py: `input_ids` and its loss mask), so it and the masking
+    check do not tokenize again. With `filter_on_templated_length`, rows longer than `max_length` are dropped
+    with reason `templated_too_long` instead of being truncated silently by the trainer."""
     import pyarrow as pa
 
     from llama_sft_dagster.core.data.accounting import partition
+    from llama_sft_dagster.core.training.tokenized import trainer_tokens
 
     instructions, responses = pairs.column("instruction").to_pylist(), pairs.column("response").to_pylist()
     rows = build_rows(instructions, responses, dataset_format, system_prompt)
-    lengths = templated_lengths(tokenizer, rows)
+    tokens = trainer_tokens(tokenizer, rows, assistant_only_loss)
+    lengths = [len(ids) for ids in tokens["input_ids"]]
     too_long = [filter_on_templated_length and n > max_length for n in lengths]
     reasons = ["templated_too_long" if t else None for t in too_long]
     details = [f"templated_tokens={n}>{max_length}" if t else None for n, t in zip(lengths, too_long)]
@@ -86,4 +89,8 @@ def sft_table(pairs, tokenizer, dataset_format: str, max_length: int, filter_on_
     keep = [i for i, r in enumerate(reasons) if r is None]
     table = pa.Table.from_pylist([{"pair_id": pairs.column("pair_id")[i].as_py(), **rows[i],
                                    "templated_tokens": lengths[i]} for i in keep])
+    # int32 ids (vocabularies < 2**31) and int8 masks: a quarter of the default int64's bytes on disk and in memory
+    for name, values in tokens.items():
+        kept = [values[i] for i in keep]
+        table = table.append_column(name, pa.array(kept, pa.list_(pa.int32() if name == "input_ids" else pa.int8())))
     return table, rejects, counts, [lengths[i] for i in keep]

@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from llama_sft_dagster.core.training.device import DevicePlan
 
@@ -136,6 +138,7 @@ def setup(base_dir: Path, train_rows: list[dict], eval_rows: list[dict], hp: Map
     else:
         tokenizer = load_tokenizer(base_dir, hp.get("trust_remote_code", False))
     args = build_sft_config(output_dir, hp, data, plan, report_to)
+    # rows carrying sft_dataset's input_ids (core/training/tokenized.py) are "processed" to TRL: not tokenized again
     trainer = MonitoredSFTTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None, processing_class=tokenizer,
@@ -149,6 +152,56 @@ def setup(base_dir: Path, train_rows: list[dict], eval_rows: list[dict], hp: Map
 
         logging.getLogger(__name__).warning("padding_free=True but training padded: %s", plan_batches["padded_reason"])
     return trainer
+
+
+@dataclass
+class PreparedData:
+    """What the masking check reads from a trainer (verify_trainer_masking), without the model."""
+    processing_class: Any
+    args: Any
+    train_dataset: Any
+    eval_dataset: Any
+    data_collator: Any
+
+
+def prepare_data(base_dir: Path, train_rows: list[dict], eval_rows: list[dict], hp: Mapping, data: Mapping,
+                 plan: DevicePlan, output_dir: Path) -> PreparedData:
+    """The processed datasets and the collator `setup`'s SFTTrainer would build, without loading the base model.
+
+    The datasets go through TRL 1.16's own `SFTTrainer._prepare_dataset` (labels from the masks, truncation at
+    max_length, packing, shuffle), which reads only the tokenizer, the chat template and completion_only_loss
+    from the trainer; the collator is built with SFTTrainer.__init__'s arguments and `setup`'s padding-free swap.
+    tests/unit/test_prepared_data.py checks both against a real SFTTrainer's."""
+    from types import SimpleNamespace
+
+    from datasets import Dataset
+    from trl import SFTTrainer
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from llama_sft_dagster.core.training.tokenized import training_chat_template
+
+    tokenizer = load_tokenizer(base_dir, hp.get("trust_remote_code", False))
+    args = build_sft_config(output_dir, hp, data, plan)
+    train = Dataset.from_list(train_rows)
+    completion_only = ("prompt" in train.column_names and "completion" in train.column_names
+                       if args.completion_only_loss is None else args.completion_only_loss)
+    trainer_view = SimpleNamespace(_tokenizer=tokenizer, completion_only_loss=completion_only,
+                                   chat_template=training_chat_template(tokenizer, args.assistant_only_loss))
+
+    def prepare(dataset, packing: bool, name: str):
+        return SFTTrainer._prepare_dataset(trainer_view, dataset, tokenizer, args, packing, None, name)
+
+    eval_packing = args.packing if args.eval_packing is None else args.eval_packing
+    tokenizer.pad_token = args.pad_token or tokenizer.pad_token or tokenizer.eos_token  # as SFTTrainer.__init__
+    collator = DataCollatorForLanguageModeling(
+        pad_token_id=tokenizer.pad_token_id, pad_to_multiple_of=args.pad_to_multiple_of,
+        padding_free=args.padding_free or (args.packing and args.packing_strategy in {"bfd", "bfd_split"}))
+    prepared = PreparedData(tokenizer, args, prepare(train, args.packing, "train"),
+                            prepare(Dataset.from_list(eval_rows), eval_packing, "eval") if eval_rows else None,
+                            collator)
+    plan_batches = batching(hp, plan)
+    return use_padding_free_collator(prepared) if plan_batches["padding_free"] and not plan_batches["packing"] \
+        else prepared
 
 
 def attention_kernel(model) -> str:
