@@ -27,10 +27,16 @@ SUMMARY_FILE = "evaluation.json"
 def evaluation_set(artifacts: ArtifactStore, multiwoz: MultiwozSource,
                    config: EvaluationConfig) -> tuple[dict, list, dict]:
     """(sft format, rows: validation split + held-out dev/test MultiWOZ pairs, counts)."""
+    import pyarrow.parquet as pq
+
     from llama_sft_dagster.core.evaluation.evaluate import held_out_rows, validation_rows
+    from llama_sft_dagster.core.training.tokenized import TOKEN_COLUMNS
 
     fmt = json.loads(artifacts.upstream("sft_dataset", "adapter_evaluation", FORMAT_FILE).read_text())
-    sft_rows = read_parquet(artifacts.upstream("sft_dataset", "adapter_evaluation", "validation.parquet")).to_pylist()
+    path = artifacts.upstream("sft_dataset", "adapter_evaluation", "validation.parquet")
+    # the text columns: scoring templates and tokenizes each model's way (not the stored trainer token ids)
+    text = [c for c in pq.read_schema(path).names if c not in TOKEN_COLUMNS]
+    sft_rows = read_parquet(path, columns=text).to_pylist()
     rows = validation_rows(sft_rows, read_parquet(artifacts.upstream("validation_pairs", "adapter_evaluation")))
     held_out, counts = held_out_rows(multiwoz.load_held_out(), config.held_out_max_pairs, fmt["system_prompt"])
     return fmt, rows + held_out, {"validation_rows": len(rows), **counts}
