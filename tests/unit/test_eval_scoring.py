@@ -33,6 +33,21 @@ def test_pretraining_figures_are_saved(tiny):
     assert figures["pretrain_steps"] == 3 and figures["pretrain_first_loss"] > 0
 
 
+def test_pretraining_on_a_small_corpus_uses_what_there_is(tiny):
+    """A heavily filtered or test-sized corpus: fewer blocks than the batch (every block in every step), or
+    not one full block (the random init is kept, and the figures say why) -- never a failed base_model."""
+    from transformers import AutoModelForCausalLM
+
+    from llama_sft_dagster.core.demo.pretrain import pretrain
+
+    _, tok, folder = tiny
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    few = pretrain(model, tok, TEXTS[:20], steps=2, batch_size=64, seq_len=32, learning_rate=1e-3, seed=0)
+    assert few["pretrain_steps"] == 2 and few["pretrain_batch_size"] == few["pretrain_blocks"] < 64
+    none = pretrain(model, tok, ["too short"], steps=2, batch_size=64, seq_len=512, learning_rate=1e-3, seed=0)
+    assert none["pretrain_steps"] == 0 and "no full block of 512 tokens" in none["pretrain_skipped"]
+
+
 def test_reply_span_is_reply_and_eot(tiny):
     from llama_sft_dagster.core.evaluation.scoring import reply_span
 
