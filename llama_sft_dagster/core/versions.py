@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib
 import inspect
 import json
-import sys
 import textwrap
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+
+from llama_sft_dagster.core import source_index
 
 PACKAGE = "llama_sft_dagster"
 CHUNK = 1 << 20
@@ -79,18 +79,14 @@ def table_version(path: Path) -> str:
 _CONSTANT_TYPES = (int, float, str, bytes, bool, tuple, frozenset)
 
 
-def _is_project_code(obj) -> bool:
-    if not (inspect.isfunction(obj) or inspect.isclass(obj)):
-        return False
-    # pydantic models (dg.Config, resources) are settings and I/O plumbing: configs count by their defaults
-    return getattr(obj, "__module__", "").startswith(PACKAGE) and not hasattr(obj, "model_fields")
-
-
 def _tree(obj) -> ast.AST | None:
     try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
+        return ast.parse(textwrap.dedent(inspect.getsource(obj)))
     except (OSError, TypeError, SyntaxError):
         return None
+
+
+def _normalise(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             node.decorator_list = []  # asset decorators carry descriptions and deps, not logic
@@ -101,49 +97,48 @@ def _tree(obj) -> ast.AST | None:
     return tree
 
 
-def _namespace(obj, tree: ast.AST) -> dict:
-    module = sys.modules.get(getattr(obj, "__module__", ""), None)
-    names = dict(vars(module)) if module else {}
+def _references(module: str, tree: ast.AST) -> Iterable[tuple[str, object]]:
+    """(name as written, what it resolves to) for the module-level names `tree` uses, read from the source of
+    `module` and of the project modules it imports (also inside function bodies), none of them executed."""
+    local: dict[str, tuple] = {}
     for node in ast.walk(tree):  # imports inside function bodies (heavy libraries are imported late)
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(PACKAGE) and not node.level:
-            source = importlib.import_module(node.module)
             for alias in node.names:
-                value = getattr(source, alias.name, None)
-                if value is None:
-                    value = importlib.import_module(f"{node.module}.{alias.name}")
-                names[alias.asname or alias.name] = value
-    return names
-
-
-def _references(tree: ast.AST, names: dict) -> Iterable[tuple[str, object]]:
+                local[alias.asname or alias.name] = ("from", node.module, alias.name)
+    names = {**source_index.bindings(module), **local}
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and node.id in names:
-            yield node.id, names[node.id]
-        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-            module = names.get(node.value.id)
-            if inspect.ismodule(module) and module.__name__.startswith(PACKAGE) and hasattr(module, node.attr):
-                yield f"{node.value.id}.{node.attr}", getattr(module, node.attr)
+            yield node.id, source_index.resolve_binding(module, names[node.id])
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in names:
+            owner = source_index.resolve_binding(module, names[node.value.id])
+            if isinstance(owner, source_index.Module):
+                ref = source_index.resolve_attribute(owner, node.attr)
+                if ref is not None:
+                    yield f"{node.value.id}.{node.attr}", ref
 
 
 def code_sources(*objects: Callable) -> dict[str, str]:
-    """Normalised source of `objects` and of every project function/class/constant they reach."""
+    """Normalised source of `objects` and of every project function/class/constant they reach.
+
+    The objects reached are found in the project's source files (core/source_index.py), not imported, so
+    computing a code version never executes a module (loading the definitions stays free of torch)."""
     seen: dict[str, str] = {}
-    stack = list(objects)
+    stack = [(f"{obj.__module__}.{obj.__qualname__}", obj.__module__, lambda obj=obj: _tree(obj), obj)
+             for obj in objects]
     while stack:
-        obj = stack.pop()
-        key = f"{obj.__module__}.{obj.__qualname__}"
+        key, module, tree_of, obj = stack.pop()
         if key in seen:
             continue
-        tree = _tree(obj)
+        tree = tree_of()
         if tree is None:
             seen[key] = repr(obj)
             continue
-        seen[key] = ast.dump(tree, annotate_fields=False, include_attributes=False)
-        for name, ref in _references(tree, _namespace(obj, tree)):
-            if _is_project_code(ref):
-                stack.append(ref)
-            elif isinstance(ref, _CONSTANT_TYPES) and not inspect.ismodule(ref):
-                seen.setdefault(f"{obj.__module__}:{name}", repr(ref))
+        seen[key] = ast.dump(_normalise(tree), annotate_fields=False, include_attributes=False)
+        for name, ref in _references(module, tree):
+            if isinstance(ref, source_index.Definition):
+                stack.append((f"{ref.module}.{ref.qualname}", ref.module, ref.tree, ref))
+            elif isinstance(ref, source_index.Constant) and isinstance(ref.value, _CONSTANT_TYPES):
+                seen.setdefault(f"{module}:{name}", repr(ref.value))
     return seen
 
 
