@@ -10,11 +10,10 @@ are resolved from its file's syntax tree: its top-level defs, classes, literal c
 from __future__ import annotations
 
 import ast
-import copy
 import importlib
 import operator
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,10 +31,13 @@ class Definition:
     module: str
     qualname: str
     node: ast.AST
+    source: str = field(compare=False, repr=False)  # the module's text
 
     def tree(self) -> ast.Module:
-        """The definition as its own module (as `ast.parse(inspect.getsource(obj))` would give it)."""
-        return ast.Module(body=[copy.deepcopy(self.node)], type_ignores=[])
+        """A fresh tree of the definition alone, as `ast.parse(inspect.getsource(obj))` gives it (parsing its
+        lines again is several times faster than copying the node)."""
+        start = min([d.lineno for d in self.node.decorator_list] + [self.node.lineno])
+        return ast.parse("".join(self.source.splitlines(keepends=True)[start - 1:self.node.end_lineno]))
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,12 @@ def _parse(path: Path, source: str) -> ast.Module:
     return ast.parse(source, filename=str(path))
 
 
-def module_tree(name: str) -> ast.Module | None:
+def module_source(name: str) -> tuple[str, ast.Module] | None:
     path = module_path(name)
-    return None if path is None else _parse(path, path.read_text())
+    if path is None:
+        return None
+    text = path.read_text()
+    return text, _parse(path, text)
 
 
 def _top_level(body: list[ast.stmt]):
@@ -97,15 +102,18 @@ def absolute(module: str, node: ast.ImportFrom) -> str:
 
 
 def bindings(module: str) -> dict[str, tuple]:
-    """Module-level names of project module `module`: name -> ("def", node) | ("value", expr, name) |
+    """Module-level names of project module `module`: name -> ("def", node, text) | ("value", expr, name) |
     ("module", name) | ("from", module, attr). Later bindings win, as at the end of an import."""
-    tree = module_tree(module)
-    if tree is None:
-        return {}
+    found = module_source(module)
+    return {} if found is None else _bindings(module, *found)
+
+
+@lru_cache(maxsize=256)
+def _bindings(module: str, text: str, tree: ast.Module) -> dict[str, tuple]:
     names: dict[str, tuple] = {"__name__": ("const", module), "__doc__": ("const", ast.get_docstring(tree, False))}
     for node in _top_level(tree.body):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names[node.name] = ("def", node)
+            names[node.name] = ("def", node, text)
         elif isinstance(node, ast.Assign):
             for target in node.targets:
                 if isinstance(target, ast.Name):
@@ -147,7 +155,7 @@ def resolve_binding(module: str, binding: tuple | None, _seen: frozenset = froze
             return Module(f"{source}.{attr}")
         return resolve(source, attr, _seen)
     if kind == "def":
-        return _definition(module, binding[1])
+        return _definition(module, binding[1], binding[2])
     return _value(module, binding[1], binding[2], _seen)
 
 
@@ -182,13 +190,13 @@ def _replaces_function(module: str, decorator: ast.expr) -> bool:
     return isinstance(ref, Definition) or (isinstance(ref, External) and ref.module.split(".")[0] == "dagster")
 
 
-def _definition(module: str, node: ast.AST):
+def _definition(module: str, node: ast.AST, text: str):
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         if any(_replaces_function(module, d) for d in node.decorator_list):
             return None
     elif is_settings_class(module, node):
         return None  # pydantic models (dg.Config, resources) count by their config defaults, not their code
-    return Definition(module, node.name, node)
+    return Definition(module, node.name, node, text)
 
 
 def is_settings_class(module: str, node: ast.ClassDef, _depth: int = 0) -> bool:

@@ -17,6 +17,7 @@ import inspect
 import json
 import textwrap
 from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
 from pathlib import Path
 
 from llama_sft_dagster.core import source_index
@@ -117,26 +118,39 @@ def _references(module: str, tree: ast.AST) -> Iterable[tuple[str, object]]:
                     yield f"{node.value.id}.{node.attr}", ref
 
 
+@lru_cache(maxsize=1024)
+def _definition_dump(definition: source_index.Definition) -> tuple[str, ast.AST]:
+    """(normalised dump, normalised tree) of a definition read from its file: one per parsed source text.
+    What its names refer to is resolved on every walk, since that depends on other files."""
+    tree = _normalise(definition.tree())
+    return ast.dump(tree, annotate_fields=False, include_attributes=False), tree
+
+
 def code_sources(*objects: Callable) -> dict[str, str]:
     """Normalised source of `objects` and of every project function/class/constant they reach.
 
     The objects reached are found in the project's source files (core/source_index.py), not imported, so
     computing a code version never executes a module (loading the definitions stays free of torch)."""
     seen: dict[str, str] = {}
-    stack = [(f"{obj.__module__}.{obj.__qualname__}", obj.__module__, lambda obj=obj: _tree(obj), obj)
-             for obj in objects]
+    stack: list = list(objects)
     while stack:
-        key, module, tree_of, obj = stack.pop()
+        obj = stack.pop()
+        if isinstance(obj, source_index.Definition):
+            key, module = f"{obj.module}.{obj.qualname}", obj.module
+        else:
+            key, module = f"{obj.__module__}.{obj.__qualname__}", obj.__module__
         if key in seen:
             continue
-        tree = tree_of()
-        if tree is None:
+        if isinstance(obj, source_index.Definition):
+            seen[key], tree = _definition_dump(obj)
+        elif (tree := _tree(obj)) is None:
             seen[key] = repr(obj)
             continue
-        seen[key] = ast.dump(_normalise(tree), annotate_fields=False, include_attributes=False)
+        else:
+            seen[key] = ast.dump(_normalise(tree), annotate_fields=False, include_attributes=False)
         for name, ref in _references(module, tree):
             if isinstance(ref, source_index.Definition):
-                stack.append((f"{ref.module}.{ref.qualname}", ref.module, ref.tree, ref))
+                stack.append(ref)
             elif isinstance(ref, source_index.Constant) and isinstance(ref.value, _CONSTANT_TYPES):
                 seen.setdefault(f"{module}:{name}", repr(ref.value))
     return seen
