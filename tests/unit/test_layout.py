@@ -25,6 +25,7 @@ HEAVY = ("torch", "transformers", "peft", "trl")
 LOAD_DEFINITIONS = f"""
 import sys
 from llama_sft_dagster.definitions import defs
+defs()  # what `dagster dev` does: build the Definitions (of SFT_PROFILE)
 from llama_sft_dagster.assets.training import train_adapter
 from llama_sft_dagster.core.versions import code_sources
 reached = code_sources(train_adapter.op.compute_fn.decorated_fn)
