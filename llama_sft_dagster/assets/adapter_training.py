@@ -26,8 +26,7 @@ from dagster._core.errors import DagsterPipesExecutionError
 from llama_sft_dagster.assets.model_paths import base_model_dir
 from llama_sft_dagster.config.training import TrainConfig
 from llama_sft_dagster.core.report.tidy import tidy
-from llama_sft_dagster.core.training.model_version import model_folder_version
-from llama_sft_dagster.core.versions import fingerprint, table_version
+from llama_sft_dagster.core.versions import fingerprint, model_folder_version, table_version
 from llama_sft_dagster.launch.command import config_file, describe_failure
 from llama_sft_dagster.launch.job import TrainJob
 from llama_sft_dagster.launch.launcher import main as launcher_main

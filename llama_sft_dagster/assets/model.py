@@ -8,8 +8,7 @@ from llama_sft_dagster.assets._versioned import versioned_asset
 from llama_sft_dagster.assets.model_paths import BASE_MODEL_ASSET, base_model_dir
 from llama_sft_dagster.config.training import BaseModelConfig
 from llama_sft_dagster.core.data.storage import atomic_dir, read_parquet
-from llama_sft_dagster.core.training.model_version import stamp_version
-from llama_sft_dagster.core.versions import folder_version
+from llama_sft_dagster.core.versions import folder_version, stamp_version
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.hub import HuggingFaceHub
 

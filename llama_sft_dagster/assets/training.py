@@ -10,7 +10,7 @@ import dagster as dg
 
 from llama_sft_dagster.assets.adapter_training import train_adapter_into
 from llama_sft_dagster.assets.model_paths import base_model_dir
-from llama_sft_dagster.assets._versioned import versioned_asset
+from llama_sft_dagster.assets._versioned import profiled_check, versioned_asset
 from llama_sft_dagster.config.k8s import K8S_CONFIG_TAG, training_step_k8s_config
 from llama_sft_dagster.config.training import MergeCheckConfig, SftDatasetConfig, TrainConfig
 from llama_sft_dagster.core.report.tidy import tidy
@@ -178,8 +178,8 @@ def merged_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore) ->
 
 
 # blocking: run_report (downstream) reads its result, and a merge that disagrees must not be reported as done
-@dg.asset_check(asset=merged_model, blocking=True, description="Merged = base + adapter: layer-wise on every LoRA projection (any "
-                "host), and on probe logits when the model fits in RAM (<= 1e-4 in fp32; in bf16 <= 1% of the largest "
+@profiled_check(asset=merged_model, blocking=True, description="Merged = base + adapter: layer-wise on every LoRA "
+                "projection (any host), and on probe logits when the model fits in RAM (<= 1e-4 in fp32; in bf16 <= 1% of the largest "
                 "logit), differing from the base model's.")
 def merged_model_logits(config: MergeCheckConfig, artifacts: ArtifactStore) -> dg.AssetCheckResult:
     import psutil

@@ -155,11 +155,11 @@ def run_job(instance, job_name: str, run_config: dict, say, log_path: Path) -> t
     from dagster_shared.cli import WorkspaceOpts
 
     from llama_sft_dagster.cli.demo_output import StagePrinter, closing_summary
-    from llama_sft_dagster.definitions import defs
+    from llama_sft_dagster.definitions import build_defs
 
     started = time.monotonic()
     try:
-        versions = record_source_versions(instance, defs)
+        versions = record_source_versions(instance, build_defs())
         say(f"source versions recorded: {', '.join(versions)}\n" if versions else "source versions: unchanged\n")
     except Exception as exc:  # e.g. a missing file: the raw asset that reads it fails with the full story
         say(f"source versions not recorded ({type(exc).__name__}: {exc})\n")

@@ -140,11 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     from llama_sft_dagster.cli.home import ensure_dagster_home
 
     home = ensure_dagster_home()
-    from llama_sft_dagster.definitions import defs
+    from llama_sft_dagster.definitions import build_defs
 
     with one_command_per_instance(home), dg.DagsterInstance.get() as instance:
         try:
-            summary = materialize_stale(defs, instance, args.select, one_run=args.one_run, dry_run=args.dry_run,
+            summary = materialize_stale(build_defs(), instance, args.select, one_run=args.one_run, dry_run=args.dry_run,
                                         observe=not args.no_observe, verbose=args.verbose)
         except Exception as exc:  # before any run (a source that cannot be read, a bad selection): one line
             if args.verbose:

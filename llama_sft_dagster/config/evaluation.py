@@ -3,7 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
-from llama_sft_dagster.config.profiles import by_profile
+from llama_sft_dagster.config.profiles import profiled
 from llama_sft_dagster.config.training import TrainConfig
 
 SWEEP_RANKS = ("8", "16", "32", "64", "128")  # the seed's r=64 with two ranks either side (alpha = 2r, as the seed)
@@ -11,11 +11,11 @@ SWEEP_RANKS = ("8", "16", "32", "64", "128")  # the seed's r=64 with two ranks e
 
 class EvaluationConfig(dg.Config):
     per_device_eval_batch_size: int = Field(16, gt=0, description="Rows scored per forward pass (seed eval batch: 16).")
-    held_out_max_pairs: int = Field(by_profile(demo=160, full=2000), ge=0,
+    held_out_max_pairs: int = profiled(demo=160, full=2000, ge=0,
                                     description="Held-out MultiWOZ dev/test pairs scored (stable hash-ordered subset).")
     samples_per_group: int = Field(2, ge=0, description="Generation samples per Bitext intent and per MultiWOZ domain.")
     sample_seed: int = Field(0, description="Seed of the sample pick: the same prompts for every adapter.")
-    max_new_tokens: int = Field(by_profile(demo=48, full=256), gt=0,
+    max_new_tokens: int = profiled(demo=48, full=256, gt=0,
                                 description="Greedy generation budget per sample (stops earlier at <|eot_id|>).")
 
 
@@ -29,5 +29,5 @@ class RankSweepConfig(TrainConfig):
     """train_adapter's config; lora_r comes from the partition and lora_alpha = alpha_per_rank * r."""
 
     alpha_per_rank: float = Field(2.0, gt=0, description="lora_alpha / lora_r of every rank (seed: 128 / 64 = 2).")
-    max_steps: int = Field(by_profile(demo=20, full=-1),
+    max_steps: int = profiled(demo=20, full=-1,
                            description="Optimizer steps of every rank (one budget for all); demo: 20, to fit a CPU.")

@@ -7,8 +7,10 @@ Three profiles share one code path; only numbers and sources differ:
   real tokenizer and chat template from `../shared/data` beside the repo, a tiny random-init model with
   Llama-3.1-8B-Instruct's config values, and a few steps (core/training/llama31.py).
 
-Choose with `SFT_PROFILE=full` before starting Dagster. Config fields take their default from
-`by_profile(demo=..., full=...)`, so the seed's value is written next to every demo value.
+Choose with `SFT_PROFILE=full` before starting Dagster; it is read when the Definitions are built
+(`definitions.build_defs(profile)` builds any profile's). Config fields that differ by profile are declared
+`profiled(demo=..., full=..., ...)`, so the seed's value is written next to every demo value; a class's
+defaults in another profile: `config_for("full", TrainConfig)`.
 State (artifacts, Dagster home, MLflow store, TensorBoard logs) lives under `SFT_STATE_DIR`
 (default `./.sft_state`, git-ignored).
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from functools import lru_cache
 from typing import TypeVar
 
 PROFILES = ("demo", "rehearsal", "full")
@@ -32,17 +35,64 @@ def active_profile() -> str:
 _UNSET = object()
 
 
-def by_profile(*, demo: T, full: T, rehearsal: T = _UNSET) -> T:
-    """The default of a tunable: `full` is the seed's value, `demo` the offline CPU value.
+def by_profile(*, demo: T, full: T, rehearsal: T = _UNSET, profile: str | None = None) -> T:
+    """The default of a tunable in `profile` (default: the active one): `full` is the seed's value, `demo`
+    the offline CPU value.
 
     `rehearsal` runs the full profile's code and defaults offline on CPU, so it takes `full`'s value
     unless it must differ (a local tokenizer, a tiny model, few steps)."""
-    profile = active_profile()
+    profile = check_profile(profile or active_profile())
     if profile == "demo":
         return demo
     if profile == "rehearsal" and rehearsal is not _UNSET:
         return rehearsal
     return full
+
+
+def check_profile(name: str) -> str:
+    if name not in PROFILES:
+        raise ValueError(f"profile {name!r} is not a profile; choose one of {', '.join(PROFILES)}")
+    return name
+
+
+# ---- config fields whose default depends on the profile -----------------------------------------------
+# Dagster reads a Pythonic config's defaults when an asset is decorated, so the Definitions of one profile
+# need config classes whose defaults are that profile's: `config_for(profile, TrainConfig)`. A field
+# declared with `profiled(...)` keeps every profile's value (in its json_schema_extra) for that.
+PROFILE_VALUES = "profile_values"
+
+
+def profiled(*, demo, full, rehearsal=_UNSET, **field_kwargs):
+    """`Field(...)` whose default is the active profile's value, and that knows every profile's value."""
+    from pydantic import Field
+
+    values = {name: by_profile(demo=demo, full=full, rehearsal=rehearsal, profile=name) for name in PROFILES}
+    return Field(values[active_profile()], json_schema_extra={PROFILE_VALUES: values}, **field_kwargs)
+
+
+def profile_defaults(cls: type, profile: str) -> dict:
+    """{field: default in `profile`} for the `profiled` fields of a pydantic/Dagster config class."""
+    check_profile(profile)
+    out = {}
+    for name, field in cls.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if PROFILE_VALUES in extra:
+            out[name] = extra[PROFILE_VALUES][profile]
+    return out
+
+
+@lru_cache(maxsize=None)
+def config_for(profile: str, cls: type[T]) -> type[T]:
+    """`cls` with `profile`'s defaults (a subclass of the same name), or `cls` when no default depends on it."""
+    from pydantic import create_model
+    from pydantic.fields import FieldInfo
+
+    overrides = {name: (cls.model_fields[name].annotation, FieldInfo.merge_field_infos(cls.model_fields[name],
+                                                                                        default=value))
+                 for name, value in profile_defaults(cls, profile).items()}
+    if all(cls.model_fields[name].default == value for name, value in profile_defaults(cls, profile).items()):
+        return cls
+    return create_model(cls.__name__, __base__=cls, __module__=cls.__module__, **overrides)
 
 
 # The rehearsal's inputs: the real data samples and Llama-3.1 tokenizer in ../shared/data beside the repo.

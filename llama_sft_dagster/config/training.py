@@ -12,7 +12,7 @@ import dagster as dg
 from pydantic import Field, model_validator
 
 from llama_sft_dagster.core.training.chat_format import SYSTEM_PROMPT
-from llama_sft_dagster.config.profiles import by_profile
+from llama_sft_dagster.config.profiles import profiled
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -51,31 +51,31 @@ class TrainConfig(dg.Config):
     lora_target_modules: list[str] = Field(default_factory=lambda: list(LORA_TARGETS),
                                            description="Projections wrapped by LoRA (seed: q/k/v/o/gate/up/down).")
     per_device_train_batch_size: int = Field(8, gt=0, description="Micro-batch size (seed: 8).")
-    gradient_accumulation_steps: int = Field(by_profile(demo=1, full=4), gt=0,
+    gradient_accumulation_steps: int = profiled(demo=1, full=4, gt=0,
                                              description="Micro-batches per optimizer step (seed: 4).")
     per_device_eval_batch_size: int = Field(16, gt=0, description="Eval batch size (seed: 16).")
-    eval_max_samples: int = Field(
-        by_profile(demo=0, full=0, rehearsal=32), ge=0,
+    eval_max_samples: int = profiled(
+        demo=0, full=0, rehearsal=32, ge=0,
         description="Evaluate on this many validation samples, evenly spaced over the split (0 = all, the seed). "
         "Rehearsal: 32, because each evaluated token costs a 128,256-wide logit row on the CPU.")
     num_train_epochs: float = Field(3.0, gt=0, description="Epochs (seed: 3); ignored when max_steps > 0.")
-    max_steps: int = Field(by_profile(demo=40, full=-1, rehearsal=4),
+    max_steps: int = profiled(demo=40, full=-1, rehearsal=4,
                            description="Optimizer steps; -1 = use num_train_epochs (seed). Demo: 40 steps (~1 min on 2 "
                            "cores); rehearsal: 4, two evaluations (the full code path, not a training run).")
     # demo 1e-3: on the pretrained demo base, 5e-3 (r=64, alpha=128, 1 warmup step) tripled the train loss
     # in the first steps and 10 steps did not recover it (tuned worse than base); 1e-3 for 40 steps: 1.18 -> 1.07
-    learning_rate: float = Field(by_profile(demo=1e-3, full=2e-4), gt=0,
-                                 description="Peak LR (seed: 2e-4; demo 1e-3, measured on the pretrained demo base).")
+    learning_rate: float = profiled(demo=1e-3, full=2e-4, gt=0,
+                                    description="Peak LR (seed: 2e-4; demo 1e-3, measured on the pretrained demo base).")
     lr_scheduler_type: str = Field("cosine", description="LR schedule (seed: cosine).")
     warmup_steps: float = Field(0.03, ge=0, description="Warmup; < 1 is a ratio of total steps (transformers 5 "
                                 "TrainingArguments.get_warmup_steps), seed: 3% warmup.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping (seed: 1.0).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (TrainingArguments default 0).")
-    logging_steps: int = Field(by_profile(demo=2, full=10, rehearsal=1), gt=0,
+    logging_steps: int = profiled(demo=2, full=10, rehearsal=1, gt=0,
                                description="Log train loss every N steps.")
-    eval_steps: int = Field(by_profile(demo=10, full=200, rehearsal=2), gt=0,
+    eval_steps: int = profiled(demo=10, full=200, rehearsal=2, gt=0,
                             description="Evaluate every N steps (seed: 200).")
-    save_steps: int = Field(by_profile(demo=10, full=200, rehearsal=2), gt=0,
+    save_steps: int = profiled(demo=10, full=200, rehearsal=2, gt=0,
                             description="Checkpoint every N steps (seed: 200).")
     save_total_limit: int = Field(3, gt=0, description="Checkpoints kept (seed: 3; the best one is always kept).")
     load_best_model_at_end: bool = Field(True, description="Save the adapter of the lowest eval_loss (seed: on).")
@@ -92,11 +92,11 @@ class TrainConfig(dg.Config):
         "which changes the seed's samples per optimizer step (8 x 4) and so its learning-rate schedule.")
     seed: int = Field(42, description="Trainer seed (data order, LoRA init).")
     trust_remote_code: bool = Field(False, description="Run hub model code; Llama needs none.")
-    monitor_log_every: int = Field(by_profile(demo=2, full=10, rehearsal=1), gt=0,
+    monitor_log_every: int = profiled(demo=2, full=10, rehearsal=1, gt=0,
                                    description="Monitor metrics every N steps.")
-    monitor_deep_every: int = Field(by_profile(demo=10, full=200, rehearsal=2), gt=0,
+    monitor_deep_every: int = profiled(demo=10, full=200, rehearsal=2, gt=0,
                                     description="LoRA drift / effective-rank metrics every N steps.")
-    progress_every: int = Field(by_profile(demo=10, full=50, rehearsal=1), gt=0,
+    progress_every: int = profiled(demo=10, full=50, rehearsal=1, gt=0,
                                 description="A progress line (step/total, loss, tokens/s, ETA) in the run log every N steps.")
 
     @model_validator(mode="after")
@@ -124,7 +124,7 @@ class TrainConfig(dg.Config):
 
 
 class BaseModelConfig(dg.Config):
-    model_id: str = Field(by_profile(demo="demo", full="meta-llama/Llama-3.1-8B-Instruct", rehearsal="rehearsal"),
+    model_id: str = profiled(demo="demo", full="meta-llama/Llama-3.1-8B-Instruct", rehearsal="rehearsal",
                           description="Hub model id, 'demo' for the tiny Llama built locally, or 'rehearsal' for a "
                           "tiny random-init model with Llama-3.1-8B-Instruct's config and its real tokenizer.")
     tokenizer_dir: str = Field("../shared/data/llama31_tokenizer",
@@ -151,7 +151,7 @@ class BaseModelConfig(dg.Config):
 
 
 class MergeCheckConfig(dg.Config):
-    probe_dtype: str = Field(by_profile(demo="float32", full="bfloat16"),
+    probe_dtype: str = profiled(demo="float32", full="bfloat16",
                              description="dtype of the logit comparison (fp32 bound 1e-4; bf16 bound is relative).")
     probes: int = Field(4, gt=0, description="Validation prompts used as probes.")
     mode: str = Field("auto", description="'auto': the layer-wise weight check always, the whole-model logits "

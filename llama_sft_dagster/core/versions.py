@@ -2,6 +2,8 @@
 
 - Data versions: `file_version`, `table_version` (the Arrow content of a Parquet file, independent of
   file metadata), `folder_version` (relative names and bytes of a model/tokenizer folder).
+- Model folders: `model_folder_version` (the version `base_model` stamped beside the folder, while no file
+  changed; else the content hash), `stamp_version`.
 - Fingerprints of settings: `fingerprint(*mappings)` (a training run's identity for resuming).
 - Code versions: `code_version(*functions, configs=...)` hashes the source of the functions an asset
   runs, and of every project function, class and constant they reach, plus the defaults of its config
@@ -13,13 +15,14 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib
 import inspect
 import json
-import sys
 import textwrap
 from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
 from pathlib import Path
+
+from llama_sft_dagster.core import source_index
 
 PACKAGE = "llama_sft_dagster"
 CHUNK = 1 << 20
@@ -74,23 +77,61 @@ def table_version(path: Path) -> str:
     return _hexdigest(h)
 
 
+# ---- the version of a model folder without re-reading its weights ------------------------------------
+# `base_model` knows its version when it builds or downloads the folder (the hub commit sha, or the content
+# hash of the demo model) and records it beside the folder with each file's size and mtime.
+# `model_folder_version` returns that record while every file still matches it (a `stat` per file), and falls
+# back to hashing the content (then records the new version) when a file was added, removed or rewritten.
+# Hashing an 8B model's 16 GB on every `train_adapter` run is what this avoids.
+
+STAMP_SUFFIX = ".version.json"
+
+
+def stamp_path(folder: Path) -> Path:
+    folder = Path(folder)
+    return folder.with_name(folder.name + STAMP_SUFFIX)  # beside the folder: not part of its content
+
+
+def file_stats(folder: Path) -> dict[str, list[int]]:
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): [p.stat().st_size, p.stat().st_mtime_ns]
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def stamp_version(folder: Path, version: str) -> str:
+    from llama_sft_dagster.core.data.storage import atomic_path  # pyarrow: only where a stamp is written
+
+    with atomic_path(stamp_path(folder)) as tmp:
+        tmp.write_text(json.dumps({"version": version, "files": file_stats(folder)}, indent=1))
+    return version
+
+
+def model_folder_version(folder: Path) -> str:
+    """The recorded version of `folder` if no file changed since it was recorded, else its content hash."""
+    stamp = stamp_path(folder)
+    if stamp.exists():
+        try:
+            record = json.loads(stamp.read_text())
+        except (OSError, ValueError):
+            record = {}
+        if record.get("version") and record.get("files") == file_stats(folder):
+            return record["version"]
+    return stamp_version(folder, folder_version(folder))
+
+
 # ---- code versions -------------------------------------------------------------------------------
 
 _CONSTANT_TYPES = (int, float, str, bytes, bool, tuple, frozenset)
 
 
-def _is_project_code(obj) -> bool:
-    if not (inspect.isfunction(obj) or inspect.isclass(obj)):
-        return False
-    # pydantic models (dg.Config, resources) are settings and I/O plumbing: configs count by their defaults
-    return getattr(obj, "__module__", "").startswith(PACKAGE) and not hasattr(obj, "model_fields")
-
-
 def _tree(obj) -> ast.AST | None:
     try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
+        return ast.parse(textwrap.dedent(inspect.getsource(obj)))
     except (OSError, TypeError, SyntaxError):
         return None
+
+
+def _normalise(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             node.decorator_list = []  # asset decorators carry descriptions and deps, not logic
@@ -101,49 +142,61 @@ def _tree(obj) -> ast.AST | None:
     return tree
 
 
-def _namespace(obj, tree: ast.AST) -> dict:
-    module = sys.modules.get(getattr(obj, "__module__", ""), None)
-    names = dict(vars(module)) if module else {}
+def _references(module: str, tree: ast.AST) -> Iterable[tuple[str, object]]:
+    """(name as written, what it resolves to) for the module-level names `tree` uses, read from the source of
+    `module` and of the project modules it imports (also inside function bodies), none of them executed."""
+    local: dict[str, tuple] = {}
     for node in ast.walk(tree):  # imports inside function bodies (heavy libraries are imported late)
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(PACKAGE) and not node.level:
-            source = importlib.import_module(node.module)
             for alias in node.names:
-                value = getattr(source, alias.name, None)
-                if value is None:
-                    value = importlib.import_module(f"{node.module}.{alias.name}")
-                names[alias.asname or alias.name] = value
-    return names
-
-
-def _references(tree: ast.AST, names: dict) -> Iterable[tuple[str, object]]:
+                local[alias.asname or alias.name] = ("from", node.module, alias.name)
+    names = {**source_index.bindings(module), **local}
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and node.id in names:
-            yield node.id, names[node.id]
-        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-            module = names.get(node.value.id)
-            if inspect.ismodule(module) and module.__name__.startswith(PACKAGE) and hasattr(module, node.attr):
-                yield f"{node.value.id}.{node.attr}", getattr(module, node.attr)
+            yield node.id, source_index.resolve_binding(module, names[node.id])
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in names:
+            owner = source_index.resolve_binding(module, names[node.value.id])
+            if isinstance(owner, source_index.Module):
+                ref = source_index.resolve_attribute(owner, node.attr)
+                if ref is not None:
+                    yield f"{node.value.id}.{node.attr}", ref
+
+
+@lru_cache(maxsize=1024)
+def _definition_dump(definition: source_index.Definition) -> tuple[str, ast.AST]:
+    """(normalised dump, normalised tree) of a definition read from its file: one per parsed source text.
+    What its names refer to is resolved on every walk, since that depends on other files."""
+    tree = _normalise(definition.tree())
+    return ast.dump(tree, annotate_fields=False, include_attributes=False), tree
 
 
 def code_sources(*objects: Callable) -> dict[str, str]:
-    """Normalised source of `objects` and of every project function/class/constant they reach."""
+    """Normalised source of `objects` and of every project function/class/constant they reach.
+
+    The objects reached are found in the project's source files (core/source_index.py), not imported, so
+    computing a code version never executes a module (loading the definitions stays free of torch)."""
     seen: dict[str, str] = {}
-    stack = list(objects)
+    stack: list = list(objects)
     while stack:
         obj = stack.pop()
-        key = f"{obj.__module__}.{obj.__qualname__}"
+        if isinstance(obj, source_index.Definition):
+            key, module = f"{obj.module}.{obj.qualname}", obj.module
+        else:
+            key, module = f"{obj.__module__}.{obj.__qualname__}", obj.__module__
         if key in seen:
             continue
-        tree = _tree(obj)
-        if tree is None:
+        if isinstance(obj, source_index.Definition):
+            seen[key], tree = _definition_dump(obj)
+        elif (tree := _tree(obj)) is None:
             seen[key] = repr(obj)
             continue
-        seen[key] = ast.dump(tree, annotate_fields=False, include_attributes=False)
-        for name, ref in _references(tree, _namespace(obj, tree)):
-            if _is_project_code(ref):
+        else:
+            seen[key] = ast.dump(_normalise(tree), annotate_fields=False, include_attributes=False)
+        for name, ref in _references(module, tree):
+            if isinstance(ref, source_index.Definition):
                 stack.append(ref)
-            elif isinstance(ref, _CONSTANT_TYPES) and not inspect.ismodule(ref):
-                seen.setdefault(f"{obj.__module__}:{name}", repr(ref))
+            elif isinstance(ref, source_index.Constant) and isinstance(ref.value, _CONSTANT_TYPES):
+                seen.setdefault(f"{module}:{name}", repr(ref.value))
     return seen
 
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 from pydantic import Field, field_validator
 
 from llama_sft_dagster.core.sources.multiwoz import MULTIWOZ_ARCHIVE_URL  # pinned to a commit: reproducible data
-from llama_sft_dagster.config.profiles import by_profile, shared_data, state_dir
+from llama_sft_dagster.config.profiles import profiled, shared_data, state_dir
 
 NO_SOURCE = "none"  # location of a source a run leaves out
 BITEXT_HUB_ID = "bitext/Bitext-customer-support-llm-chatbot-training-dataset"
@@ -28,8 +28,8 @@ REHEARSAL_MULTIWOZ = "multiwoz_2.2/hf_dummy_fixtures"
 class BitextSource(dg.ConfigurableResource):
     """Bitext customer-support pairs (v11 or the 2023-08 schema)."""
 
-    location: str = Field(
-        by_profile(demo="demo", full=f"hf://{BITEXT_HUB_ID}", rehearsal=shared_data(REHEARSAL_BITEXT)),
+    location: str = profiled(
+        demo="demo", full=f"hf://{BITEXT_HUB_ID}", rehearsal=shared_data(REHEARSAL_BITEXT),
         description="'demo', 'hf://<dataset id>', a local .csv/.parquet path, or 'none' (no Bitext rows); "
         "rehearsal: the real 5,000-row sample in ../shared/data.",
     )
@@ -58,8 +58,8 @@ class BitextSource(dg.ConfigurableResource):
 class MultiwozSource(dg.ConfigurableResource):
     """MultiWOZ 2.2 dialogues (USER/SYSTEM turns)."""
 
-    location: str = Field(
-        by_profile(demo="demo", full="archive", rehearsal=shared_data(REHEARSAL_MULTIWOZ)),
+    location: str = profiled(
+        demo="demo", full="archive", rehearsal=shared_data(REHEARSAL_MULTIWOZ),
         description="'demo', 'archive' (download the published archive), a local folder/JSON file, or 'none'; "
         "rehearsal: the real excerpts in ../shared/data, published layout.",
     )

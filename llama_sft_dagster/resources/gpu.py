@@ -15,7 +15,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from llama_sft_dagster.config.profiles import by_profile
+from llama_sft_dagster.config.profiles import profiled
 from llama_sft_dagster.core.training.device import DevicePlan, MachineFacts, plan_device
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,8 @@ class GpuResource(dg.ConfigurableResource):
         "auto", description="'auto': CUDA when available, else CPU (logged); 'cuda' fails without a GPU.")
     gradient_checkpointing: bool = Field(True, description="Non-reentrant gradient checkpointing on CUDA (seed: on).")
     flash_attention: bool = Field(True, description="Use flash_attention_2 when flash-attn imports and CUDA is present.")
-    require_flash_attention: bool = Field(
-        by_profile(demo=False, full=True), description="On CUDA, fail at start with one line when flash-attn is not "
+    require_flash_attention: bool = profiled(
+        demo=False, full=True, description="On CUDA, fail at start with one line when flash-attn is not "
         "importable instead of training on sdpa (full profile), unless attn_implementation is set.")
     attn_implementation: str | None = Field(
         None, description="Attention kernel, set explicitly (e.g. 'sdpa' on a GPU without flash-attn); None: "

@@ -74,7 +74,9 @@ def test_missing_upstream_message_names_the_selection(tmp_path):
 
 @pytest.mark.slow
 def test_materialize_train_adapter_alone_on_empty_store_says_select_upstream(isolated_state):
-    from llama_sft_dagster.definitions import defs
+    from llama_sft_dagster.definitions import build_defs
+
+    defs = build_defs()
 
     if not defs.resolve_asset_graph().has(dg.AssetKey("train_adapter")):
         pytest.skip("train_adapter not in definitions yet")

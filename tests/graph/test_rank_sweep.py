@@ -43,8 +43,9 @@ def test_two_ranks_and_the_report(demo_state, tmp_path):
 
 
 def test_sweep_is_outside_the_pipeline_job():
-    from llama_sft_dagster.definitions import defs
+    from llama_sft_dagster.definitions import build_defs
 
+    defs = build_defs()
     pipeline = defs.resolve_job_def("sft_pipeline").asset_layer.executable_asset_keys
     sweep = defs.resolve_job_def("rank_sweep").asset_layer.executable_asset_keys
     assert dg.AssetKey("adapter_evaluation") in pipeline and dg.AssetKey("champion_model") in pipeline

@@ -15,7 +15,9 @@ def test_the_four_common_variants_exist():
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_recipe_validates_against_the_job_and_asset_job_schema(recipe):
-    from llama_sft_dagster.definitions import defs
+    from llama_sft_dagster.definitions import build_defs
+
+    defs = build_defs()
 
     config = yaml.safe_load(recipe.read_text())
     for job in (defs.resolve_job_def("sft_pipeline"), defs.resolve_implicit_global_asset_job_def()):
@@ -24,7 +26,9 @@ def test_recipe_validates_against_the_job_and_asset_job_schema(recipe):
 
 
 def test_a_misspelled_field_is_refused_by_the_same_validation():
-    from llama_sft_dagster.definitions import defs
+    from llama_sft_dagster.definitions import build_defs
+
+    defs = build_defs()
 
     config = yaml.safe_load((REPO / "recipes" / "small_rank.yaml").read_text())
     config["ops"]["train_adapter"]["config"]["lora_rank"] = config["ops"]["train_adapter"]["config"].pop("lora_r")

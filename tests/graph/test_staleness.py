@@ -34,9 +34,9 @@ def status(defs, instance, name: str) -> StaleStatus:
 
 
 def test_every_asset_has_a_code_version():
-    from llama_sft_dagster.definitions import defs
+    from llama_sft_dagster import definitions
 
-    graph = defs.resolve_asset_graph()
+    graph = definitions.build_defs().resolve_asset_graph()
     missing = [k.to_user_string() for k in graph.materializable_asset_keys if not graph.get(k).code_version]
     assert not missing, f"assets without code_version: {missing}"
 

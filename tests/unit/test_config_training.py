@@ -1,10 +1,10 @@
 """Training config: seed values in the full profile, conflicting settings rejected naming the field."""
-import importlib
-
 import pytest
 from pydantic import ValidationError
 
-from llama_sft_dagster.config.training import SftDatasetConfig, TrainConfig
+from llama_sft_dagster.config.profiles import config_for, profile_defaults
+from llama_sft_dagster.config.training import BaseModelConfig, SftDatasetConfig, TrainConfig
+from llama_sft_dagster.resources.gpu import GpuResource
 
 
 @pytest.mark.parametrize("kwargs,field", [
@@ -36,21 +36,29 @@ def test_messages_with_assistant_only_loss_is_allowed():
     SftDatasetConfig(dataset_format="messages", completion_only_loss=False, assistant_only_loss=True)
 
 
-def test_full_profile_defaults_are_the_seeds(monkeypatch):
-    monkeypatch.setenv("SFT_PROFILE", "full")
-    import llama_sft_dagster.config.training as ct
+def test_full_profile_defaults_are_the_seeds():
+    full = config_for("full", TrainConfig)
+    c = full()
+    assert (c.per_device_train_batch_size, c.gradient_accumulation_steps, c.per_device_eval_batch_size) == (8, 4, 16)
+    assert (c.num_train_epochs, c.max_steps, c.learning_rate, c.lr_scheduler_type, c.warmup_steps) == \
+        (3, -1, 2e-4, "cosine", 0.03)
+    assert (c.eval_steps, c.save_steps, c.save_total_limit, c.max_grad_norm) == (200, 200, 3, 1.0)
+    assert (c.lora_r, c.lora_alpha, c.lora_dropout) == (64, 128, 0.05) and len(c.lora_target_modules) == 7
+    assert config_for("full", SftDatasetConfig)().max_length == 512
+    # a profile's class is the config class with other defaults: validation and methods are the same
+    assert issubclass(full, TrainConfig) and full.__name__ == "TrainConfig" and full is config_for("full", TrainConfig)
+    with pytest.raises(ValidationError, match="save_steps"):
+        full(save_steps=150)
 
-    ct = importlib.reload(ct)
-    try:
-        c = ct.TrainConfig()
-        assert (c.per_device_train_batch_size, c.gradient_accumulation_steps, c.per_device_eval_batch_size) == (8, 4, 16)
-        assert (c.num_train_epochs, c.max_steps, c.learning_rate, c.lr_scheduler_type, c.warmup_steps) == (3, -1, 2e-4, "cosine", 0.03)
-        assert (c.eval_steps, c.save_steps, c.save_total_limit, c.max_grad_norm) == (200, 200, 3, 1.0)
-        assert (c.lora_r, c.lora_alpha, c.lora_dropout) == (64, 128, 0.05) and len(c.lora_target_modules) == 7
-        assert ct.SftDatasetConfig().max_length == 512
-    finally:
-        monkeypatch.setenv("SFT_PROFILE", "demo")
-        importlib.reload(ct)
+
+def test_each_profile_has_its_defaults_in_one_interpreter():
+    assert TrainConfig().learning_rate == 5e-3  # the demo profile, active in the tests
+    assert config_for("demo", TrainConfig) is TrainConfig
+    assert [config_for(p, TrainConfig)().max_steps for p in ("demo", "rehearsal", "full")] == [40, 4, -1]
+    assert config_for("rehearsal", BaseModelConfig)().model_id == "rehearsal"
+    assert profile_defaults(GpuResource, "full") == {"require_flash_attention": True}
+    with pytest.raises(ValueError, match="'fast' is not a profile"):
+        config_for("fast", TrainConfig)
 
 
 def test_sft_config_is_explicit_and_warmup_is_a_ratio(tmp_path):

@@ -19,3 +19,27 @@ def test_core_imports_no_dagster():
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+HEAVY = ("torch", "transformers", "peft", "trl")
+LOAD_DEFINITIONS = f"""
+import sys
+from llama_sft_dagster.definitions import defs
+defs()  # what `dagster dev` does: build the Definitions (of SFT_PROFILE)
+from llama_sft_dagster.assets.training import train_adapter
+from llama_sft_dagster.core.versions import code_sources
+reached = code_sources(train_adapter.op.compute_fn.decorated_fn)
+print(sorted(m for m in {HEAVY!r} if m in sys.modules))
+print('llama_sft_dagster.core.training.monitoring.TrainingMonitor' in reached)
+"""
+
+
+def test_definitions_load_without_the_training_libraries():
+    """Loading the code location (and computing every code version, which walks into the training code that
+    imports transformers) leaves torch/transformers/peft/trl unimported: they load in the step that trains."""
+    proc = subprocess.run([sys.executable, "-c", LOAD_DEFINITIONS], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    heavy, reached_monitoring = proc.stdout.strip().splitlines()[-2:]
+    assert heavy == "[]"
+    assert reached_monitoring == "True"  # the walk still reads the training code it no longer imports

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from llama_sft_dagster.core.training import model_version
+from llama_sft_dagster.core import versions
 from llama_sft_dagster.core.versions import folder_version
 
 
@@ -13,7 +13,7 @@ def model_dir(tmp_path):
     folder.mkdir()
     (folder / "config.json").write_text('{"hidden_size": 64}')
     (folder / "model.safetensors").write_bytes(b"\x01" * 4096)
-    model_version.stamp_version(folder, "hub-sha-1")
+    versions.stamp_version(folder, "hub-sha-1")
     return folder
 
 
@@ -27,17 +27,17 @@ def test_unchanged_folder_uses_the_stamp_without_hashing(model_dir, monkeypatch)
     def no_hashing(*_):
         raise AssertionError("the weights were hashed")
 
-    monkeypatch.setattr(model_version, "folder_version", no_hashing)
-    assert model_version.model_folder_version(model_dir) == "hub-sha-1"
+    monkeypatch.setattr(versions, "folder_version", no_hashing)
+    assert versions.model_folder_version(model_dir) == "hub-sha-1"
 
 
 def test_rewritten_weights_same_size_invalidate(model_dir):
     weights = model_dir / "model.safetensors"
     weights.write_bytes(b"\x02" * 4096)  # same size, other values: a re-initialised model
     _touch_later(weights)
-    version = model_version.model_folder_version(model_dir)
+    version = versions.model_folder_version(model_dir)
     assert version != "hub-sha-1" and version == folder_version(model_dir)
-    assert model_version.model_folder_version(model_dir) == version  # re-stamped: next run reads it
+    assert versions.model_folder_version(model_dir) == version  # re-stamped: next run reads it
 
 
 @pytest.mark.parametrize("change", ["add", "remove"])
@@ -46,11 +46,11 @@ def test_added_or_removed_file_invalidates(model_dir, change):
         (model_dir / "tokenizer.json").write_text("{}")
     else:
         (model_dir / "config.json").unlink()
-    assert model_version.model_folder_version(model_dir) == folder_version(model_dir) != "hub-sha-1"
+    assert versions.model_folder_version(model_dir) == folder_version(model_dir) != "hub-sha-1"
 
 
 def test_missing_or_broken_stamp_falls_back_to_the_content_hash(model_dir):
-    model_version.stamp_path(model_dir).write_text("not json")
-    assert model_version.model_folder_version(model_dir) == folder_version(model_dir)
-    model_version.stamp_path(model_dir).unlink()
-    assert model_version.model_folder_version(model_dir) == folder_version(model_dir)
+    versions.stamp_path(model_dir).write_text("not json")
+    assert versions.model_folder_version(model_dir) == folder_version(model_dir)
+    versions.stamp_path(model_dir).unlink()
+    assert versions.model_folder_version(model_dir) == folder_version(model_dir)
