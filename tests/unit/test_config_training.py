@@ -52,7 +52,7 @@ def test_full_profile_defaults_are_the_seeds():
 
 
 def test_each_profile_has_its_defaults_in_one_interpreter():
-    assert TrainConfig().learning_rate == 5e-3  # the demo profile, active in the tests
+    assert TrainConfig().learning_rate == 1e-3  # the demo profile, active in the tests
     assert config_for("demo", TrainConfig) is TrainConfig
     assert [config_for(p, TrainConfig)().max_steps for p in ("demo", "rehearsal", "full")] == [40, 4, -1]
     assert config_for("rehearsal", BaseModelConfig)().model_id == "rehearsal"
