@@ -1,6 +1,6 @@
 """The rehearsal profile's train_adapter with 2 processes (torchrun ranks over gloo, CPU) against 1 at the
-same global batch: Llama 3.1's 128K vocabulary and real tokenizer, the real data samples, the full
-profile's gradient accumulation, launched through Dagster Pipes + accelerate as in production.
+same global batch: Llama 3.1's 128K vocabulary and real tokenizer, the real data samples, gradient
+accumulation (as the full profile trains), launched through Dagster Pipes + accelerate as in production.
 
 Each run is `rehearsal_run.py --select train_adapter` in a fresh process (SFT_PROFILE=rehearsal is read at
 import) on a private copy of the session's rehearsal state (tests/support/rehearsal_state.py, built once
