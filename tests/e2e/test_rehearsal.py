@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from llama_sft_dagster.resources.artifacts import ArtifactStore
 from support.rehearsal_state import build_rehearsal_state
 
 pytestmark = pytest.mark.slow
@@ -26,7 +27,7 @@ def test_runs_through_merged_model_with_every_check_passing(rehearsal):
     failed = {k: v["metadata"] for k, v in run["checks"].items() if not v["passed"]}
     assert run["success"] and not failed, failed
     assert {"sft_dataset_label_masking", "merged_model_logits", "merged_model_stops_on_eot"} <= set(run["checks"])
-    assert (artifacts / "merged_model" / "model" / "model.safetensors").is_file()
+    assert (ArtifactStore(root=str(artifacts)).path("merged_model", "model") / "model.safetensors").is_file()
 
 
 def test_base_model_has_llama31_identity_and_tiny_widths(rehearsal):
