@@ -30,6 +30,7 @@ def evaluation_set(artifacts: ArtifactStore, multiwoz: MultiwozSource,
     import pyarrow.parquet as pq
 
     from llama_sft_dagster.core.evaluation.evaluate import held_out_rows, validation_rows
+    from llama_sft_dagster.core.training.masking import spread
     from llama_sft_dagster.core.training.tokenized import TOKEN_COLUMNS
 
     fmt = json.loads(artifacts.upstream("sft_dataset", "adapter_evaluation", FORMAT_FILE).read_text())
@@ -38,8 +39,11 @@ def evaluation_set(artifacts: ArtifactStore, multiwoz: MultiwozSource,
     text = [c for c in pq.read_schema(path).names if c not in TOKEN_COLUMNS]
     sft_rows = read_parquet(path, columns=text).to_pylist()
     rows = validation_rows(sft_rows, read_parquet(artifacts.upstream("validation_pairs", "adapter_evaluation")))
+    in_split = len(rows)
+    if config.validation_max_rows:
+        rows = [rows[i] for i in spread(range(in_split), config.validation_max_rows)]
     held_out, counts = held_out_rows(multiwoz.load_held_out(), config.held_out_max_pairs, fmt["system_prompt"])
-    return fmt, rows + held_out, {"validation_rows": len(rows), **counts}
+    return fmt, rows + held_out, {"validation_rows": len(rows), "validation_rows_in_split": in_split, **counts}
 
 
 def _log_to_mlflow(tracking: MlflowTracking, context, config: EvaluationConfig, summary: dict, table, plot) -> str:

@@ -11,11 +11,17 @@ SWEEP_RANKS = ("8", "16", "32", "64", "128")  # the seed's r=64 with two ranks e
 
 class EvaluationConfig(dg.Config):
     per_device_eval_batch_size: int = Field(16, gt=0, description="Rows scored per forward pass (seed eval batch: 16).")
-    held_out_max_pairs: int = profiled(demo=160, full=2000, ge=0,
-                                    description="Held-out MultiWOZ dev/test pairs scored (stable hash-ordered subset).")
-    samples_per_group: int = Field(2, ge=0, description="Generation samples per Bitext intent and per MultiWOZ domain.")
+    # rehearsal: a few rows of each kind, because every scored token costs a 128,256-wide logit row on the CPU
+    # (with the full profile's numbers the rehearsal's evaluation took 186 s of its ~460)
+    validation_max_rows: int = profiled(demo=0, full=0, rehearsal=16, ge=0,
+                                        description="Validation rows scored, evenly spaced over the split (0 = all).")
+    held_out_max_pairs: int = profiled(demo=160, full=2000, rehearsal=16, ge=0,
+                                       description="Held-out MultiWOZ dev/test pairs scored (stable hash-ordered "
+                                       "subset).")
+    samples_per_group: int = profiled(demo=2, full=2, rehearsal=1, ge=0,
+                                      description="Generation samples per Bitext intent and per MultiWOZ domain.")
     sample_seed: int = Field(0, description="Seed of the sample pick: the same prompts for every adapter.")
-    max_new_tokens: int = profiled(demo=48, full=256, gt=0,
+    max_new_tokens: int = profiled(demo=48, full=256, rehearsal=8, gt=0,
                                 description="Greedy generation budget per sample (stops earlier at <|eot_id|>).")
 
 

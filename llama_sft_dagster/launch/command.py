@@ -108,6 +108,19 @@ def failure_record(rank: int, failure) -> dict:
             "signal": signal, "pid": int(failure.pid), "message": message[-2000:]}
 
 
+def root_failure(failures: Mapping[int, object]) -> tuple[int, object]:
+    """The (global rank, ProcessFailure) that failed on its own, from a ChildFailedError's `failures`.
+
+    torch's own pick (`get_first_failure`, the earliest timestamp) is a race here: once a rank dies torchrun
+    SIGTERMs the others, the timestamps are whole seconds, and a stopped rank's comes from the error file it
+    writes, so the stopped rank 0 can tie with or precede the SIGKILLed rank 1. A rank ended by SIGTERM is
+    the cause only when every rank was (e.g. the whole job was stopped from outside)."""
+    import signal
+
+    own = {r: f for r, f in failures.items() if getattr(f, "exitcode", 0) != -signal.SIGTERM}
+    return min((own or failures).items(), key=lambda item: (item[1].timestamp, item[0]))
+
+
 def rank_log_tail(log_dir: Path, local_rank: int, lines: int = 20) -> str:
     """The last lines of a rank's stderr and stdout in torchrun's log folder (newest attempt)."""
     tails = []

@@ -5,7 +5,7 @@ record of the rank that failed.
 
 accelerate's launcher runs torchrun's elastic agent in this process; the agent starts the ranks
 (`python -m llama_sft_dagster.launch.train JOB.json`), stops them all when one fails, and raises
-ChildFailedError, whose first failure is written to the job's failure.json before exiting 1.
+ChildFailedError, whose root failure (command.root_failure) is written to the job's failure.json before exiting 1.
 Multi-node settings come from the environment (see command.py), so a cluster scheduler runs this same
 command on every node.
 """
@@ -16,7 +16,8 @@ import os
 import sys
 from pathlib import Path
 
-from llama_sft_dagster.launch.command import accelerate_args, cluster_from_env, config_file, failure_record
+from llama_sft_dagster.launch.command import (accelerate_args, cluster_from_env, config_file, failure_record,
+                                               root_failure)
 from llama_sft_dagster.launch.job import TrainJob
 
 
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         launch_command(launch_command_parser().parse_args(args))
     except ChildFailedError as exc:
-        rank, failure = exc.get_first_failure()
+        rank, failure = root_failure(exc.failures)
         job.failure_file.write_text(json.dumps(failure_record(rank, failure)))
         print(exc, file=sys.stderr, flush=True)
         return 1

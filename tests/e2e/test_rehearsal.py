@@ -4,33 +4,22 @@ Llama-3.1-8B-Instruct's config, through merged_model, in a fresh process (SFT_PR
 
 Each §1 property of issue 9 is a blocking check of the run (masking: pad, one BOS, stock header, every
 source sampled; merged_model_stops_on_eot) and is asserted here from the check results and the files;
-tests/unit/test_llama31_template.py shows each check failing on broken input."""
+tests/unit/test_llama31_template.py shows each check failing on broken input. The run is the session's
+(tests/support/rehearsal_state.py), shared with tests/e2e/test_rehearsal_multiprocess.py."""
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from support.paths import REPO, shared_file
+from llama_sft_dagster.resources.artifacts import ArtifactStore
+from support.rehearsal_state import build_rehearsal_state
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory):
-    shared_file("llama31_tokenizer")
-    state = tmp_path_factory.mktemp("rehearsal")
-    (state / "dagster_home").mkdir()
-    env = {**os.environ, "SFT_PROFILE": "rehearsal", "SFT_STATE_DIR": str(state),
-           "DAGSTER_HOME": str(state / "dagster_home"),
-           "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
-    env.pop("HF_TOKEN", None)  # offline: nothing may need the hub
-    proc = subprocess.run([sys.executable, str(REPO / "tests" / "support" / "rehearsal_run.py")], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=1500)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{"success"')]
-    assert lines, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return state / "artifacts", json.loads(lines[-1])
+    state, run = build_rehearsal_state(tmp_path_factory)
+    return state / "artifacts", run
 
 
 def test_runs_through_merged_model_with_every_check_passing(rehearsal):
@@ -38,7 +27,7 @@ def test_runs_through_merged_model_with_every_check_passing(rehearsal):
     failed = {k: v["metadata"] for k, v in run["checks"].items() if not v["passed"]}
     assert run["success"] and not failed, failed
     assert {"sft_dataset_label_masking", "merged_model_logits", "merged_model_stops_on_eot"} <= set(run["checks"])
-    assert (artifacts / "merged_model" / "model" / "model.safetensors").is_file()
+    assert (ArtifactStore(root=str(artifacts)).path("merged_model", "model") / "model.safetensors").is_file()
 
 
 def test_base_model_has_llama31_identity_and_tiny_widths(rehearsal):

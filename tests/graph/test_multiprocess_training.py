@@ -6,13 +6,14 @@
 - SIGKILL of rank 1 mid-training fails the step with a message naming rank 1, leaves no device lock, pool
   slot or rank process behind, and the rerun resumes from the last checkpoint.
 
-Shares the demo state of the reliability tests (tests/support/demo_state.py), trains on private copies.
+Shares the demo state of the reliability tests (tests/support/demo_state.py), trains on private copies;
+the comparison and the rank-0 assertions are tests/support/rank_comparison.py's (the rehearsal profile's
+2-process test, tests/e2e/test_rehearsal_multiprocess.py, makes the same ones).
 """
 from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 import signal
 import threading
 import time
@@ -21,7 +22,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from support.demo_state import build_demo_state, copy_artifacts, instance_at
+from support.demo_state import build_demo_state, instance_at
+from support.rank_comparison import (assert_rank0_alone_wrote, assert_same_trajectories, history, mlflow_client,
+                                  train_dir, training_copy)
 from support.resources import project_resources
 
 pytestmark = pytest.mark.slow
@@ -39,16 +42,6 @@ ENTRY = "llama_sft_dagster.launch.train"
 @pytest.fixture(scope="module")
 def demo_state(tmp_path_factory):
     return build_demo_state(tmp_path_factory)[0]
-
-
-def _copy(demo_state: Path, dest: Path) -> Path:
-    from llama_sft_dagster.core.data.storage import read_parquet, write_parquet
-
-    state = copy_artifacts(demo_state, dest)
-    shutil.rmtree(state / "artifacts" / "train_adapter")  # the demo run's adapter, checkpoints, event files
-    train = state / "artifacts" / "sft_dataset" / "train.parquet"
-    write_parquet(read_parquet(train).slice(0, TRAIN_ROWS), train)
-    return state
 
 
 def _train(state: Path, processes: int, batch: int, config: dict | None = None):
@@ -70,66 +63,19 @@ def _metadata(result) -> dict:
     return {k: v.value for k, v in result.asset_materializations_for_node("train_adapter")[-1].metadata.items()}
 
 
-def _mlflow(state: Path):
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{state / 'mlflow.db'}")
-    return client, client.get_experiment_by_name("llama-sft").experiment_id
-
-
-def _history(state: Path, run_id: str, key: str) -> dict[int, float]:
-    client, _ = _mlflow(state)
-    return {m.step: m.value for m in client.get_metric_history(run_id, key)}
-
-
-def _event_dirs(out: Path) -> dict[str, int]:
-    """Event files per folder; a run folder (tensorboard/<date>_<knobs>_<run>, or transformers'
-    runs/<date>_<host>) is counted as <parent>/*."""
-    dirs: dict[str, int] = {}
-    for f in out.rglob("events.out.tfevents.*"):
-        folder = f.parent.relative_to(out)
-        key = str(folder.parent / "*") if folder.parent.name in ("runs", "tensorboard") else str(folder)
-        dirs[key] = dirs.get(key, 0) + 1
-    return dirs
-
-
 def test_two_processes_train_like_one_with_the_same_global_batch(demo_state, tmp_path):
     runs = {}
     for processes, batch in ((1, 8), (2, 4)):
-        state = _copy(demo_state, tmp_path / f"p{processes}")
+        state = training_copy(demo_state, tmp_path / f"p{processes}", TRAIN_ROWS)
         started = time.monotonic()
         # the same global eval batch too: eval_loss is the Trainer's mean of per-batch mean losses
         result, _ = _train(state, processes, batch, {"per_device_eval_batch_size": 16 // processes})
         assert result.success, [e.message for e in result.all_events if e.is_failure]
-        meta = _metadata(result)
-        runs[processes] = (state, meta, time.monotonic() - started)
-    (s1, m1, _), (s2, m2, _) = runs[1], runs[2]
-    assert m2["launch_processes"] == 2 and m1["launch_processes"] == 1 and m2["global_steps"] == STEPS["max_steps"]
-    loss1, loss2 = _history(s1, m1["mlflow_run_id"], "train/loss"), _history(s2, m2["mlflow_run_id"], "train/loss")
-    assert sorted(loss1) == sorted(loss2) == list(range(1, STEPS["max_steps"] + 1))
-    diffs = {s: abs(loss1[s] - loss2[s]) for s in loss1}
-    for n, (_, m, t) in runs.items():
-        print(f"\n{n} process(es): step {t:.1f}s, train_runtime_s {m['train_runtime_s']:.1f} "
-              f"({m['global_steps'] / m['train_runtime_s']:.3g} steps/s), losses {loss1 if n == 1 else loss2}")
-    print(f"max |loss difference| {max(diffs.values()):.2e}")
-    assert max(diffs.values()) <= LOSS_TOLERANCE, diffs
-    eval1, eval2 = _history(s1, m1["mlflow_run_id"], "eval/loss"), _history(s2, m2["mlflow_run_id"], "eval/loss")
-    print(f"eval_loss 1 process {eval1}, 2 processes {eval2}")
-    assert eval1.keys() == eval2.keys() and all(abs(eval1[s] - eval2[s]) <= LOSS_TOLERANCE for s in eval1)
+        runs[processes] = (state, _metadata(result), time.monotonic() - started)
+    assert_same_trajectories(runs, STEPS["max_steps"], LOSS_TOLERANCE)
     # rank 0 alone wrote: one adapter, one MLflow run, the same TensorBoard files as the 1-process run
-    adapter = s2 / "artifacts" / "train_adapter" / "current"  # the published version folder
-    assert [p.name for p in adapter.glob("*adapter*")] == ["adapter"]
-    assert (adapter / "adapter" / "adapter_model.safetensors").is_file()
-    client, experiment = _mlflow(s2)
-    assert [r.info.run_id for r in client.search_runs([experiment])] == [m2["mlflow_run_id"]]
-    assert client.get_run(m2["mlflow_run_id"]).info.status == "FINISHED"
-    # TensorBoard lives beside the versions (artifacts/train_adapter/tensorboard/<run folder>): each run added
-    # one run folder, written once by each of rank 0's two writers (the Trainer's and the monitor's)
-    for state, meta in ((s1, m1), (s2, m2)):  # _copy removed the demo run's train_adapter folder
-        assert _event_dirs(state / "artifacts" / "train_adapter") == {"tensorboard/*": 2}
-        assert len(list(Path(meta["tensorboard_run"]).glob("events.out.tfevents.*"))) == 2
-    assert not list(adapter.rglob("events.out.tfevents.*"))
-    assert {"loss_plot", "grad_norm_plot", "effective_rank_plot", "peak_memory_gb"} <= m2.keys()
+    assert_rank0_alone_wrote(runs)
+    assert {"loss_plot", "grad_norm_plot", "effective_rank_plot", "peak_memory_gb"} <= runs[2][1].keys()
 
 
 def _rank_pid(job_path: Path, rank: int) -> int | None:
@@ -169,8 +115,8 @@ def _kill_rank_after_checkpoint(out: Path, rank: int, killed: dict) -> None:
 
 
 def test_a_killed_rank_fails_the_step_by_name_and_the_rerun_resumes(demo_state, tmp_path):
-    state = _copy(demo_state, tmp_path / "state")
-    out = state / "artifacts" / "train_adapter"
+    state = training_copy(demo_state, tmp_path / "state", TRAIN_ROWS)
+    out = train_dir(state)
     config = {"max_steps": 12}
     killed: dict = {}
     killer = threading.Thread(target=_kill_rank_after_checkpoint, args=(out, 1, killed), daemon=True)
@@ -188,7 +134,7 @@ def test_a_killed_rank_fails_the_step_by_name_and_the_rerun_resumes(demo_state, 
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises BlockingIOError if still held
     time.sleep(1)  # PR_SET_PDEATHSIG / the watchdog act within 0.5 s
     assert _ranks_left(_job_file(out)) == []
-    client, experiment = _mlflow(state)
+    client, experiment = mlflow_client(state)
     assert [r.info.status for r in client.search_runs([experiment])] == ["FAILED"]
     from llama_sft_dagster.core.training.trainer import last_complete_checkpoint
 
@@ -199,5 +145,5 @@ def test_a_killed_rank_fails_the_step_by_name_and_the_rerun_resumes(demo_state, 
     assert result.success
     meta = _metadata(result)
     assert meta["resumed_from"] == killed_at and meta["global_steps"] == config["max_steps"]
-    losses = _history(state, meta["mlflow_run_id"], "train/loss")
+    losses = history(state, meta["mlflow_run_id"], "train/loss")
     assert min(losses) > int(killed_at.rsplit("-", 1)[1])  # resumed, not restarted

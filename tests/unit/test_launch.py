@@ -120,6 +120,25 @@ def test_failure_record_from_torch_process_failure(tmp_path):
     assert (record["rank"], record["local_rank"], record["signal"], record["exitcode"]) == (3, 1, "SIGKILL", -9)
 
 
+def test_root_failure_is_the_rank_that_died_not_the_one_torchrun_stopped(tmp_path):
+    from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
+
+    from llama_sft_dagster.launch.command import root_failure
+
+    def failure(local_rank: int, exitcode: int, timestamp: int) -> ProcessFailure:
+        f = ProcessFailure(local_rank=local_rank, pid=100 + local_rank, exitcode=exitcode,
+                           error_file=str(tmp_path / "none"))
+        f.timestamp = timestamp
+        return f
+
+    # seen in a run: rank 1 SIGKILLed, rank 0 then SIGTERMed by torchrun with an earlier whole-second timestamp
+    stopped, killed = failure(0, -15, 1000), failure(1, -9, 1001)
+    assert root_failure({0: stopped, 1: killed}) == (1, killed)
+    assert root_failure({0: stopped, 1: failure(1, -15, 1001)})[0] == 0  # all stopped: the earliest
+    crashed = failure(1, 1, 1000)
+    assert root_failure({0: failure(0, 1, 1000), 1: crashed})[0] == 0  # a tie: the lower rank
+
+
 # --- the devices a multi-process step holds ------------------------------------------------------------
 
 def _cuda():
