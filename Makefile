@@ -58,6 +58,7 @@ browser:
 
 test: install browser
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
 
 ui: install

@@ -1,4 +1,5 @@
 """Shared benchmark pieces: a per-stage wall-clock and peak-RSS meter, and the benchmark tokenizer."""
+
 from __future__ import annotations
 
 import json
@@ -50,7 +51,10 @@ class StageMeter:
     def finish(self) -> dict:
         self._stop.set()
         # ru_maxrss is the process high-water mark (KiB on Linux), sampled or not
-        return {"stages": self.stages, "process_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+        return {
+            "stages": self.stages,
+            "process_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        }
 
 
 def write_result(path: Path, result: dict) -> None:
@@ -73,12 +77,17 @@ def build_tokenizer(parquet: Path, out_dir: Path, sample_rows: int = 30_000, voc
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[BOS, EOS],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[BOS, EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer)
     bos_id = tok.token_to_id(BOS)
-    tok.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B",
-                                                       special_tokens=[(BOS, bos_id)])
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)]
+    )
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=EOS)
     out_dir.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(out_dir)

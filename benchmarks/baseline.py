@@ -14,6 +14,7 @@ from the project's config defaults, which are the seed's values.
 Run through `benchmarks/data_graph.py`. Each stage's kept rows (instruction, response) are written to
 `<out>/<stage>.parquet` after the stage's clock stops, for the agreement check.
 """
+
 from __future__ import annotations
 
 from itertools import count
@@ -61,8 +62,13 @@ def run_baseline(raw: Path, tokenizer_dir: Path, out: Path, meter) -> None:
             rec["rows_out"] = len(ds)
         save(name, ds)
 
-    stage("word_count_filtered", lambda x: len(x["instruction"].split()) > wc.min_instruction_words
-          and len(x["response"].split()) > wc.min_response_words)
+    stage(
+        "word_count_filtered",
+        lambda x: (
+            len(x["instruction"].split()) > wc.min_instruction_words
+            and len(x["response"].split()) > wc.min_response_words
+        ),
+    )
 
     def token_predicate():
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)  # timed: the seed loads it too
@@ -73,13 +79,18 @@ def run_baseline(raw: Path, tokenizer_dir: Path, out: Path, meter) -> None:
     def language_predicate():
         detector = LanguageDetectorBuilder.from_languages(*[getattr(Language, n) for n in lang.languages]).build()
         keep = getattr(Language, lang.keep_language)
-        return lambda x: (detector.detect_language_of((x["instruction"] + " " + x["response"]).replace("\n", " "))
-                          == keep)
+        return lambda x: (
+            detector.detect_language_of((x["instruction"] + " " + x["response"]).replace("\n", " ")) == keep
+        )
 
     stage("english_filtered", language_predicate, factory=True)
-    stage("parroting_filtered", lambda x: 1 - jaccard_distance(set(x["instruction"].lower().split()),
-                                                                set(x["response"].lower().split()))
-          < par.max_jaccard_similarity)
+    stage(
+        "parroting_filtered",
+        lambda x: (
+            1 - jaccard_distance(set(x["instruction"].lower().split()), set(x["response"].lower().split()))
+            < par.max_jaccard_similarity
+        ),
+    )
 
     def dedup_predicate():
         lsh, keys = MinHashLSH(threshold=dd.threshold, num_perm=dd.num_perm), count()

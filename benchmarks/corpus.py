@@ -16,6 +16,7 @@ below the 0.8 MinHash threshold while planted paraphrases sit above 0.9.
 Deterministic for a given (seed, N), generated and written in chunks, so 1M pairs need no more memory
 than 50K. All text is written for this benchmark (no Bitext or MultiWOZ sentences).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,60 +47,187 @@ INTENTS = {
     "delivery_period": ("DELIVERY", "know when the {prod} reaches {city}", "see the delivery estimate"),
     "complaint": ("FEEDBACK", "complain about the broken {prod}", "submit the complaint"),
 }
-ASK = ["can you help me {a}?", "I would like to {a} please.", "how do I {a}?", "I need to {a} as soon as possible.",
-       "is it possible to {a} today?", "could someone explain how I can {a}?", "I want to {a}, what should I do?"]
-OPEN = ["Thank you for reaching out about {ord}, {name}.", "I understand you want to {v} for reference {ref}, and I am glad to help.",
-        "Sorry for the trouble with the {prod} you paid {amount} for, {name}.", "Happy to help you {v} before {time} today."]
-STEP = ["Sign in to your account with {email} and open {{{{Order History}}}}.", "Find the entry for {ord} and select it.",
-        "Choose the option to {v} and enter the code {ref} when asked.", "Check the email that arrives within {mins} minutes of {time}.",
-        "Keep the reference {ref} in case you write to us again.", "Make sure the {prod} on invoice {inv} is the right one.",
-        "If the button is grey after {time}, refresh the page or use the app.", "Our records show {amount} paid on {day} at {time}."]
-CLOSE = ["Call {{{{Customer Support Phone Number}}}} and quote {ref} if anything is unclear.", "Let me know if there is anything else, {name}; your case is {ref}.",
-         "We hope the {prod} from order {ord} serves you well.", "Reply to this message with reference {ref} if you need more help."]
+ASK = [
+    "can you help me {a}?",
+    "I would like to {a} please.",
+    "how do I {a}?",
+    "I need to {a} as soon as possible.",
+    "is it possible to {a} today?",
+    "could someone explain how I can {a}?",
+    "I want to {a}, what should I do?",
+]
+OPEN = [
+    "Thank you for reaching out about {ord}, {name}.",
+    "I understand you want to {v} for reference {ref}, and I am glad to help.",
+    "Sorry for the trouble with the {prod} you paid {amount} for, {name}.",
+    "Happy to help you {v} before {time} today.",
+]
+STEP = [
+    "Sign in to your account with {email} and open {{{{Order History}}}}.",
+    "Find the entry for {ord} and select it.",
+    "Choose the option to {v} and enter the code {ref} when asked.",
+    "Check the email that arrives within {mins} minutes of {time}.",
+    "Keep the reference {ref} in case you write to us again.",
+    "Make sure the {prod} on invoice {inv} is the right one.",
+    "If the button is grey after {time}, refresh the page or use the app.",
+    "Our records show {amount} paid on {day} at {time}.",
+]
+CLOSE = [
+    "Call {{{{Customer Support Phone Number}}}} and quote {ref} if anything is unclear.",
+    "Let me know if there is anything else, {name}; your case is {ref}.",
+    "We hope the {prod} from order {ord} serves you well.",
+    "Reply to this message with reference {ref} if you need more help.",
+]
 DOMAINS = {
-    "train": (["I need a train from {city} to {city2} on {day} leaving after {time}.", "Is there a train to {city2} that arrives by {time} on {day}?",
-               "Please book {n} tickets on the {time} train to {city2}.", "What is the price of train {ref} from {city}?"],
-              ["Train {ref} leaves {city} at {time} and arrives at {time2}; the fare is {amount}.", "I found {n} trains on {day}; the first departs at {time}.",
-               "Booked {n} seats on the {time} service, reference {ref}.", "The {time} train costs {amount} and takes {mins} minutes."]),
-    "hotel": (["I am looking for a {stars} star hotel in the {area} under {amount} a night.", "Can you book the {name} hotel for {n} people from {day}, arriving at {time}?",
-               "Does the guesthouse with phone {phone} have free parking?", "I need a room for {n} nights starting {day}, my budget is {amount}."],
-              ["The {name} guesthouse in the {area} has rooms for {amount} a night; reference {ref}.", "Booking was successful for {n} nights; your reference number is {ref}.",
-               "They have parking, and you can call them on {phone}.", "Check in opens at {time} and the total is {amount}."]),
-    "restaurant": (["Find me a {food} restaurant in the {area} for {n} people at {time}.", "I want a place serving {food} food near {city} that costs under {amount}.",
-                    "What is the phone number of the restaurant with reference {ref}?", "Book a table for {n} on {day} at {time} please."],
-                   ["{name} serves {food} food in the {area}; I booked a table for {n} at {time}, reference {ref}.", "There are {n} {food} places; a meal costs about {amount}.",
-                    "Their number is {phone} and they open at {time}.", "Your table on {day} at {time} is held for {mins} minutes, reference {ref}."]),
-    "taxi": (["Please book a taxi from {name} to {city2} leaving at {time}.", "I need a cab to pick me up at {time} and take me to {name}.",
-              "Can the taxi with booking {ref} come at {time} instead?", "How much is a taxi from {city} to {city2}, about {amount}?"],
-             ["A {colour} car is booked; it arrives at {time} and the contact number is {phone}.", "Your taxi to {city2} will pick you up at {time}, booking {ref}.",
-              "The fare should be near {amount}; the driver's phone is {phone}.", "I moved booking {ref} to {time}."]),
+    "train": (
+        [
+            "I need a train from {city} to {city2} on {day} leaving after {time}.",
+            "Is there a train to {city2} that arrives by {time} on {day}?",
+            "Please book {n} tickets on the {time} train to {city2}.",
+            "What is the price of train {ref} from {city}?",
+        ],
+        [
+            "Train {ref} leaves {city} at {time} and arrives at {time2}; the fare is {amount}.",
+            "I found {n} trains on {day}; the first departs at {time}.",
+            "Booked {n} seats on the {time} service, reference {ref}.",
+            "The {time} train costs {amount} and takes {mins} minutes.",
+        ],
+    ),
+    "hotel": (
+        [
+            "I am looking for a {stars} star hotel in the {area} under {amount} a night.",
+            "Can you book the {name} hotel for {n} people from {day}, arriving at {time}?",
+            "Does the guesthouse with phone {phone} have free parking?",
+            "I need a room for {n} nights starting {day}, my budget is {amount}.",
+        ],
+        [
+            "The {name} guesthouse in the {area} has rooms for {amount} a night; reference {ref}.",
+            "Booking was successful for {n} nights; your reference number is {ref}.",
+            "They have parking, and you can call them on {phone}.",
+            "Check in opens at {time} and the total is {amount}.",
+        ],
+    ),
+    "restaurant": (
+        [
+            "Find me a {food} restaurant in the {area} for {n} people at {time}.",
+            "I want a place serving {food} food near {city} that costs under {amount}.",
+            "What is the phone number of the restaurant with reference {ref}?",
+            "Book a table for {n} on {day} at {time} please.",
+        ],
+        [
+            "{name} serves {food} food in the {area}; I booked a table for {n} at {time}, reference {ref}.",
+            "There are {n} {food} places; a meal costs about {amount}.",
+            "Their number is {phone} and they open at {time}.",
+            "Your table on {day} at {time} is held for {mins} minutes, reference {ref}.",
+        ],
+    ),
+    "taxi": (
+        [
+            "Please book a taxi from {name} to {city2} leaving at {time}.",
+            "I need a cab to pick me up at {time} and take me to {name}.",
+            "Can the taxi with booking {ref} come at {time} instead?",
+            "How much is a taxi from {city} to {city2}, about {amount}?",
+        ],
+        [
+            "A {colour} car is booked; it arrives at {time} and the contact number is {phone}.",
+            "Your taxi to {city2} will pick you up at {time}, booking {ref}.",
+            "The fare should be near {amount}; the driver's phone is {phone}.",
+            "I moved booking {ref} to {time}.",
+        ],
+    ),
 }
-GOODBYE = [("thank you goodbye", "You are welcome, goodbye."), ("that is all thanks", "Have a nice day."),
-           ("no thanks", "Enjoy your stay."), ("great thanks bye", "Glad I could help you today."),
-           ("yes please", "Done, anything else?"), ("cancel my order", "Sure, I have cancelled it.")]
-FOREIGN = [("Bonjour, je voudrais annuler la commande {ord} s'il vous plaît.",
-            "Bien sûr, je peux vous aider. Connectez-vous à votre compte et ouvrez la section des commandes pour {ord}."),
-           ("Pouvez-vous m'aider à changer l'adresse de livraison pour {city} ?",
-            "Merci pour votre message. Votre demande est enregistrée et vous recevrez une confirmation par courriel."),
-           ("你好 我想 取消 订单 {ord} 请问 怎么 操作", "您好 感谢 您的 耐心 请 登录 您的 账户 打开 订单 页面 然后 按照 提示 完成 操作"),
-           ("请问 我的 包裹 什么 时候 能 送到 {city}", "非常 抱歉 给您 带来 不便 我们 已经 记录 您的 请求 客服 会在 两天 内 回复")]
-NAMES = ["Ana", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hugo", "Ines", "Jonas", "Kemi", "Liam", "Maya", "Omar"]
-PRODUCTS = ["kettle", "desk lamp", "backpack", "blender", "speaker", "office chair", "rain jacket", "headset", "toaster"]
-CITIES = ["Lisbon", "Leeds", "Austin", "Nairobi", "Osaka", "Lyon", "Perth", "Denver", "Porto", "Quito", "Cambridge", "Ely"]
+GOODBYE = [
+    ("thank you goodbye", "You are welcome, goodbye."),
+    ("that is all thanks", "Have a nice day."),
+    ("no thanks", "Enjoy your stay."),
+    ("great thanks bye", "Glad I could help you today."),
+    ("yes please", "Done, anything else?"),
+    ("cancel my order", "Sure, I have cancelled it."),
+]
+FOREIGN = [
+    (
+        "Bonjour, je voudrais annuler la commande {ord} s'il vous plaît.",
+        "Bien sûr, je peux vous aider. Connectez-vous à votre compte et ouvrez la section des commandes pour {ord}.",
+    ),
+    (
+        "Pouvez-vous m'aider à changer l'adresse de livraison pour {city} ?",
+        "Merci pour votre message. Votre demande est enregistrée et vous recevrez une confirmation par courriel.",
+    ),
+    (
+        "你好 我想 取消 订单 {ord} 请问 怎么 操作",
+        "您好 感谢 您的 耐心 请 登录 您的 账户 打开 订单 页面 然后 按照 提示 完成 操作",
+    ),
+    (
+        "请问 我的 包裹 什么 时候 能 送到 {city}",
+        "非常 抱歉 给您 带来 不便 我们 已经 记录 您的 请求 客服 会在 两天 内 回复",
+    ),
+]
+NAMES = [
+    "Ana",
+    "Ben",
+    "Chloe",
+    "Dev",
+    "Elena",
+    "Farid",
+    "Grace",
+    "Hugo",
+    "Ines",
+    "Jonas",
+    "Kemi",
+    "Liam",
+    "Maya",
+    "Omar",
+]
+PRODUCTS = [
+    "kettle",
+    "desk lamp",
+    "backpack",
+    "blender",
+    "speaker",
+    "office chair",
+    "rain jacket",
+    "headset",
+    "toaster",
+]
+CITIES = [
+    "Lisbon",
+    "Leeds",
+    "Austin",
+    "Nairobi",
+    "Osaka",
+    "Lyon",
+    "Perth",
+    "Denver",
+    "Porto",
+    "Quito",
+    "Cambridge",
+    "Ely",
+]
 DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 FOODS = ["italian", "indian", "chinese", "british", "thai", "spanish", "korean", "turkish"]
 
 
 def _slots(rng: random.Random) -> dict[str, str]:
     return {
-        "ord": f"#{rng.randrange(10**7, 10**8)}", "inv": f"INV-{rng.randrange(10**5, 10**6)}",
-        "ref": f"{rng.choice('ABCDEFGHJK')}{rng.randrange(10**6, 10**7)}", "amount": f"{rng.randrange(5, 900)}.{rng.randrange(10, 99)} EUR",
-        "email": f"{rng.choice(NAMES).lower()}{rng.randrange(100, 9999)}@example.com", "name": rng.choice(NAMES),
-        "prod": rng.choice(PRODUCTS), "city": rng.choice(CITIES), "city2": rng.choice(CITIES), "day": rng.choice(DAYS),
-        "time": f"{rng.randrange(5, 23):02d}:{rng.randrange(0, 60):02d}", "time2": f"{rng.randrange(5, 23):02d}:{rng.randrange(0, 60):02d}",
-        "mins": str(rng.randrange(2, 90)), "n": str(rng.randrange(1, 9)), "n2": str(rng.randrange(1, 9)),
-        "stars": str(rng.randrange(2, 6)), "area": rng.choice(["north", "south", "east", "west", "centre"]),
-        "food": rng.choice(FOODS), "colour": rng.choice(["black", "white", "red", "blue", "grey"]),
+        "ord": f"#{rng.randrange(10**7, 10**8)}",
+        "inv": f"INV-{rng.randrange(10**5, 10**6)}",
+        "ref": f"{rng.choice('ABCDEFGHJK')}{rng.randrange(10**6, 10**7)}",
+        "amount": f"{rng.randrange(5, 900)}.{rng.randrange(10, 99)} EUR",
+        "email": f"{rng.choice(NAMES).lower()}{rng.randrange(100, 9999)}@example.com",
+        "name": rng.choice(NAMES),
+        "prod": rng.choice(PRODUCTS),
+        "city": rng.choice(CITIES),
+        "city2": rng.choice(CITIES),
+        "day": rng.choice(DAYS),
+        "time": f"{rng.randrange(5, 23):02d}:{rng.randrange(0, 60):02d}",
+        "time2": f"{rng.randrange(5, 23):02d}:{rng.randrange(0, 60):02d}",
+        "mins": str(rng.randrange(2, 90)),
+        "n": str(rng.randrange(1, 9)),
+        "n2": str(rng.randrange(1, 9)),
+        "stars": str(rng.randrange(2, 6)),
+        "area": rng.choice(["north", "south", "east", "west", "centre"]),
+        "food": rng.choice(FOODS),
+        "colour": rng.choice(["black", "white", "red", "blue", "grey"]),
         "phone": f"07{rng.randrange(10**8, 10**9)}",
     }
 
@@ -175,12 +303,28 @@ def generate(n_pairs: int, seed: int = 7):
             if bitext:
                 recent.append((ins, resp, intent, cat))
         if bitext:
-            rows.append((f"bitext:bench.csv:{i}", "bitext", ins, resp, intent, cat, None, "B", "bench.csv", i, None, None))
+            rows.append(
+                (f"bitext:bench.csv:{i}", "bitext", ins, resp, intent, cat, None, "B", "bench.csv", i, None, None)
+            )
         else:
             turn = 0 if rng.random() < 0.15 else turn + 2
             dlg += turn == 0
-            rows.append((f"multiwoz:bench.json:MUL{dlg:06d}.json#{turn}", "multiwoz", ins, resp, intent, cat, cat, None,
-                         "bench.json", None, f"MUL{dlg:06d}.json", turn))
+            rows.append(
+                (
+                    f"multiwoz:bench.json:MUL{dlg:06d}.json#{turn}",
+                    "multiwoz",
+                    ins,
+                    resp,
+                    intent,
+                    cat,
+                    cat,
+                    None,
+                    "bench.json",
+                    None,
+                    f"MUL{dlg:06d}.json",
+                    turn,
+                )
+            )
         if len(rows) == CHUNK or i == n_pairs - 1:
             yield pa.Table.from_pylist([dict(zip(PAIR_SCHEMA.names, r)) for r in rows], schema=PAIR_SCHEMA)
             rows = []

@@ -12,6 +12,7 @@ against the baseline) and ends with one JSON line. Setup (corpus generation, cop
 is not counted in either side. The token filter uses the real Llama 3 tokenizer from ../shared/data
 (`--tokenizer DIR` for another, `--tokenizer train` for a 16K BPE trained on the corpus).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,14 +60,21 @@ def child(side: str, work: Path, backend: str, floors: bool = False) -> None:
         run_dagster(work, backend, meter)
     result = meter.finish() | {"floors": meter.floors}
     # total = the stages themselves; process_seconds also counts interpreter start-up imports
-    result |= {"total_seconds": round(sum(s["seconds"] for s in result["stages"]), 3), "process_seconds": round(time.perf_counter() - t0, 3)}
+    result |= {
+        "total_seconds": round(sum(s["seconds"] for s in result["stages"]), 3),
+        "process_seconds": round(time.perf_counter() - t0, 3),
+    }
     write_result(work / f"result_{side}_{backend}.json", result)
 
 
 def run_child(side: str, work: Path, backend: str, floors: bool = False) -> dict:
     env = os.environ | {"TOKENIZERS_PARALLELISM": "true", "HF_DATASETS_CACHE": str(work / "hf_cache")}
-    subprocess.run([sys.executable, __file__, "--child", side, "--work", str(work), "--backend", backend]
-                   + (["--floors"] if floors else []), check=True, env=env)
+    subprocess.run(
+        [sys.executable, __file__, "--child", side, "--work", str(work), "--backend", backend]
+        + (["--floors"] if floors else []),
+        check=True,
+        env=env,
+    )
     return json.loads((work / f"result_{side}_{backend}.json").read_text())
 
 
@@ -82,18 +90,25 @@ def agreement(work: Path) -> dict:
     out = {}
     for stage in STAGE_NAMES:
         base, proj = kept_rows(work / "baseline" / f"{stage}.parquet"), kept_rows(work / stage / "data.parquet")
-        out[stage] = {"identical": base == proj, "only_baseline": (base - proj).total(),
-                      "only_project": (proj - base).total(),
-                      "kept_set_jaccard": round((base & proj).total() / max(1, (base | proj).total()), 5)}
+        out[stage] = {
+            "identical": base == proj,
+            "only_baseline": (base - proj).total(),
+            "only_project": (proj - base).total(),
+            "kept_set_jaccard": round((base & proj).total() / max(1, (base | proj).total()), 5),
+        }
     return out
 
 
 def machine() -> dict:
     import psutil
 
-    return {"cores": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-            "cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
-            "load_average": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "cpu": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def table(pairs: int, results: dict[str, dict]) -> str:
@@ -165,23 +180,35 @@ def ratios(results: dict) -> dict:
         return {}
     base = results["baseline"]
     bs = {s["stage"]: s["seconds"] for s in base["stages"]}
-    return {n: {"total": round(base["total_seconds"] / r["total_seconds"], 2),
-                **{s["stage"]: round(bs[s["stage"]] / max(s["seconds"], 1e-3), 2) for s in r["stages"] if s["stage"] in bs}}
-            for n, r in results.items() if n != "baseline"}
+    return {
+        n: {
+            "total": round(base["total_seconds"] / r["total_seconds"], 2),
+            **{s["stage"]: round(bs[s["stage"]] / max(s["seconds"], 1e-3), 2) for s in r["stages"] if s["stage"] in bs},
+        }
+        for n, r in results.items()
+        if n != "baseline"
+    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description="Seed baseline vs project on the data graph (raw -> split).")
     p.add_argument("--pairs", type=int, default=95_000)
     p.add_argument("--work", type=Path, default=None, help="Working folder (default: .bench/<pairs>).")
-    p.add_argument("--backend", action="append", help="Dedup backend(s) of the project side (default: rensa and datasketch).")
+    p.add_argument(
+        "--backend", action="append", help="Dedup backend(s) of the project side (default: rensa and datasketch)."
+    )
     p.add_argument("--no-baseline", action="store_true", help="Skip the seed baseline (e.g. at 1M pairs).")
     p.add_argument("--dagster", action="store_true", help="Also time dg.materialize of the data assets.")
-    p.add_argument("--dagster-backend", action="append", help="Dedup backend(s) of the Dagster runs (default: those of --backend).")
+    p.add_argument(
+        "--dagster-backend", action="append", help="Dedup backend(s) of the Dagster runs (default: those of --backend)."
+    )
     p.add_argument("--repeats", type=int, default=1, help="Rounds of all sides back to back (ratios are per round).")
-    p.add_argument("--tokenizer", default=str(HERE.parent.parent / "shared" / "data" / "llama31_tokenizer"),
-                   help="Tokenizer folder of the token filter (default: the real Llama 3 tokenizer in ../shared/data), "
-                   "or 'train' for a 16K BPE trained on the corpus.")
+    p.add_argument(
+        "--tokenizer",
+        default=str(HERE.parent.parent / "shared" / "data" / "llama31_tokenizer"),
+        help="Tokenizer folder of the token filter (default: the real Llama 3 tokenizer in ../shared/data), "
+        "or 'train' for a 16K BPE trained on the corpus.",
+    )
     p.add_argument("--floors", action="store_true", help="Also time lingua's parallel call alone (first backend).")
     p.add_argument("--child", choices=["baseline", "project", "dagster"], help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -198,23 +225,42 @@ def main() -> None:
         write_corpus(a.pairs, raw)
         setup["corpus_seconds"] = round(time.perf_counter() - t0, 2)
     setup["tokenizer"] = prepare_tokenizer(a.tokenizer, raw, work / "base_model" / "model")
-    summary = {"pairs": a.pairs, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "setup": setup, "rounds": []}
+    summary = {
+        "pairs": a.pairs,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(),
+        "setup": setup,
+        "rounds": [],
+    }
     for r in range(a.repeats):
         results, agree = run_round(work, a, backends)
         print(f"\nround {r + 1}/{a.repeats}, load average {os.getloadavg()[0]:.2f}")
         print(table(a.pairs, results))
         for side, res in results.items():
-            notes = {s["stage"]: {k: v for k, v in s.items() if k not in ("stage", "seconds", "peak_rss_mb", "rows_out")}
-                     for s in res["stages"]}
+            notes = {
+                s["stage"]: {k: v for k, v in s.items() if k not in ("stage", "seconds", "peak_rss_mb", "rows_out")}
+                for s in res["stages"]
+            }
             notes = {k: v for k, v in notes.items() if v}
             if notes or res.get("floors"):
-                print(f"  {side}: {json.dumps(notes)}" + (f" floors: {json.dumps(res['floors'])}" if res.get("floors") else ""))
+                print(
+                    f"  {side}: {json.dumps(notes)}"
+                    + (f" floors: {json.dumps(res['floors'])}" if res.get("floors") else "")
+                )
         for backend, ag in agree.items():
-            print(f"agreement [{backend}]: " + ", ".join(
-                f"{k}={'identical' if v['identical'] else v}" for k, v in ag.items()))
-        summary["rounds"].append({"ratios": ratios(results), "agreement": agree, "results": results,
-                                  "totals_seconds": {n: x["total_seconds"] for n, x in results.items()},
-                                  "peak_rss_mb": {n: x["process_peak_rss_mb"] for n, x in results.items()}})
+            print(
+                f"agreement [{backend}]: "
+                + ", ".join(f"{k}={'identical' if v['identical'] else v}" for k, v in ag.items())
+            )
+        summary["rounds"].append(
+            {
+                "ratios": ratios(results),
+                "agreement": agree,
+                "results": results,
+                "totals_seconds": {n: x["total_seconds"] for n, x in results.items()},
+                "peak_rss_mb": {n: x["process_peak_rss_mb"] for n, x in results.items()},
+            }
+        )
     summary["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     if not a.no_baseline:
         import statistics

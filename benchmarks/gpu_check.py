@@ -18,6 +18,7 @@ peak CUDA memory, and whether the masking check passed. The last line is JSON wi
 Without CUDA it prints one line and exits 0 (unless --allow-cpu). flash_attention_2 is skipped, with
 the reason, when flash-attn does not import. Exit status 1 when a masking check fails.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,8 +65,9 @@ def build_model(folder: Path, plan):
 
     config = AutoConfig.from_pretrained(folder)
     with torch.device(plan.device):  # random init directly on the device, in the plan's dtype
-        return AutoModelForCausalLM.from_config(config, dtype=getattr(torch, plan.dtype),
-                                                attn_implementation=plan.attn_implementation)
+        return AutoModelForCausalLM.from_config(
+            config, dtype=getattr(torch, plan.dtype), attn_implementation=plan.attn_implementation
+        )
 
 
 def run_one(folder: Path, rows: list[dict], plan, mode: str, steps: int, warmup: int) -> dict:
@@ -78,14 +80,31 @@ def run_one(folder: Path, rows: list[dict], plan, mode: str, steps: int, warmup:
     from llama_sft_dagster.core.training.trainer import attention_kernel, setup
 
     config = TrainConfig(padding_free=MODES[mode])
-    hp = {**config.trainer_kwargs(), "max_steps": warmup + steps, "eval_steps": 10**9, "save_steps": 10**9,
-          "load_best_model_at_end": False, "gradient_accumulation_steps": 1, "logging_steps": 1}
+    hp = {
+        **config.trainer_kwargs(),
+        "max_steps": warmup + steps,
+        "eval_steps": 10**9,
+        "save_steps": 10**9,
+        "load_best_model_at_end": False,
+        "gradient_accumulation_steps": 1,
+        "logging_steps": 1,
+    }
     meter = ThroughputMeter(warmup)
     if plan.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = setup(folder, rows, rows[:16], hp, config.lora_kwargs(), SftDatasetConfig().model_dump(), plan,
-                        Path(tmp), monitor=meter, model=build_model(folder, plan))
+        trainer = setup(
+            folder,
+            rows,
+            rows[:16],
+            hp,
+            config.lora_kwargs(),
+            SftDatasetConfig().model_dump(),
+            plan,
+            Path(tmp),
+            monitor=meter,
+            model=build_model(folder, plan),
+        )
         mask = verify_trainer_masking(trainer, max_batches=4, system_prompt=SYSTEM_PROMPT)
         started = time.perf_counter()
         trainer.train()
@@ -99,15 +118,25 @@ def run_one(folder: Path, rows: list[dict], plan, mode: str, steps: int, warmup:
     if plan.device == "cuda":
         torch.cuda.empty_cache()
     out = meter.result()
-    flops_6n, flops_lora = model_flops(meter.lengths, total - trainable - embed, trainable, cfg.num_hidden_layers,
-                                       cfg.hidden_size)
+    flops_6n, flops_lora = model_flops(
+        meter.lengths, total - trainable - embed, trainable, cfg.num_hidden_layers, cfg.hidden_size
+    )
     peak, source = peak_flops(plan, None)
-    return {"kernel": kernel, "mode": mode, "tokens_per_s": round(out["tokens_per_s"], 1),
-            "mfu": round(flops_6n / out["timed_seconds"] / peak, 4),
-            "mfu_lora": round(flops_lora / out["timed_seconds"] / peak, 4), "peak_flops_source": source,
-            "peak_memory_gb": None if peak_mem is None else round(peak_mem, 2), "padding_share": out["padding_share"],
-            "masking_ok": mask.ok, "masking_examples": mask.examples[:3], "train_wall_s": round(wall, 1),
-            "params_total": total, "params_trainable": trainable}
+    return {
+        "kernel": kernel,
+        "mode": mode,
+        "tokens_per_s": round(out["tokens_per_s"], 1),
+        "mfu": round(flops_6n / out["timed_seconds"] / peak, 4),
+        "mfu_lora": round(flops_lora / out["timed_seconds"] / peak, 4),
+        "peak_flops_source": source,
+        "peak_memory_gb": None if peak_mem is None else round(peak_mem, 2),
+        "padding_share": out["padding_share"],
+        "masking_ok": mask.ok,
+        "masking_examples": mask.examples[:3],
+        "train_wall_s": round(wall, 1),
+        "params_total": total,
+        "params_trainable": trainable,
+    }
 
 
 def main(argv=None) -> int:
@@ -138,20 +167,36 @@ def main(argv=None) -> int:
         folder = model_folder(args.tokenizer_dir or shared_data("llama31_tokenizer"), shape, Path(tmp))
         for kernel in args.kernels.split(","):
             if kernel == "flash_attention_2" and not (facts.cuda_available and facts.flash_attn_importable):
-                skipped[kernel] = "flash-attn is not importable (pip install -e '.[gpu]')" if facts.cuda_available \
-                    else "no CUDA"
+                skipped[kernel] = (
+                    "flash-attn is not importable (pip install -e '.[gpu]')" if facts.cuda_available else "no CUDA"
+                )
                 continue
             plan = GpuResource(attn_implementation=kernel, device="auto").plan()
             for mode in args.modes.split(","):
                 results.append(run_one(folder, rows, plan, mode, args.steps, args.warmup))
                 r = results[-1]
-                print(f"{r['kernel']:>18} {r['mode']:>13}: {r['tokens_per_s']:>10,.0f} tokens/s  MFU {r['mfu']:.1%} "
-                      f"(LoRA-aware {r['mfu_lora']:.1%})  peak {r['peak_memory_gb']} GiB  masking "
-                      f"{'ok' if r['masking_ok'] else 'FAILED ' + '; '.join(r['masking_examples'])}", flush=True)
+                print(
+                    f"{r['kernel']:>18} {r['mode']:>13}: {r['tokens_per_s']:>10,.0f} tokens/s  MFU {r['mfu']:.1%} "
+                    f"(LoRA-aware {r['mfu_lora']:.1%})  peak {r['peak_memory_gb']} GiB  masking "
+                    f"{'ok' if r['masking_ok'] else 'FAILED ' + '; '.join(r['masking_examples'])}",
+                    flush=True,
+                )
     for kernel, why in skipped.items():
         print(f"{kernel:>18}: skipped ({why})")
-    print(json.dumps({"device": facts.device_name, "shape": args.shape, "steps": args.steps, "warmup": args.warmup,
-                      "micro_batch": 8, "max_length": 512, "results": results, "skipped": skipped}))
+    print(
+        json.dumps(
+            {
+                "device": facts.device_name,
+                "shape": args.shape,
+                "steps": args.steps,
+                "warmup": args.warmup,
+                "micro_batch": 8,
+                "max_length": 512,
+                "results": results,
+                "skipped": skipped,
+            }
+        )
+    )
     return 0 if all(r["masking_ok"] for r in results) else 1
 
 

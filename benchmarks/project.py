@@ -6,6 +6,7 @@
 - `run_dagster`: `dg.materialize` of the real filter, dedup and split assets on a SQLite-backed
   Dagster instance, reading the same raw_pairs Parquet and tokenizer folder from the artifact root.
 """
+
 from __future__ import annotations
 
 import time
@@ -39,12 +40,21 @@ def run_project(root: Path, backend: str, meter) -> None:
                     spent[0] += time.perf_counter() - t1
 
             out = run_stage(stage.name, root / stage.upstream / "data.parquet", root / stage.name, timed)
-            rec.update(rows_out=out.counts.rows_out, setup_seconds=round(setup_s, 3), decide_seconds=round(spent[0], 3),
-                       **getattr(decide, "extra_metadata", dict)())
+            rec.update(
+                rows_out=out.counts.rows_out,
+                setup_seconds=round(setup_s, 3),
+                decide_seconds=round(spent[0], 3),
+                **getattr(decide, "extra_metadata", dict)(),
+            )
 
     with meter.stage("split") as rec:
-        sides = split_parquet(root / LAST_STAGE / "data.parquet", root / "train_pairs" / "data.parquet",
-                              root / "validation_pairs" / "data.parquet", sp.validation_fraction, sp.seed)
+        sides = split_parquet(
+            root / LAST_STAGE / "data.parquet",
+            root / "train_pairs" / "data.parquet",
+            root / "validation_pairs" / "data.parquet",
+            sp.validation_fraction,
+            sp.seed,
+        )
         rec["rows_out"] = sum(side.rows for side in sides.values())
 
 
@@ -76,13 +86,19 @@ def run_dagster(root: Path, backend: str, meter) -> None:
         resources = build_resources() | {"artifacts": ArtifactStore(root=str(root))}
         with meter.stage("dagster_materialize") as rec:
             result = dg.materialize(
-                [*all_assets, *checks], selection=DATA_ASSETS, instance=instance, resources=resources,
+                [*all_assets, *checks],
+                selection=DATA_ASSETS,
+                instance=instance,
+                resources=resources,
                 run_config={"ops": {LAST_STAGE: {"config": {"backend": backend}}}},
             )
         stats = instance.get_run_stats(result.run_id)
         rec["success"] = result.success
         rec["run_seconds"] = round(stats.end_time - stats.start_time, 3)
-        rec["step_seconds"] = {s.step_key: round(s.end_time - s.start_time, 3)
-                               for s in instance.get_run_step_stats(result.run_id)}
-        rec["rows_out"] = sum(read_parquet(root / n / "data.parquet", columns=["pair_id"]).num_rows
-                              for n in ("train_pairs", "validation_pairs"))
+        rec["step_seconds"] = {
+            s.step_key: round(s.end_time - s.start_time, 3) for s in instance.get_run_step_stats(result.run_id)
+        }
+        rec["rows_out"] = sum(
+            read_parquet(root / n / "data.parquet", columns=["pair_id"]).num_rows
+            for n in ("train_pairs", "validation_pairs")
+        )

@@ -12,6 +12,7 @@ then times, in this one process, the three places the templated dataset is token
 TRL's per-row tokenizer calls are counted by wrapping trl.trainer.sft_trainer._tokenize. Each figure is the
 fastest of --repeats. One JSON line follows the table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,10 +77,14 @@ def measure(root: Path, repeats: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         count("masking_check_before", lambda: setup(base, text[0], text[1], kw, lora, fmt, plan, Path(tmp)))
         count("masking_check_after", lambda: prepare_data(base, train_ids, eval_ids, kw, fmt, plan, Path(tmp)))
-        count("train_setup_before", lambda: setup(base, text[0], [text[1][i] for i in pick], kw, lora, fmt, plan,
-                                                  Path(tmp)))
-        count("train_setup_after", lambda: setup(base, train_ids, [eval_ids[i] for i in pick], kw, lora, fmt, plan,
-                                                 Path(tmp)))
+        count(
+            "train_setup_before",
+            lambda: setup(base, text[0], [text[1][i] for i in pick], kw, lora, fmt, plan, Path(tmp)),
+        )
+        count(
+            "train_setup_after",
+            lambda: setup(base, train_ids, [eval_ids[i] for i in pick], kw, lora, fmt, plan, Path(tmp)),
+        )
     for part in ("sft_dataset", "masking_check", "train_setup"):
         out[f"{part}_ratio"] = round(out[f"{part}_before_s"] / out[f"{part}_after_s"], 2)
     before = sum(out[f"{p}_before_s"] for p in ("sft_dataset", "masking_check", "train_setup"))
@@ -104,8 +109,10 @@ def main() -> None:
     print(f"{'part':<15}{'before s':>10}{'after s':>10}{'ratio':>8}{'TRL tokenize calls before/after':>34}")
     for part in ("sft_dataset", "masking_check", "train_setup"):
         calls = f"{out[f'{part}_before_trl_tokenizer_calls']}/{out[f'{part}_after_trl_tokenizer_calls']}"
-        print(f"{part:<15}{out[f'{part}_before_s']:>10.3f}{out[f'{part}_after_s']:>10.3f}"
-              f"{out[f'{part}_ratio']:>8.2f}{calls:>34}")
+        print(
+            f"{part:<15}{out[f'{part}_before_s']:>10.3f}{out[f'{part}_after_s']:>10.3f}"
+            f"{out[f'{part}_ratio']:>8.2f}{calls:>34}"
+        )
     print(f"{'total':<15}{out['total_before_s']:>10.3f}{out['total_after_s']:>10.3f}{out['total_ratio']:>8.2f}")
     print(json.dumps(out))
 

@@ -28,6 +28,7 @@ Reported per mode:
                     training dtype: an achievable peak, so CPU MFU is relative to what torch reaches here.
 The table is followed by one JSON line with every figure and the padded/padding-free ratios.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,11 +47,20 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-MODES = {"padded": {"padding_free": False, "packing": False}, "padding_free": {"padding_free": True, "packing": False},
-         "bfd_packing": {"padding_free": True, "packing": True}}
+MODES = {
+    "padded": {"padding_free": False, "packing": False},
+    "padding_free": {"padding_free": True, "packing": False},
+    "bfd_packing": {"padding_free": True, "packing": True},
+}
 # Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's datasheets; the first matching name wins.
-GPU_PEAK_TFLOPS = [("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("A100", 312.0), ("L40S", 362.0),
-                   ("L4", 121.0)]
+GPU_PEAK_TFLOPS = [
+    ("H100 PCIe", 756.0),
+    ("H100", 989.0),
+    ("H200", 989.0),
+    ("A100", 312.0),
+    ("L40S", 362.0),
+    ("L4", 121.0),
+]
 
 
 def measured_peak_flops(device: str, dtype: str, n: int = 2048, seconds: float = 2.0) -> float:
@@ -123,9 +133,15 @@ class ThroughputMeter(TrainerCallback):
     def result(self) -> dict:
         seconds = self.t1 - self.t0
         tokens = sum(self.lengths)
-        return {"timed_seconds": seconds, "tokens": tokens, "samples": len(self.lengths), "positions": self.positions,
-                "tokens_per_s": tokens / seconds, "samples_per_s": len(self.lengths) / seconds,
-                "padding_share": 1 - tokens / self.positions}
+        return {
+            "timed_seconds": seconds,
+            "tokens": tokens,
+            "samples": len(self.lengths),
+            "positions": self.positions,
+            "tokens_per_s": tokens / seconds,
+            "samples_per_s": len(self.lengths) / seconds,
+            "padding_share": 1 - tokens / self.positions,
+        }
 
 
 def sample_lengths(batch) -> list[int]:
@@ -150,8 +166,8 @@ def child(mode: str, root: Path, steps: int, warmup: int, peak_tflops: float | N
     import tempfile
 
     import torch
-
     from _measure import StageMeter
+
     from llama_sft_dagster.assets.training import load_sft
     from llama_sft_dagster.config.training import TrainConfig
     from llama_sft_dagster.core.training.trainer import setup
@@ -161,12 +177,26 @@ def child(mode: str, root: Path, steps: int, warmup: int, peak_tflops: float | N
     fmt, train_rows, eval_rows = load_sft(ArtifactStore(root=str(root)), "train_adapter")
     plan, config = GpuResource().plan(), TrainConfig(**MODES[mode])
     # no evaluation or checkpoint inside the measured run: eval/save steps beyond max_steps
-    hp = {**config.trainer_kwargs(), "max_steps": warmup + steps, "eval_steps": 10**9, "save_steps": 10**9,
-          "load_best_model_at_end": False}
+    hp = {
+        **config.trainer_kwargs(),
+        "max_steps": warmup + steps,
+        "eval_steps": 10**9,
+        "save_steps": 10**9,
+        "load_best_model_at_end": False,
+    }
     meter, rss = ThroughputMeter(warmup), StageMeter()
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = setup(root / "base_model" / "model", train_rows, eval_rows[:16], hp, config.lora_kwargs(), fmt, plan,
-                        Path(tmp), monitor=meter)
+        trainer = setup(
+            root / "base_model" / "model",
+            train_rows,
+            eval_rows[:16],
+            hp,
+            config.lora_kwargs(),
+            fmt,
+            plan,
+            Path(tmp),
+            monitor=meter,
+        )
         epoch_share = epoch_padding_share(trainer)
         if plan.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -177,21 +207,38 @@ def child(mode: str, root: Path, steps: int, warmup: int, peak_tflops: float | N
         embed = base.get_input_embeddings().weight.numel()
         cfg = base.config
     out = meter.result()
-    flops_6n, flops_lora = model_flops(meter.lengths, total - trainable - embed, trainable, cfg.num_hidden_layers,
-                                       cfg.hidden_size)
+    flops_6n, flops_lora = model_flops(
+        meter.lengths, total - trainable - embed, trainable, cfg.num_hidden_layers, cfg.hidden_size
+    )
     peak, peak_source = peak_flops(plan, peak_tflops)
-    out.update({
-        "mode": mode, "epoch_padding_share": epoch_share, "train_samples": len(train_rows),
-        "peak_memory_gb": (torch.cuda.max_memory_allocated() if plan.device == "cuda"
-                           else stage["peak_rss_mb"] * 2**20) / 2**30,
-        "peak_memory_kind": "cuda max allocated" if plan.device == "cuda" else "process RSS",
-        "model_flops_per_s": flops_6n / out["timed_seconds"], "mfu": flops_6n / out["timed_seconds"] / peak,
-        "mfu_lora": flops_lora / out["timed_seconds"] / peak, "peak_flops": peak, "peak_flops_source": peak_source,
-        "params_total": total, "params_trainable": trainable, "params_input_embedding": embed,
-        "device": plan.device_name, "dtype": plan.dtype, "attn_implementation": plan.attn_implementation,
-        "micro_batch": config.per_device_train_batch_size, "grad_accum": config.gradient_accumulation_steps,
-        "max_length": fmt["max_length"], "steps": steps, "warmup_steps": warmup,
-    })
+    out.update(
+        {
+            "mode": mode,
+            "epoch_padding_share": epoch_share,
+            "train_samples": len(train_rows),
+            "peak_memory_gb": (
+                torch.cuda.max_memory_allocated() if plan.device == "cuda" else stage["peak_rss_mb"] * 2**20
+            )
+            / 2**30,
+            "peak_memory_kind": "cuda max allocated" if plan.device == "cuda" else "process RSS",
+            "model_flops_per_s": flops_6n / out["timed_seconds"],
+            "mfu": flops_6n / out["timed_seconds"] / peak,
+            "mfu_lora": flops_lora / out["timed_seconds"] / peak,
+            "peak_flops": peak,
+            "peak_flops_source": peak_source,
+            "params_total": total,
+            "params_trainable": trainable,
+            "params_input_embedding": embed,
+            "device": plan.device_name,
+            "dtype": plan.dtype,
+            "attn_implementation": plan.attn_implementation,
+            "micro_batch": config.per_device_train_batch_size,
+            "grad_accum": config.gradient_accumulation_steps,
+            "max_length": fmt["max_length"],
+            "steps": steps,
+            "warmup_steps": warmup,
+        }
+    )
     return out
 
 
@@ -205,15 +252,27 @@ def ensure_data(root: Path) -> None:
     from llama_sft_dagster.resources.artifacts import ArtifactStore
 
     resources = {**definitions.build_resources(), "artifacts": ArtifactStore(root=str(root))}
-    result = dg.materialize([*definitions.sources.raw_sources, *definitions.all_assets], resources=resources,
-                            instance=dg.DagsterInstance.ephemeral(), selection="*sft_dataset")
+    result = dg.materialize(
+        [*definitions.sources.raw_sources, *definitions.all_assets],
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        selection="*sft_dataset",
+    )
     if not result.success:
         raise SystemExit("materializing *sft_dataset failed")
 
 
 def print_table(results: list[dict]) -> None:
-    cols = [("mode", "{}"), ("tokens_per_s", "{:,.0f}"), ("samples_per_s", "{:.2f}"), ("padding_share", "{:.1%}"),
-            ("epoch_padding_share", "{:.1%}"), ("peak_memory_gb", "{:.2f}"), ("mfu", "{:.2%}"), ("mfu_lora", "{:.2%}")]
+    cols = [
+        ("mode", "{}"),
+        ("tokens_per_s", "{:,.0f}"),
+        ("samples_per_s", "{:.2f}"),
+        ("padding_share", "{:.1%}"),
+        ("epoch_padding_share", "{:.1%}"),
+        ("peak_memory_gb", "{:.2f}"),
+        ("mfu", "{:.2%}"),
+        ("mfu_lora", "{:.2%}"),
+    ]
     rows = [[c for c, _ in cols]] + [[f.format(r[c]) for c, f in cols] for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(cols))]
     for row in rows:
@@ -249,34 +308,69 @@ def main() -> None:
     runs: dict[str, list[dict]] = {}
     for _ in range(args.repeats):  # modes alternate, so a busy period of the machine hits each mode alike
         for mode in args.modes.split(","):
-            cmd = [sys.executable, __file__, "--profile", args.profile, "--steps", str(args.steps), "--warmup",
-                   str(args.warmup), "--root", str(root), "--child", mode, "--peak-tflops", repr(args.peak_tflops)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--profile",
+                args.profile,
+                "--steps",
+                str(args.steps),
+                "--warmup",
+                str(args.warmup),
+                "--root",
+                str(root),
+                "--child",
+                mode,
+                "--peak-tflops",
+                repr(args.peak_tflops),
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode:
                 sys.stderr.write(proc.stderr[-4000:])
                 raise SystemExit(f"mode {mode} failed (exit {proc.returncode})")
             runs.setdefault(mode, []).append(json.loads(proc.stdout.strip().splitlines()[-1]))
     # the fastest repeat of each mode: interference from other processes only ever slows a run down
-    results = [{**max(rs, key=lambda r: r["tokens_per_s"]), "peak_flops_source": peak_source,
-                "repeats_tokens_per_s": [r["tokens_per_s"] for r in rs]} for rs in runs.values()]
+    results = [
+        {
+            **max(rs, key=lambda r: r["tokens_per_s"]),
+            "peak_flops_source": peak_source,
+            "repeats_tokens_per_s": [r["tokens_per_s"] for r in rs],
+        }
+        for rs in runs.values()
+    ]
     r0 = results[0]
-    print(f"{args.profile} profile, {r0['device']} ({r0['dtype']}, {r0['attn_implementation']}), micro-batch "
-          f"{r0['micro_batch']} x {r0['grad_accum']}, {args.steps} timed steps after {args.warmup}; peak "
-          f"{r0['peak_flops'] / 1e12:.2f} TFLOP/s ({r0['peak_flops_source']}); memory = {r0['peak_memory_kind']}")
+    print(
+        f"{args.profile} profile, {r0['device']} ({r0['dtype']}, {r0['attn_implementation']}), micro-batch "
+        f"{r0['micro_batch']} x {r0['grad_accum']}, {args.steps} timed steps after {args.warmup}; peak "
+        f"{r0['peak_flops'] / 1e12:.2f} TFLOP/s ({r0['peak_flops_source']}); memory = {r0['peak_memory_kind']}"
+    )
     print_table(results)
     by_mode = {r["mode"]: r for r in results}
     ratios = {}
     if "padded" in by_mode:
         for mode, r in by_mode.items():
             if mode != "padded":
-                ratios[f"{mode}_vs_padded"] = {k: r[k] / by_mode["padded"][k] for k in
-                                               ("tokens_per_s", "samples_per_s", "peak_memory_gb")}
+                ratios[f"{mode}_vs_padded"] = {
+                    k: r[k] / by_mode["padded"][k] for k in ("tokens_per_s", "samples_per_s", "peak_memory_gb")
+                }
         for name, ratio in ratios.items():
             print(f"{name}: " + ", ".join(f"{k} x{v:.2f}" for k, v in ratio.items()))
-    print(json.dumps({"benchmark": "training_throughput", "date": date.today().isoformat(), "profile": args.profile,
-                      "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                                  "python": platform.python_version()},
-                      "results": results, "ratios": ratios}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "training_throughput",
+                "date": date.today().isoformat(),
+                "profile": args.profile,
+                "machine": {
+                    "platform": platform.platform(),
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                },
+                "results": results,
+                "ratios": ratios,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

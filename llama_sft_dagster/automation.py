@@ -20,8 +20,8 @@ from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 from llama_sft_dagster.assets.sources import bitext_version, multiwoz_version
 from llama_sft_dagster.housekeeping.dead_runs import dead_run_sensor
-from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 from llama_sft_dagster.housekeeping.stale_plan import plan, stale_resolver
+from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 
 # weekly: new raw data arrives rarely, and a full-profile retrain holds the GPU for hours
 DEFAULT_RETRAIN_CRON = "0 3 * * 1"
@@ -31,12 +31,16 @@ DEFAULT_RAW_DATA_CHECK_SECONDS = 3600
 SWEEP = dg.AssetSelection.groups("rank_sweep")
 PIPELINE = dg.AssetSelection.all() - SWEEP
 sft_pipeline = dg.define_asset_job(
-    "sft_pipeline", selection=PIPELINE,
+    "sft_pipeline",
+    selection=PIPELINE,
     description="The whole graph but the rank sweep: raw data -> filters -> split -> adapter -> merged model -> "
-    "evaluation -> champion.")
+    "evaluation -> champion.",
+)
 rank_sweep_job = dg.define_asset_job(
-    "rank_sweep", selection=dg.AssetSelection.tag("sft/sweep", "adapter"),
-    description="One LoRA adapter per rank (choose the partitions); then materialize rank_sweep_report.")
+    "rank_sweep",
+    selection=dg.AssetSelection.tag("sft/sweep", "adapter"),
+    description="One LoRA adapter per rank (choose the partitions); then materialize rank_sweep_report.",
+)
 
 
 def retrain_cron() -> str:
@@ -49,32 +53,42 @@ def stale_run_request(instance: dg.DagsterInstance, asset_graph) -> dg.RunReques
     if not planned:
         return dg.SkipReason("every asset is up to date: nothing to run")
     causes = "; ".join(f"{p.name}: {p.reasons[0]}" for p in planned if not p.reasons[0].startswith("downstream"))
-    return dg.RunRequest(asset_selection=[p.key for p in planned],
-                         tags={"sft/trigger": "stale-only", "sft/causes": causes[:1000]})
+    return dg.RunRequest(
+        asset_selection=[p.key for p in planned], tags={"sft/trigger": "stale-only", "sft/causes": causes[:1000]}
+    )
 
 
-@dg.schedule(job=sft_pipeline, cron_schedule=retrain_cron(), execution_timezone="UTC",
-             default_status=dg.DefaultScheduleStatus.RUNNING,
-             description="Retrains when something changed: requests only missing/stale assets and their downstream.")
+@dg.schedule(
+    job=sft_pipeline,
+    cron_schedule=retrain_cron(),
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Retrains when something changed: requests only missing/stale assets and their downstream.",
+)
 def retrain_schedule(context: dg.ScheduleEvaluationContext):
     return stale_run_request(context.instance, context.repository_def.asset_graph)
 
 
-def source_observations(instance: dg.DagsterInstance, asset_graph, bitext: BitextSource,
-                        multiwoz: MultiwozSource) -> list[dg.AssetObservation]:
+def source_observations(
+    instance: dg.DagsterInstance, asset_graph, bitext: BitextSource, multiwoz: MultiwozSource
+) -> list[dg.AssetObservation]:
     """Observations for the raw sources whose current version differs from the last one recorded."""
     resolver = stale_resolver(instance, asset_graph)
     events = []
     for name, version in (("bitext_source", bitext_version(bitext)), ("multiwoz_source", multiwoz_version(multiwoz))):
         if resolver.get_current_data_version(dg.AssetKey(name)).value != version:
-            events.append(dg.AssetObservation(asset_key=name, tags={DATA_VERSION_TAG: version},
-                                              metadata={"version": version}))
+            events.append(
+                dg.AssetObservation(asset_key=name, tags={DATA_VERSION_TAG: version}, metadata={"version": version})
+            )
     return events
 
 
-@dg.sensor(minimum_interval_seconds=int(os.environ.get("SFT_RAW_DATA_CHECK_SECONDS", DEFAULT_RAW_DATA_CHECK_SECONDS)),
-           default_status=dg.DefaultSensorStatus.RUNNING, asset_selection=["bitext_source", "multiwoz_source"],
-           description="Records a new version of a raw source when its content/revision changed (no run by itself).")
+@dg.sensor(
+    minimum_interval_seconds=int(os.environ.get("SFT_RAW_DATA_CHECK_SECONDS", DEFAULT_RAW_DATA_CHECK_SECONDS)),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    asset_selection=["bitext_source", "multiwoz_source"],
+    description="Records a new version of a raw source when its content/revision changed (no run by itself).",
+)
 def raw_data_sensor(context: dg.SensorEvaluationContext, bitext: BitextSource, multiwoz: MultiwozSource):
     events = source_observations(context.instance, context.repository_def.asset_graph, bitext, multiwoz)
     if not events:

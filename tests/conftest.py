@@ -1,4 +1,5 @@
 """Fixtures only (helpers live in tests/support): isolated state folders and the real data samples."""
+
 from pathlib import Path
 
 import pytest

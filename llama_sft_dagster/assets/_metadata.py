@@ -62,8 +62,9 @@ def drop_samples(kept_path: Path, rejects_path: Path, reasons: set[str], per_rea
     return samples_markdown(sample_drops(rows, per_reason, kept))
 
 
-def stage_result(path: Path, counts: StageCounts | None = None, extra: dict | None = None,
-                 asset_key: str | None = None) -> dg.MaterializeResult:
+def stage_result(
+    path: Path, counts: StageCounts | None = None, extra: dict | None = None, asset_key: str | None = None
+) -> dg.MaterializeResult:
     """Result of a data asset: accounting, preview, path, and a content-derived data version."""
     parquet = pq.ParquetFile(path)
     preview = parquet.read_row_group(0) if parquet.num_row_groups else pa.table({})
@@ -77,4 +78,6 @@ def stage_result(path: Path, counts: StageCounts | None = None, extra: dict | No
         cols = [c for c in ("pair_id", "instruction", "response", "intent") if c in preview.column_names]
         metadata["preview"] = dg.MetadataValue.md(markdown_preview(preview, cols or preview.column_names[:4]))
     metadata.update(extra or {})
-    return dg.MaterializeResult(asset_key=asset_key, metadata=metadata, data_version=dg.DataVersion(table_version(path)))
+    return dg.MaterializeResult(
+        asset_key=asset_key, metadata=metadata, data_version=dg.DataVersion(table_version(path))
+    )

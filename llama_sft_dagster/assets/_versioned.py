@@ -9,6 +9,7 @@ carry the active profile's defaults (SFT_PROFILE, for imports and tests); `defin
 asks `for_profile(definition, profile)` for each one, which decorates the same function again with
 `config_for(profile, ConfigClass)` as its config annotation when a default differs.
 """
+
 import inspect
 import types
 from collections.abc import Callable
@@ -35,7 +36,11 @@ def with_profile_config(fn, profile: str):
     copy = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
     copy.__dict__.update(fn.__dict__)
     copy.__kwdefaults__, copy.__qualname__, copy.__module__, copy.__doc__ = (
-        fn.__kwdefaults__, fn.__qualname__, fn.__module__, fn.__doc__)
+        fn.__kwdefaults__,
+        fn.__qualname__,
+        fn.__module__,
+        fn.__doc__,
+    )
     copy.__annotations__ = {**inspect.get_annotations(fn, eval_str=True), "config": config_for(profile, configs[0])}
     return copy
 
@@ -54,6 +59,7 @@ def _register(fn, decorate: Callable):
 
 def versioned_asset(**asset_kwargs):
     """`@dg.asset(**asset_kwargs)` with `code_version` derived from the function and its config."""
+
     def decorate(f):
         return dg.asset(code_version=code_version(f, configs=config_classes(f)), **asset_kwargs)(f)
 

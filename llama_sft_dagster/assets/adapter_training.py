@@ -10,6 +10,7 @@ sends logs, progress and the final metadata back over Pipes (llama_sft_dagster/l
 that fails fails the step with a message naming it and its last log lines. The step then writes
 `out_dir/run.json` (the MLflow run id and the summary), so later assets find the training run from the files.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,9 +47,17 @@ class RankFailedError(dg.Failure):
     """A training rank failed (exception, signal, out of memory); the description names the rank."""
 
 
-def build_job(config: TrainConfig, artifacts: ArtifactStore, gpu: GpuResource, plan, processes: int, out_dir: Path,
-              consumer: str, checkpoints_dir: Path | None = None,
-              tensorboard_dir: Path | None = None) -> tuple[TrainJob, str, str]:
+def build_job(
+    config: TrainConfig,
+    artifacts: ArtifactStore,
+    gpu: GpuResource,
+    plan,
+    processes: int,
+    out_dir: Path,
+    consumer: str,
+    checkpoints_dir: Path | None = None,
+    tensorboard_dir: Path | None = None,
+) -> tuple[TrainJob, str, str]:
     """(the job spec, the train data version, the base model version) of training `config` on sft_dataset
     into `out_dir`."""
     fmt = json.loads(artifacts.upstream("sft_dataset", consumer, FORMAT_FILE).read_text())
@@ -57,25 +66,39 @@ def build_job(config: TrainConfig, artifacts: ArtifactStore, gpu: GpuResource, p
     # the launch shape is part of the run: a checkpoint of 1 process is not resumed by 2 (other global batch)
     launch = {"processes": processes, "launch_config": gpu.launch_config}
     base_version = model_folder_version(base_model_dir(artifacts))
-    run_fp = fingerprint(config.model_dump(), fmt, plan.metadata(), {"data": data_version, "base": base_version},
-                         launch)
-    job = TrainJob(base_dir=str(base_model_dir(artifacts)), train_path=str(splits["train"]),
-                   validation_path=str(splits["validation"]), fmt=fmt, hp=config.trainer_kwargs(),
-                   lora=config.lora_kwargs(), plan=dataclasses.asdict(plan), out_dir=str(out_dir),
-                   run_fingerprint=run_fp, checkpoints_dir=str(checkpoints_dir or ""),
-                   tensorboard_dir=str(tensorboard_dir or ""),
-                   monitor_log_every=config.monitor_log_every, monitor_deep_every=config.monitor_deep_every,
-                   eval_max_samples=config.eval_max_samples,
-                   processes=processes, accelerate_config=str(config_file(gpu.launch_config)),
-                   progress_every=config.progress_every)
+    run_fp = fingerprint(
+        config.model_dump(), fmt, plan.metadata(), {"data": data_version, "base": base_version}, launch
+    )
+    job = TrainJob(
+        base_dir=str(base_model_dir(artifacts)),
+        train_path=str(splits["train"]),
+        validation_path=str(splits["validation"]),
+        fmt=fmt,
+        hp=config.trainer_kwargs(),
+        lora=config.lora_kwargs(),
+        plan=dataclasses.asdict(plan),
+        out_dir=str(out_dir),
+        run_fingerprint=run_fp,
+        checkpoints_dir=str(checkpoints_dir or ""),
+        tensorboard_dir=str(tensorboard_dir or ""),
+        monitor_log_every=config.monitor_log_every,
+        monitor_deep_every=config.monitor_deep_every,
+        eval_max_samples=config.eval_max_samples,
+        processes=processes,
+        accelerate_config=str(config_file(gpu.launch_config)),
+        progress_every=config.progress_every,
+    )
     return job, data_version, base_version
 
 
 def _tuned_params(config: TrainConfig, fmt: dict, data_version: str, base_version: str, launch: dict) -> dict:
     """MLflow params: what a user tunes (training, LoRA, sample format, launch) and the data/base versions."""
-    return {"train": config.model_dump(), "sft_dataset": {k: fmt[k] for k in ("dataset_format", "max_length",
-            "filter_on_templated_length")}, "data": {"train_version": data_version, "base_model_version": base_version},
-            "launch": launch}
+    return {
+        "train": config.model_dump(),
+        "sft_dataset": {k: fmt[k] for k in ("dataset_format", "max_length", "filter_on_templated_length")},
+        "data": {"train_version": data_version, "base_model_version": base_version},
+        "launch": launch,
+    }
 
 
 def loss_curve(out_dir: Path) -> dict:
@@ -102,8 +125,10 @@ def launch(context, job: TrainJob, env: dict[str, str]) -> dict:
         raise RankFailedError(message, metadata={"failed_rank_log": dg.MetadataValue.text(tail)}) from exc
     reported = dict(invocation.get_materialize_result().metadata)
     if "path" not in reported:  # rank 0 exited 0 but its materialization never arrived
-        raise dg.Failure("training finished but rank 0's metadata did not arrive over Dagster Pipes "
-                         f"(see the step's log); job {job_path}")
+        raise dg.Failure(
+            "training finished but rank 0's metadata did not arrive over Dagster Pipes "
+            f"(see the step's log); job {job_path}"
+        )
     return reported
 
 
@@ -114,10 +139,20 @@ def inline_plots(metadata: dict) -> dict:
     return {k: dg.MetadataValue.md(png_markdown(v.value, k)) if k in PLOTS else v for k, v in metadata.items()}
 
 
-def train_adapter_into(context: dg.AssetExecutionContext, config: TrainConfig, artifacts: ArtifactStore,
-                       gpu: GpuResource, tracking: MlflowTracking, out_dir: Path, *, run_name: str = "train_adapter",
-                       consumer: str = "train_adapter", mlflow_tags: dict[str, str] | None = None,
-                       checkpoints_dir: Path | None = None, tensorboard_dir: Path | None = None) -> dict:
+def train_adapter_into(
+    context: dg.AssetExecutionContext,
+    config: TrainConfig,
+    artifacts: ArtifactStore,
+    gpu: GpuResource,
+    tracking: MlflowTracking,
+    out_dir: Path,
+    *,
+    run_name: str = "train_adapter",
+    consumer: str = "train_adapter",
+    mlflow_tags: dict[str, str] | None = None,
+    checkpoints_dir: Path | None = None,
+    tensorboard_dir: Path | None = None,
+) -> dict:
     """Train a LoRA adapter of `config` into `out_dir` (adapter/, checkpoints/, tensorboard/, plots, run.json);
     returns the asset metadata: summary scalars, device facts, MLflow run id, plots, path. `checkpoints_dir`
     (default out_dir/checkpoints) holds the resumable checkpoints, outside a per-run folder when a rerun must
@@ -125,40 +160,60 @@ def train_adapter_into(context: dg.AssetExecutionContext, config: TrainConfig, a
     earlier runs'."""
     plan = gpu.plan(context.log)
     processes = gpu.process_count(plan)
-    job, data_version, base_version = build_job(config, artifacts, gpu, plan, processes, Path(out_dir), consumer,
-                                                checkpoints_dir, tensorboard_dir)
+    job, data_version, base_version = build_job(
+        config, artifacts, gpu, plan, processes, Path(out_dir), consumer, checkpoints_dir, tensorboard_dir
+    )
     env = {STEP_PID_ENV: str(os.getpid())}
     if plan.device == "cuda":  # the ranks see exactly the devices this step locked
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu.device_ids(plan, processes))
-    params = _tuned_params(config, job.fmt, data_version, base_version,
-                           {"processes": processes, "launch_config": gpu.launch_config})
+    params = _tuned_params(
+        config, job.fmt, data_version, base_version, {"processes": processes, "launch_config": gpu.launch_config}
+    )
     tags = {**{f"device.{k}": str(v) for k, v in plan.metadata().items()}, **(mlflow_tags or {})}
     # the pool `gpu` queues the step; the device locks make it exclusive (see GpuResource.exclusive)
-    with gpu.exclusive(plan, f"{run_name} of run {context.run.run_id}", context.log, processes) as lock_wait_s, \
-            tracking.start_run(run_name, params=params, dagster_run_id=context.run.run_id,
-                               train_data_version=data_version, tags=tags) as run:
+    with (
+        gpu.exclusive(plan, f"{run_name} of run {context.run.run_id}", context.log, processes) as lock_wait_s,
+        tracking.start_run(
+            run_name, params=params, dagster_run_id=context.run.run_id, train_data_version=data_version, tags=tags
+        ) as run,
+    ):
         job = dataclasses.replace(job, dagster_run_id=context.run.run_id)
         if run is not None:
-            job = dataclasses.replace(job, mlflow_tracking_uri=tracking.resolved_uri(), mlflow_run_id=run.info.run_id,
-                                      mlflow_url=tracking.run_url(run, MLFLOW_UI_URL))
+            job = dataclasses.replace(
+                job,
+                mlflow_tracking_uri=tracking.resolved_uri(),
+                mlflow_run_id=run.info.run_id,
+                mlflow_url=tracking.run_url(run, MLFLOW_UI_URL),
+            )
         reported = launch(context, job, env)
-        tracking.log_artifacts([_value(reported, f"{k}_plot") for k in ("loss", "grad_norm", "effective_rank")
-                                if f"{k}_plot" in reported], "plots")
+        tracking.log_artifacts(
+            [_value(reported, f"{k}_plot") for k in ("loss", "grad_norm", "effective_rank") if f"{k}_plot" in reported],
+            "plots",
+        )
         tracking.log_artifacts([Path(out_dir) / "adapter" / "adapter_config.json"], "adapter")
-    context.log.info(f"{run_name}: loss {_value(reported, 'first_train_loss')} -> "
-                     f"{_value(reported, 'final_train_loss')}, best eval_loss {_value(reported, 'best_eval_loss')} "
-                     f"at step {_value(reported, 'best_eval_step')} ({processes} process(es), {gpu.launch_config})")
+    context.log.info(
+        f"{run_name}: loss {_value(reported, 'first_train_loss')} -> "
+        f"{_value(reported, 'final_train_loss')}, best eval_loss {_value(reported, 'best_eval_loss')} "
+        f"at step {_value(reported, 'best_eval_step')} ({processes} process(es), {gpu.launch_config})"
+    )
     device = {k if k.startswith("device") else f"device_{k}": v for k, v in plan.metadata().items()}
-    facts = tidy({
-        **device, "device_lock_wait_s": lock_wait_s,
-        "mlflow_run": dg.MetadataValue.url(job.mlflow_url) if job.mlflow_url else None,
-        "mlflow_run_id": run.info.run_id if run else None,
-        "mlflow": None if run else "not tracked: the store was unreachable (see the run log)",
-        "launch_processes": processes, "launch_config": gpu.launch_config})
+    facts = tidy(
+        {
+            **device,
+            "device_lock_wait_s": lock_wait_s,
+            "mlflow_run": dg.MetadataValue.url(job.mlflow_url) if job.mlflow_url else None,
+            "mlflow_run_id": run.info.run_id if run else None,
+            "mlflow": None if run else "not tracked: the store was unreachable (see the run log)",
+            "launch_processes": processes,
+            "launch_config": gpu.launch_config,
+        }
+    )
     scalars = {k: v for k, v in plain_values({**reported, **facts}).items() if k not in PLOTS}
-    (Path(out_dir) / RUN_FILE).write_text(json.dumps({"dagster_run_id": context.run.run_id,
-                                                      "train_data_version": data_version, **scalars},
-                                                     indent=2, default=str))
+    (Path(out_dir) / RUN_FILE).write_text(
+        json.dumps(
+            {"dagster_run_id": context.run.run_id, "train_data_version": data_version, **scalars}, indent=2, default=str
+        )
+    )
     return {**inline_plots(reported), **loss_curve(out_dir), **facts}
 
 

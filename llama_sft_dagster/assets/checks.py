@@ -24,8 +24,11 @@ def stage_balance(artifacts: ArtifactStore, stage: str, upstream: str) -> dg.Ass
     dropped = Counter(rejects.column("reason").to_pylist())
     rows_in, rows_out = _rows(artifacts.path(upstream)), _rows(artifacts.path(stage))
     passed, text = check_balance(rows_in, rows_out, dropped)
-    return _result(passed, text, {"rows_in": rows_in, "rows_out": rows_out,
-                                  **{f"dropped_{r}": n for r, n in sorted(dropped.items())}})
+    return _result(
+        passed,
+        text,
+        {"rows_in": rows_in, "rows_out": rows_out, **{f"dropped_{r}": n for r, n in sorted(dropped.items())}},
+    )
 
 
 def split_balance(artifacts: ArtifactStore) -> dg.AssetCheckResult:
@@ -43,30 +46,47 @@ def pairs_balance(artifacts: ArtifactStore) -> dg.AssetCheckResult:
     rows_in = _rows(artifacts.path("bitext_raw")) + _rows(artifacts.path("multiwoz_raw"))
     rows_out = sources.get("bitext", 0) + 2 * sources.get("multiwoz", 0)
     passed, text = check_balance(rows_in, rows_out, dropped)
-    return _result(passed, f"in raw rows/turns: {text}", {"rows_in": rows_in, "rows_out": rows_out,
-                                                          **{f"dropped_{r}": n for r, n in sorted(dropped.items())}})
+    return _result(
+        passed,
+        f"in raw rows/turns: {text}",
+        {"rows_in": rows_in, "rows_out": rows_out, **{f"dropped_{r}": n for r, n in sorted(dropped.items())}},
+    )
 
 
 def _stage_check(stage: str, upstream: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=stage, name="rows_accounted_for", blocking=True,
-                    description=f"rows of {upstream} = rows kept by {stage} + rows in its rejects file")
+    @dg.asset_check(
+        asset=stage,
+        name="rows_accounted_for",
+        blocking=True,
+        description=f"rows of {upstream} = rows kept by {stage} + rows in its rejects file",
+    )
     def _check(artifacts: ArtifactStore) -> dg.AssetCheckResult:
         return stage_balance(artifacts, stage, upstream)
 
     return _check
 
 
-@dg.asset_check(asset="train_pairs", name="rows_accounted_for", blocking=True,
-                description=f"rows of {LAST_STAGE} = train rows + validation rows")
+@dg.asset_check(
+    asset="train_pairs",
+    name="rows_accounted_for",
+    blocking=True,
+    description=f"rows of {LAST_STAGE} = train rows + validation rows",
+)
 def split_rows_accounted_for(artifacts: ArtifactStore) -> dg.AssetCheckResult:
     return split_balance(artifacts)
 
 
-@dg.asset_check(asset="raw_pairs", name="rows_accounted_for", blocking=True,
-                description="Bitext rows + MultiWOZ turns = Bitext pairs + 2 x MultiWOZ pairs + rejected rows/turns")
+@dg.asset_check(
+    asset="raw_pairs",
+    name="rows_accounted_for",
+    blocking=True,
+    description="Bitext rows + MultiWOZ turns = Bitext pairs + 2 x MultiWOZ pairs + rejected rows/turns",
+)
 def raw_pairs_rows_accounted_for(artifacts: ArtifactStore) -> dg.AssetCheckResult:
     return pairs_balance(artifacts)
 
 
 accounting_checks = [_stage_check(s.name, s.upstream) for s in DATA_STAGES] + [
-    raw_pairs_rows_accounted_for, split_rows_accounted_for]
+    raw_pairs_rows_accounted_for,
+    split_rows_accounted_for,
+]

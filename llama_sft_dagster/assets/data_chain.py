@@ -6,6 +6,7 @@ message, the benchmarks (benchmarks/project.py) and the tests. Each stage names 
 config, and how to build its per-batch decision function from that config; descriptions are rendered
 from the config defaults, so a changed default cannot leave a stale number in the UI.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -15,7 +16,13 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 
-from llama_sft_dagster.config.data import DedupConfig, LanguageConfig, ParrotingConfig, TokenLimitConfig, WordCountConfig
+from llama_sft_dagster.config.data import (
+    DedupConfig,
+    LanguageConfig,
+    ParrotingConfig,
+    TokenLimitConfig,
+    WordCountConfig,
+)
 from llama_sft_dagster.core.data import filters
 from llama_sft_dagster.core.data.dedup import NearDuplicateIndex
 from llama_sft_dagster.core.data.filters import Decisions
@@ -27,8 +34,9 @@ FIRST_INPUT = "raw_pairs"  # the chain's input: every instruction/response pair 
 
 
 def word_count_decide(config: WordCountConfig, model_dir: Path) -> Decide:
-    return lambda batch: filters.word_count_decisions(*columns(batch), config.min_instruction_words,
-                                                      config.min_response_words)
+    return lambda batch: filters.word_count_decisions(
+        *columns(batch), config.min_instruction_words, config.min_response_words
+    )
 
 
 def token_limit_decide(config: TokenLimitConfig, model_dir: Path) -> Decide:
@@ -80,21 +88,45 @@ def _chain(*stages: tuple) -> tuple[DataStage, ...]:
 
 
 DATA_STAGES = _chain(
-    ("word_count_filtered", WordCountConfig, word_count_decide,
-     "Keeps pairs whose instruction has more than {min_instruction_words} and whose response has more than "
-     "{min_response_words} whitespace words (defaults: the seed's >4 / >5).", {}),
-    ("token_limit_filtered", TokenLimitConfig, token_limit_decide,
-     "Keeps pairs of at most {max_tokens} tokens (instruction + ' ' + response, with BOS) under the base model's "
-     "tokenizer (default: the seed's 580).", {"needs_base_model": True}),
-    ("english_filtered", LanguageConfig, language_decide,
-     "Keeps pairs lingua detects as {keep_language} among {languages}, newlines removed (default: the seed's).", {}),
-    ("parroting_filtered", ParrotingConfig, parroting_decide,
-     "Drops pairs whose response parrots the instruction: word-set Jaccard similarity >= {max_jaccard_similarity} "
-     "(default: the seed's 0.85).", {}),
-    ("deduplicated_pairs", DedupConfig, dedup_decide,
-     "Drops near-duplicates ({backend} MinHashLSH, Jaccard threshold {threshold}, {num_perm} permutations, word "
-     "{shingle_size}-grams), keeping the first of each cluster in input order (defaults: the seed's 0.8 / 128).",
-     {"group": "dedup_split"}),
+    (
+        "word_count_filtered",
+        WordCountConfig,
+        word_count_decide,
+        "Keeps pairs whose instruction has more than {min_instruction_words} and whose response has more than "
+        "{min_response_words} whitespace words (defaults: the seed's >4 / >5).",
+        {},
+    ),
+    (
+        "token_limit_filtered",
+        TokenLimitConfig,
+        token_limit_decide,
+        "Keeps pairs of at most {max_tokens} tokens (instruction + ' ' + response, with BOS) under the base model's "
+        "tokenizer (default: the seed's 580).",
+        {"needs_base_model": True},
+    ),
+    (
+        "english_filtered",
+        LanguageConfig,
+        language_decide,
+        "Keeps pairs lingua detects as {keep_language} among {languages}, newlines removed (default: the seed's).",
+        {},
+    ),
+    (
+        "parroting_filtered",
+        ParrotingConfig,
+        parroting_decide,
+        "Drops pairs whose response parrots the instruction: word-set Jaccard similarity >= {max_jaccard_similarity} "
+        "(default: the seed's 0.85).",
+        {},
+    ),
+    (
+        "deduplicated_pairs",
+        DedupConfig,
+        dedup_decide,
+        "Drops near-duplicates ({backend} MinHashLSH, Jaccard threshold {threshold}, {num_perm} permutations, word "
+        "{shingle_size}-grams), keeping the first of each cluster in input order (defaults: the seed's 0.8 / 128).",
+        {"group": "dedup_split"},
+    ),
 )
 STAGE_NAMES = [s.name for s in DATA_STAGES]
 LAST_STAGE = DATA_STAGES[-1].name  # the split reads this one

@@ -24,8 +24,9 @@ from llama_sft_dagster.resources.tracking import MlflowTracking
 SUMMARY_FILE = "evaluation.json"
 
 
-def evaluation_set(artifacts: ArtifactStore, multiwoz: MultiwozSource,
-                   config: EvaluationConfig) -> tuple[dict, list, dict]:
+def evaluation_set(
+    artifacts: ArtifactStore, multiwoz: MultiwozSource, config: EvaluationConfig
+) -> tuple[dict, list, dict]:
     """(sft format, rows: validation split + held-out dev/test MultiWOZ pairs, counts)."""
     import pyarrow.parquet as pq
 
@@ -51,26 +52,42 @@ def _log_to_mlflow(tracking: MlflowTracking, context, config: EvaluationConfig, 
     import mlflow
 
     tags = {"sft.training_run_id": summary["training_mlflow_run_id"], "sft.merged_model": summary["tuned_model"]}
-    with tracking.start_run("adapter_evaluation", params=config.model_dump(), dagster_run_id=context.run.run_id,
-                            tags=tags) as run:
+    with tracking.start_run(
+        "adapter_evaluation", params=config.model_dump(), dagster_run_id=context.run.run_id, tags=tags
+    ) as run:
         if run is None:
             return ""
-        mlflow.log_metrics({f"{r['set']}.{r['group'].replace(':', '.')}.{m}_loss": r[f"{m}_loss"]
-                            for r in table for m in ("base", "tuned")})
+        mlflow.log_metrics(
+            {
+                f"{r['set']}.{r['group'].replace(':', '.')}.{m}_loss": r[f"{m}_loss"]
+                for r in table
+                for m in ("base", "tuned")
+            }
+        )
         mlflow.log_metrics({k: v for k, v in summary.items() if k.endswith("_loss")})
         if plot is not None:
             mlflow.log_artifact(str(plot))
         return run.info.run_id
 
 
-@versioned_asset(group_name="evaluation", kinds={"pytorch", "parquet"}, pool="gpu",
-                 deps=["merged_model", "sft_dataset", "validation_pairs", "base_model", "multiwoz_source"],
-                 description="Base vs tuned (merged) model on the validation split and on held-out MultiWOZ dev/test "
-          "dialogues: reply-token loss, perplexity, next-token accuracy per intent, category, domain and overall; "
-          "greedy generation samples per intent and domain.")
-def adapter_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, artifacts: ArtifactStore,
-                       multiwoz: MultiwozSource, gpu: GpuResource, pool_guard: GpuPoolGuard,
-                       tracking: MlflowTracking) -> dg.MaterializeResult:
+@versioned_asset(
+    group_name="evaluation",
+    kinds={"pytorch", "parquet"},
+    pool="gpu",
+    deps=["merged_model", "sft_dataset", "validation_pairs", "base_model", "multiwoz_source"],
+    description="Base vs tuned (merged) model on the validation split and on held-out MultiWOZ dev/test "
+    "dialogues: reply-token loss, perplexity, next-token accuracy per intent, category, domain and overall; "
+    "greedy generation samples per intent and domain.",
+)
+def adapter_evaluation(
+    context: dg.AssetExecutionContext,
+    config: EvaluationConfig,
+    artifacts: ArtifactStore,
+    multiwoz: MultiwozSource,
+    gpu: GpuResource,
+    pool_guard: GpuPoolGuard,
+    tracking: MlflowTracking,
+) -> dg.MaterializeResult:
     from llama_sft_dagster.core.evaluation import evaluate as ev
     from llama_sft_dagster.core.evaluation import metrics, plots
     from llama_sft_dagster.core.evaluation import samples as smp
@@ -81,58 +98,93 @@ def adapter_evaluation(context: dg.AssetExecutionContext, config: EvaluationConf
     tuned = artifacts.upstream("merged_model", "adapter_evaluation", "model")
     plan, out = gpu.plan(context.log), artifacts.new_version("adapter_evaluation", context.run.run_id)
     with gpu.exclusive(plan, f"adapter_evaluation of run {context.run.run_id}", context.log):
-        scored, samples = ev.base_vs_tuned(base_model_dir(artifacts), tuned, plan, rows, picked,
-                                           max_length=fmt["max_length"], batch_size=config.per_device_eval_batch_size,
-                                           max_new_tokens=config.max_new_tokens)
+        scored, samples = ev.base_vs_tuned(
+            base_model_dir(artifacts),
+            tuned,
+            plan,
+            rows,
+            picked,
+            max_length=fmt["max_length"],
+            batch_size=config.per_device_eval_batch_size,
+            max_new_tokens=config.max_new_tokens,
+        )
     table = metrics.compare(ev.model_scores(scored, "base"), ev.model_scores(scored, "tuned"))
     for name, data in (("rows", rows), ("scores", scored), ("metrics", table), ("samples", samples)):
         write_parquet(pa.Table.from_pylist(data), out / f"{name}.parquet")
     adapter = Path(json.loads(artifacts.path("merged_model", LINEAGE_FILE).read_text())["adapter"])
     run_file = adapter.parent / "run.json"
-    summary = {"tuned_model": str(tuned), "adapter": str(adapter),
-               "training_mlflow_run_id": json.loads(run_file.read_text()).get("mlflow_run_id", "") if run_file.exists() else "",
-               "base_loss": metrics.pooled_loss(ev.model_scores(scored, "base")),
-               "tuned_loss": metrics.pooled_loss(ev.model_scores(scored, "tuned")), **counts,
-               **{f"{r['set']}_{m}_{k}": r[f"{m}_{k}"] for r in table if r["group"] == "overall"
-                  for m in ("base", "tuned") for k in ("loss", "accuracy")}}
+    summary = {
+        "tuned_model": str(tuned),
+        "adapter": str(adapter),
+        "training_mlflow_run_id": json.loads(run_file.read_text()).get("mlflow_run_id", "")
+        if run_file.exists()
+        else "",
+        "base_loss": metrics.pooled_loss(ev.model_scores(scored, "base")),
+        "tuned_loss": metrics.pooled_loss(ev.model_scores(scored, "tuned")),
+        **counts,
+        **{
+            f"{r['set']}_{m}_{k}": r[f"{m}_{k}"]
+            for r in table
+            if r["group"] == "overall"
+            for m in ("base", "tuned")
+            for k in ("loss", "accuracy")
+        },
+    }
     plot = plots.plot_group_losses(table, out / "per_intent_loss.png")
     summary["mlflow_run_id"] = _log_to_mlflow(tracking, context, config, summary, table, plot)
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     removed = artifacts.publish("adapter_evaluation", out)
     worse = metrics.worse_groups(table)
-    return dg.MaterializeResult(metadata={
-        **{k: v for k, v in summary.items() if k not in ("tuned_model", "adapter")},
-        "groups_tuned_worse": len(worse), "path": dg.MetadataValue.path(str(out)), "version": out.name,
-        "versions_removed": ", ".join(removed), "metrics": dg.MetadataValue.md(metrics.markdown_table(table)),
-        "samples": dg.MetadataValue.md(smp.samples_markdown(samples)),
-        **({"per_intent_plot": dg.MetadataValue.md(png_markdown(plot, "per-intent loss"))} if plot else {})})
+    return dg.MaterializeResult(
+        metadata={
+            **{k: v for k, v in summary.items() if k not in ("tuned_model", "adapter")},
+            "groups_tuned_worse": len(worse),
+            "path": dg.MetadataValue.path(str(out)),
+            "version": out.name,
+            "versions_removed": ", ".join(removed),
+            "metrics": dg.MetadataValue.md(metrics.markdown_table(table)),
+            "samples": dg.MetadataValue.md(smp.samples_markdown(samples)),
+            **({"per_intent_plot": dg.MetadataValue.md(png_markdown(plot, "per-intent loss"))} if plot else {}),
+        }
+    )
 
 
 def _summary(artifacts: ArtifactStore, consumer: str = "adapter_evaluation") -> dict:
     return json.loads(artifacts.upstream("adapter_evaluation", consumer, SUMMARY_FILE).read_text())
 
 
-@dg.asset_check(asset=adapter_evaluation, blocking=True,
-                description="The tuned model's reply-token loss over all evaluation rows is below the base model's. "
-                "Blocking: champion_model (the registry promotion) does not run after a failure.")
+@dg.asset_check(
+    asset=adapter_evaluation,
+    blocking=True,
+    description="The tuned model's reply-token loss over all evaluation rows is below the base model's. "
+    "Blocking: champion_model (the registry promotion) does not run after a failure.",
+)
 def adapter_evaluation_beats_base(artifacts: ArtifactStore) -> dg.AssetCheckResult:
     s = _summary(artifacts)
-    return dg.AssetCheckResult(passed=s["tuned_loss"] < s["base_loss"],
-                               metadata={"base_loss": s["base_loss"], "tuned_loss": s["tuned_loss"]})
+    return dg.AssetCheckResult(
+        passed=s["tuned_loss"] < s["base_loss"], metadata={"base_loss": s["base_loss"], "tuned_loss": s["tuned_loss"]}
+    )
 
 
-@dg.asset_check(asset=adapter_evaluation, description="WARN listing every intent, category and domain (validation "
-                "and held-out) where the tuned model's loss is above the base model's.")
+@dg.asset_check(
+    asset=adapter_evaluation,
+    description="WARN listing every intent, category and domain (validation "
+    "and held-out) where the tuned model's loss is above the base model's.",
+)
 def adapter_evaluation_no_worse_group(artifacts: ArtifactStore) -> dg.AssetCheckResult:
     from llama_sft_dagster.core.evaluation.metrics import worse_groups
 
     worse = worse_groups(read_parquet(artifacts.path("adapter_evaluation", "metrics.parquet")).to_pylist())
-    return dg.AssetCheckResult(passed=not worse, severity=dg.AssetCheckSeverity.WARN,
-                               metadata={"worse_groups": len(worse), "groups": ", ".join(worse) or "none"})
+    return dg.AssetCheckResult(
+        passed=not worse,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"worse_groups": len(worse), "groups": ", ".join(worse) or "none"},
+    )
 
 
-def _champion_loss(champion, rows: list, fmt: dict, config: EvaluationConfig, gpu: GpuResource,
-                   context) -> float | None:
+def _champion_loss(
+    champion, rows: list, fmt: dict, config: EvaluationConfig, gpu: GpuResource, context
+) -> float | None:
     """Pooled loss of the current champion on the challenger's evaluation rows (None: no champion to compare)."""
     from llama_sft_dagster.core.evaluation.evaluate import score_model
     from llama_sft_dagster.core.evaluation.metrics import pooled_loss
@@ -141,21 +193,35 @@ def _champion_loss(champion, rows: list, fmt: dict, config: EvaluationConfig, gp
         return None
     source = Path(champion.source)
     if not (source / "config.json").exists():
-        context.log.warning(f"champion v{champion.version}'s files are gone ({source}): it cannot be compared, "
-                            "so the challenger is judged against its base model only")
+        context.log.warning(
+            f"champion v{champion.version}'s files are gone ({source}): it cannot be compared, "
+            "so the challenger is judged against its base model only"
+        )
         return None
     plan = gpu.plan(context.log)
     with gpu.exclusive(plan, f"champion_model of run {context.run.run_id}", context.log):
-        scores = score_model(source, plan, rows, max_length=fmt["max_length"],
-                             batch_size=config.per_device_eval_batch_size)
+        scores = score_model(
+            source, plan, rows, max_length=fmt["max_length"], batch_size=config.per_device_eval_batch_size
+        )
     return pooled_loss(scores)
 
 
-@versioned_asset(group_name="evaluation", kinds={"mlflow"}, deps=["adapter_evaluation"], pool="gpu",
-                 description="Registers the evaluated merged model in the MLflow model registry and moves the alias "
-          "`champion` to it only when its reply-token loss beats the current champion's on the same rows.")
-def champion_model(context: dg.AssetExecutionContext, config: ChampionConfig, artifacts: ArtifactStore,
-                   gpu: GpuResource, pool_guard: GpuPoolGuard, tracking: MlflowTracking) -> dg.MaterializeResult:
+@versioned_asset(
+    group_name="evaluation",
+    kinds={"mlflow"},
+    deps=["adapter_evaluation"],
+    pool="gpu",
+    description="Registers the evaluated merged model in the MLflow model registry and moves the alias "
+    "`champion` to it only when its reply-token loss beats the current champion's on the same rows.",
+)
+def champion_model(
+    context: dg.AssetExecutionContext,
+    config: ChampionConfig,
+    artifacts: ArtifactStore,
+    gpu: GpuResource,
+    pool_guard: GpuPoolGuard,
+    tracking: MlflowTracking,
+) -> dg.MaterializeResult:
     from llama_sft_dagster.core.evaluation.promotion import decide
     from llama_sft_dagster.resources.model_registry import RegisteredModel
 
@@ -171,17 +237,30 @@ def champion_model(context: dg.AssetExecutionContext, config: ChampionConfig, ar
     if same:
         version, decision = champion, type(decision)(False, f"v{champion.version} is this model and already champion")
     else:
-        version = registry.register(str(challenger), {"tuned_loss": s["tuned_loss"], "base_loss": s["base_loss"],
-                                    "champion_loss": champion_loss, "decision": decision.reason},
-                                    run_id=s.get("mlflow_run_id"))
+        version = registry.register(
+            str(challenger),
+            {
+                "tuned_loss": s["tuned_loss"],
+                "base_loss": s["base_loss"],
+                "champion_loss": champion_loss,
+                "decision": decision.reason,
+            },
+            run_id=s.get("mlflow_run_id"),
+        )
     if decision.promote:
         registry.promote(version.version)
         for folder in (challenger.parent, Path(s["adapter"]).parent):  # merged model and its adapter version
             artifacts.mark_promoted(folder, f"{config.registered_model_name} v{version.version}")
     current = registry.champion()
     context.log.info(f"champion_model: {decision.reason}; champion is v{current.version if current else '-'}")
-    return dg.MaterializeResult(metadata={
-        "promoted": decision.promote, "reason": decision.reason, "challenger_version": int(version.version),
-        "champion_version": int(current.version) if current else 0, "challenger_loss": s["tuned_loss"],
-        "champion_loss_before": champion_loss if champion_loss is not None else float("nan"),
-        "champion_path": dg.MetadataValue.path(current.source if current else "")})
+    return dg.MaterializeResult(
+        metadata={
+            "promoted": decision.promote,
+            "reason": decision.reason,
+            "challenger_version": int(version.version),
+            "champion_version": int(current.version) if current else 0,
+            "challenger_loss": s["tuned_loss"],
+            "champion_loss_before": champion_loss if champion_loss is not None else float("nan"),
+            "champion_path": dg.MetadataValue.path(current.source if current else ""),
+        }
+    )

@@ -22,8 +22,9 @@ def run_data_stage(stage: DataStage, config: dg.Config, artifacts: ArtifactStore
     decide = stage.decide(config, base_model_dir(artifacts))
     out = run_stage(stage.name, artifacts.upstream(stage.upstream, stage.name), artifacts.asset_dir(stage.name), decide)
     extra = getattr(decide, "extra_metadata", dict)()  # figures a stage knows once it has run
-    return stage_result(out.kept_path, out.counts, {"rejects_path": dg.MetadataValue.path(str(out.rejects_path)),
-                                                    **extra})
+    return stage_result(
+        out.kept_path, out.counts, {"rejects_path": dg.MetadataValue.path(str(out.rejects_path)), **extra}
+    )
 
 
 def stage_asset(stage: DataStage) -> dg.AssetsDefinition:
@@ -32,9 +33,14 @@ def stage_asset(stage: DataStage) -> dg.AssetsDefinition:
 
     materialize.__annotations__["config"] = stage.config  # Dagster reads the config schema from the annotation
     deps = [stage.upstream, *([BASE_MODEL_ASSET] if stage.needs_base_model else [])]
-    return dg.asset(name=stage.name, group_name=stage.group, kinds={"parquet"}, deps=deps,
-                    code_version=code_version(run_data_stage, stage.decide, configs=[stage.config]),
-                    description=stage.describe())(materialize)
+    return dg.asset(
+        name=stage.name,
+        group_name=stage.group,
+        kinds={"parquet"},
+        deps=deps,
+        code_version=code_version(run_data_stage, stage.decide, configs=[stage.config]),
+        description=stage.describe(),
+    )(materialize)
 
 
 data_stage_assets = [stage_asset(s) for s in DATA_STAGES]

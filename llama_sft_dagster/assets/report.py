@@ -33,16 +33,31 @@ def stage_rows(artifacts: ArtifactStore) -> list:
     from llama_sft_dagster.core.report.funnel import StageRows
 
     raw_in = _rows(artifacts.path("bitext_raw")) + _rows(artifacts.path("multiwoz_raw"))
-    stages = [StageRows("raw_pairs", raw_in, _rows(artifacts.path("raw_pairs")),
-                        _reasons(artifacts.path("raw_pairs", "rejects.parquet")), "pairs", "rows+turns")]
+    stages = [
+        StageRows(
+            "raw_pairs",
+            raw_in,
+            _rows(artifacts.path("raw_pairs")),
+            _reasons(artifacts.path("raw_pairs", "rejects.parquet")),
+            "pairs",
+            "rows+turns",
+        )
+    ]
     for stage in DATA_STAGES:
-        stages.append(StageRows(stage.name, _rows(artifacts.path(stage.upstream)), _rows(artifacts.path(stage.name)),
-                                _reasons(artifacts.path(stage.name, "rejects.parquet"))))
+        stages.append(
+            StageRows(
+                stage.name,
+                _rows(artifacts.path(stage.upstream)),
+                _rows(artifacts.path(stage.name)),
+                _reasons(artifacts.path(stage.name, "rejects.parquet")),
+            )
+        )
     split = _rows(artifacts.path("train_pairs")) + _rows(artifacts.path("validation_pairs"))
     stages.append(StageRows("train+validation", _rows(artifacts.path(LAST_STAGE)), split))
     sft_out = sum(_rows(artifacts.path("sft_dataset", f"{s}.parquet")) for s in SFT_SPLITS)
-    stages.append(StageRows("sft_dataset", split, sft_out, _reasons(artifacts.path("sft_dataset", "rejects.parquet")),
-                            "samples"))
+    stages.append(
+        StageRows("sft_dataset", split, sft_out, _reasons(artifacts.path("sft_dataset", "rejects.parquet")), "samples")
+    )
     return stages
 
 
@@ -64,8 +79,11 @@ def check_results(context: dg.AssetExecutionContext) -> str:
     lines = ["| check | result | run |", "|---|---|---|"]
     for key in keys:
         record = latest.get(key)
-        evaluation = record.event.dagster_event.event_specific_data if record and record.event \
-            and record.event.dagster_event else None
+        evaluation = (
+            record.event.dagster_event.event_specific_data
+            if record and record.event and record.event.dagster_event
+            else None
+        )
         result = ("passed" if evaluation.passed else "FAILED") if hasattr(evaluation, "passed") else "not run"
         run = "this run" if record and record.run_id == context.run.run_id else (record.run_id[:8] if record else "-")
         lines.append(f"| {key.asset_key.to_user_string()}:{key.name} | {result} | {run} |")
@@ -76,16 +94,28 @@ def losses_md(report: dict) -> str:
     from llama_sft_dagster.core.report.tidy import tidy
 
     s = report["summary"]
-    rows = tidy({"first train loss": s.get("first_train_loss"), "final train loss": s.get("final_train_loss"),
-                 "best eval loss": s.get("best_eval_loss"), "at step": s.get("best_eval_step"),
-                 "final eval loss": s.get("final_eval_loss"), "optimizer steps": s.get("global_steps"),
-                 "token efficiency (supervised / all positions, every batch)": report.get("token_efficiency")})
+    rows = tidy(
+        {
+            "first train loss": s.get("first_train_loss"),
+            "final train loss": s.get("final_train_loss"),
+            "best eval loss": s.get("best_eval_loss"),
+            "at step": s.get("best_eval_step"),
+            "final eval loss": s.get("final_eval_loss"),
+            "optimizer steps": s.get("global_steps"),
+            "token efficiency (supervised / all positions, every batch)": report.get("token_efficiency"),
+        }
+    )
     return "\n".join(["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows.items())])
 
 
-@dg.asset(group_name="training", kinds={"markdown"}, deps=["merged_model"], code_version="1",
-          description="One page for the whole run: row funnel with drop reasons, rows per source and intent, losses, "
-          "check results, the MLflow run and the plots (inline loss curve).")
+@dg.asset(
+    group_name="training",
+    kinds={"markdown"},
+    deps=["merged_model"],
+    code_version="1",
+    description="One page for the whole run: row funnel with drop reasons, rows per source and intent, losses, "
+    "check results, the MLflow run and the plots (inline loss curve).",
+)
 def run_report(context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> dg.MaterializeResult:
     import json
 
@@ -96,17 +126,33 @@ def run_report(context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> d
     report = json.loads(artifacts.upstream("train_adapter", "run_report", "report.json").read_text())
     stages = stage_rows(artifacts)
     per_source, per_intent = per_source_and_intent(artifacts)
-    sections = {"funnel": funnel_markdown(stages), "rows_per_source": per_source, "losses": losses_md(report),
-                "checks": check_results(context), "rows_per_intent": per_intent}
-    sketch = inline_markdown(loss_sketch_png(report["losses"]["train"], report["losses"]["eval"]), "loss curve") \
-        if report["losses"]["train"] else None
+    sections = {
+        "funnel": funnel_markdown(stages),
+        "rows_per_source": per_source,
+        "losses": losses_md(report),
+        "checks": check_results(context),
+        "rows_per_intent": per_intent,
+    }
+    sketch = (
+        inline_markdown(loss_sketch_png(report["losses"]["train"], report["losses"]["eval"]), "loss curve")
+        if report["losses"]["train"]
+        else None
+    )
     plots = {f"{k}_plot": png_markdown(p, k) for k, p in report["plots"].items()}
     out = artifacts.asset_dir("run_report") / "run_report.md"
     out.write_text("\n\n".join(f"## {k}\n\n{v}" for k, v in {**sections, **plots}.items()) + "\n")
     links = {"mlflow_run": dg.MetadataValue.url(report["mlflow_url"])} if report.get("mlflow_url") else {}
     md = {k: dg.MetadataValue.md(v) for k, v in sections.items()}
-    return dg.MaterializeResult(metadata={
-        "funnel": md.pop("funnel"), **({"loss_curve": dg.MetadataValue.md(sketch)} if sketch else {}), **links, **md,
-        **{k: dg.MetadataValue.md(v) for k, v in plots.items()},
-        "pairs_kept": stages[-2].rows_out, "samples_trained_on": stages[-1].rows_out,
-        "tensorboard_run": dg.MetadataValue.path(report["tensorboard_run"]), "path": dg.MetadataValue.path(str(out))})
+    return dg.MaterializeResult(
+        metadata={
+            "funnel": md.pop("funnel"),
+            **({"loss_curve": dg.MetadataValue.md(sketch)} if sketch else {}),
+            **links,
+            **md,
+            **{k: dg.MetadataValue.md(v) for k, v in plots.items()},
+            "pairs_kept": stages[-2].rows_out,
+            "samples_trained_on": stages[-1].rows_out,
+            "tensorboard_run": dg.MetadataValue.path(report["tensorboard_run"]),
+            "path": dg.MetadataValue.path(str(out)),
+        }
+    )

@@ -29,9 +29,10 @@ def bitext_version(bitext: BitextSource) -> str:
     if location == "demo":
         return f"demo:{source_versions.demo_version(bitext.demo_seed)}"
     if location.startswith("hf://"):
-        dataset_id = location[len('hf://'):]
-        sha = source_versions.cached_hub_revision(dataset_id, bitext.revision, bitext.hf_token,
-                                                  bitext.revision_check_interval_s, hub_revision_cache())
+        dataset_id = location[len("hf://") :]
+        sha = source_versions.cached_hub_revision(
+            dataset_id, bitext.revision, bitext.hf_token, bitext.revision_check_interval_s, hub_revision_cache()
+        )
         return f"hub:{sha}"
     return f"file:{source_versions.local_version(location)}"
 
@@ -49,14 +50,20 @@ def multiwoz_version(multiwoz: MultiwozSource) -> str:
     return f"file:{source_versions.local_version(location)}:{splits}"
 
 
-@dg.observable_source_asset(group_name="raw", description="Where Bitext rows come from (demo corpus, local file, or hub dataset); "
-                            "its data version is the file's content hash or the hub commit sha.")
+@dg.observable_source_asset(
+    group_name="raw",
+    description="Where Bitext rows come from (demo corpus, local file, or hub dataset); "
+    "its data version is the file's content hash or the hub commit sha.",
+)
 def bitext_source(bitext: BitextSource) -> dg.DataVersion:
     return dg.DataVersion(bitext_version(bitext))
 
 
-@dg.observable_source_asset(group_name="raw", description="Where MultiWOZ 2.2 dialogues come from (demo corpus, local folder, "
-                            "or the published archive); its data version is the content hash or the pinned archive URL.")
+@dg.observable_source_asset(
+    group_name="raw",
+    description="Where MultiWOZ 2.2 dialogues come from (demo corpus, local folder, "
+    "or the published archive); its data version is the content hash or the pinned archive URL.",
+)
 def multiwoz_source(multiwoz: MultiwozSource) -> dg.DataVersion:
     return dg.DataVersion(multiwoz_version(multiwoz))
 

@@ -28,7 +28,9 @@ def _split_pairs(config: SplitConfig, artifacts: ArtifactStore):
     paths = {side: artifacts.asset_dir(asset) / "data.parquet" for side, asset in SIDES.items()}
     sides = split_parquet(source, paths["train"], paths["validation"], config.validation_fraction, config.seed)
     shared = {
-        "rows_in": rows_in, "train_rows": sides["train"].rows, "validation_rows": sides["validation"].rows,
+        "rows_in": rows_in,
+        "train_rows": sides["train"].rows,
+        "validation_rows": sides["validation"].rows,
         "per_source": dg.MetadataValue.md(count_table_md({n: s.per_source for n, s in sides.items()}, "source")),
         "per_intent": dg.MetadataValue.md(count_table_md({n: s.per_intent for n, s in sides.items()}, "intent")),
     }
@@ -38,13 +40,19 @@ def _split_pairs(config: SplitConfig, artifacts: ArtifactStore):
 
 def _spec(side: str, version: str) -> dg.AssetSpec:
     share = SplitConfig().validation_fraction if side == "validation" else 1 - SplitConfig().validation_fraction
-    return dg.AssetSpec(SIDES[side], deps=[LAST_STAGE], kinds={"parquet"}, code_version=version,
-                        description=f"{share:.0%} (default) of the {LAST_STAGE}, by a seeded hash of each pair's content.")
+    return dg.AssetSpec(
+        SIDES[side],
+        deps=[LAST_STAGE],
+        kinds={"parquet"},
+        code_version=version,
+        description=f"{share:.0%} (default) of the {LAST_STAGE}, by a seeded hash of each pair's content.",
+    )
 
 
 _VERSION = code_version(_split_pairs, configs=[SplitConfig])
-split_pairs = dg.multi_asset(name="split_pairs", group_name="dedup_split",
-                             specs=[_spec(side, _VERSION) for side in SIDES])(_split_pairs)
+split_pairs = dg.multi_asset(
+    name="split_pairs", group_name="dedup_split", specs=[_spec(side, _VERSION) for side in SIDES]
+)(_split_pairs)
 
 
 def stage_drop_summary(artifacts: ArtifactStore) -> str:
@@ -54,7 +62,9 @@ def stage_drop_summary(artifacts: ArtifactStore) -> str:
         data, rejects = artifacts.path(stage), artifacts.path(stage, "rejects.parquet")
         if not data.exists():
             continue
-        reasons = Counter(pq.read_table(rejects, columns=["reason"]).column("reason").to_pylist()) if rejects.exists() else {}
+        reasons = (
+            Counter(pq.read_table(rejects, columns=["reason"]).column("reason").to_pylist()) if rejects.exists() else {}
+        )
         detail = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items()))
         parts.append(f"{stage}: {row_count(data)} kept ({detail or 'nothing dropped'})")
     return "; ".join(parts)

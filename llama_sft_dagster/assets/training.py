@@ -1,6 +1,6 @@
 """Training group: sft_dataset (templated rows + masking checks) -> train_adapter (LoRA SFT) -> merged_model.
 
-    dagster asset materialize -m llama_sft_dagster.definitions --select 'sft_dataset*'
+dagster asset materialize -m llama_sft_dagster.definitions --select 'sft_dataset*'
 """
 
 import json
@@ -8,16 +8,16 @@ from pathlib import Path
 
 import dagster as dg
 
+from llama_sft_dagster.assets._versioned import profiled_check, versioned_asset
 from llama_sft_dagster.assets.adapter_training import train_adapter_into
 from llama_sft_dagster.assets.model_paths import base_model_dir
-from llama_sft_dagster.assets._versioned import profiled_check, versioned_asset
 from llama_sft_dagster.config.k8s import K8S_CONFIG_TAG, training_step_k8s_config
 from llama_sft_dagster.config.training import MergeCheckConfig, SftDatasetConfig, TrainConfig
-from llama_sft_dagster.core.report.tidy import tidy
 from llama_sft_dagster.core.data.storage import read_parquet, write_parquet
+from llama_sft_dagster.core.report.tidy import tidy
 from llama_sft_dagster.core.versions import fingerprint, folder_version, table_version
-from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.housekeeping.pool_guard import GpuPoolGuard
+from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.gpu import GpuResource
 from llama_sft_dagster.resources.tracking import MlflowTracking
 
@@ -34,8 +34,10 @@ def load_sft(artifacts: ArtifactStore, consumer: str) -> tuple[dict, list[dict],
 
     fmt = json.loads(artifacts.upstream("sft_dataset", consumer, FORMAT_FILE).read_text())
     # with the token columns sft_dataset stored, the trainer does not tokenize again (core/training/tokenized.py)
-    rows = [read_parquet(path, columns=sft_columns(fmt["dataset_format"], pq.read_schema(path).names)).to_pylist()
-            for path in (artifacts.upstream("sft_dataset", consumer, f"{s}.parquet") for s in SPLITS)]
+    rows = [
+        read_parquet(path, columns=sft_columns(fmt["dataset_format"], pq.read_schema(path).names)).to_pylist()
+        for path in (artifacts.upstream("sft_dataset", consumer, f"{s}.parquet") for s in SPLITS)
+    ]
     return fmt, rows[0], rows[1]
 
 
@@ -58,16 +60,26 @@ class EmptySftSplitError(ValueError):
 
 def empty_split_message(split: str, upstream: str, counts, max_length: int) -> str:
     if counts.rows_in == 0:
-        return (f"sft_dataset: {upstream} has 0 rows, so there is no {split} data; add data or change "
-                "SplitConfig.validation_fraction (see the metadata of train_pairs / validation_pairs)")
-    return (f"sft_dataset: all {counts.rows_in} {split} rows were dropped ({dict(counts.dropped)}): every templated "
-            f"sample is longer than max_length={max_length}; raise max_length or set filter_on_templated_length=False")
+        return (
+            f"sft_dataset: {upstream} has 0 rows, so there is no {split} data; add data or change "
+            "SplitConfig.validation_fraction (see the metadata of train_pairs / validation_pairs)"
+        )
+    return (
+        f"sft_dataset: all {counts.rows_in} {split} rows were dropped ({dict(counts.dropped)}): every templated "
+        f"sample is longer than max_length={max_length}; raise max_length or set filter_on_templated_length=False"
+    )
 
 
-@versioned_asset(group_name="training", kinds={"parquet"}, deps=[*SPLITS.values(), "base_model"],
-          description="Train/validation pairs as chat rows (seed system prompt, Llama-3 template): conversational "
-          "prompt/completion for completion-only loss, with each row's templated token count.")
-def sft_dataset(context: dg.AssetExecutionContext, config: SftDatasetConfig, artifacts: ArtifactStore) -> dg.MaterializeResult:
+@versioned_asset(
+    group_name="training",
+    kinds={"parquet"},
+    deps=[*SPLITS.values(), "base_model"],
+    description="Train/validation pairs as chat rows (seed system prompt, Llama-3 template): conversational "
+    "prompt/completion for completion-only loss, with each row's templated token count.",
+)
+def sft_dataset(
+    context: dg.AssetExecutionContext, config: SftDatasetConfig, artifacts: ArtifactStore
+) -> dg.MaterializeResult:
     from transformers import AutoTokenizer
 
     from llama_sft_dagster.core.training.chat_format import sft_table
@@ -76,32 +88,51 @@ def sft_dataset(context: dg.AssetExecutionContext, config: SftDatasetConfig, art
     tokenizer = AutoTokenizer.from_pretrained(artifacts.upstream("base_model", "sft_dataset", "model"))
     out, metadata, rejects = artifacts.asset_dir("sft_dataset"), {}, []
     for split, upstream in SPLITS.items():
-        table, rej, counts, lengths = sft_table(read_parquet(artifacts.upstream(upstream, "sft_dataset")), tokenizer, config.dataset_format,
-                                                config.max_length, config.filter_on_templated_length, config.system_prompt,
-                                                assistant_only_loss=config.assistant_only_loss)
-        if table.num_rows == 0:  # the trainer needs both: it trains on one and evaluates (eval_strategy=steps) on the other
+        table, rej, counts, lengths = sft_table(
+            read_parquet(artifacts.upstream(upstream, "sft_dataset")),
+            tokenizer,
+            config.dataset_format,
+            config.max_length,
+            config.filter_on_templated_length,
+            config.system_prompt,
+            assistant_only_loss=config.assistant_only_loss,
+        )
+        if (
+            table.num_rows == 0
+        ):  # the trainer needs both: it trains on one and evaluates (eval_strategy=steps) on the other
             raise EmptySftSplitError(empty_split_message(split, upstream, counts, config.max_length))
         write_parquet(table, out / f"{split}.parquet")
         rejects.append(rej)
         report = length_report(lengths, config.max_length)
         # kept rows over max_length exist only when filtering is off: the trainer cuts them, counted here
-        metadata.update({f"{split}_{k}": v for k, v in {**counts.as_metadata(), **report,
-                                                         "truncated_samples": report["over_max_length"]}.items()})
+        metadata.update(
+            {
+                f"{split}_{k}": v
+                for k, v in {**counts.as_metadata(), **report, "truncated_samples": report["over_max_length"]}.items()
+            }
+        )
     import pyarrow as pa
 
     write_parquet(pa.concat_tables(rejects), out / "rejects.parquet")
     (out / FORMAT_FILE).write_text(json.dumps(config.model_dump(), indent=2))
     version = fingerprint({s: table_version(out / f"{s}.parquet") for s in SPLITS}, config.model_dump())
-    context.log.info(f"sft_dataset: {metadata['train_rows_out']} train, {metadata['validation_rows_out']} validation rows")
-    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(out)), **metadata},
-                                data_version=dg.DataVersion(version))
+    context.log.info(
+        f"sft_dataset: {metadata['train_rows_out']} train, {metadata['validation_rows_out']} validation rows"
+    )
+    return dg.MaterializeResult(
+        metadata={"path": dg.MetadataValue.path(str(out)), **metadata}, data_version=dg.DataVersion(version)
+    )
 
 
-@dg.asset_check(asset=sft_dataset, blocking=True,
-                description="On the trainer's real processed dataset and collator: every label outside the assistant "
-                "reply is -100, every reply token and its <|eot_id|> is supervised. Reports token efficiency and padding share.")
-def sft_dataset_label_masking(context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore,
-                              gpu: GpuResource, pool_guard: GpuPoolGuard) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=sft_dataset,
+    blocking=True,
+    description="On the trainer's real processed dataset and collator: every label outside the assistant "
+    "reply is -100, every reply token and its <|eot_id|> is supervised. Reports token efficiency and padding share.",
+)
+def sft_dataset_label_masking(
+    context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore, gpu: GpuResource, pool_guard: GpuPoolGuard
+) -> dg.AssetCheckResult:
     import tempfile
 
     from llama_sft_dagster.core.training.masking import verify_trainer_masking
@@ -112,53 +143,93 @@ def sft_dataset_label_masking(context: dg.AssetCheckExecutionContext, artifacts:
     # the trainer's processed datasets and collator without the base model: nothing to place on the device
     with tempfile.TemporaryDirectory() as tmp:
         trainer = prepare_data(base_model_dir(artifacts), train_rows, eval_rows, hp.trainer_kwargs(), fmt, plan, tmp)
-        reports = {s: verify_trainer_masking(trainer, max_batches=8, split=s, sources=sources[s],
-                                             system_prompt=fmt["system_prompt"]) for s in ("train", "eval")}
+        reports = {
+            s: verify_trainer_masking(
+                trainer, max_batches=8, split=s, sources=sources[s], system_prompt=fmt["system_prompt"]
+            )
+            for s in ("train", "eval")
+        }
     # named for the sample it measures: 8 batches spread over each split (train_adapter reports the whole run's)
     sampled = {"token_efficiency", "padding_share"}
-    metadata = tidy({f"{s}_{k}{'_sampled_batches' if k in sampled else ''}": v
-                     for s, r in reports.items() for k, v in r.metrics().items()})
+    metadata = tidy(
+        {
+            f"{s}_{k}{'_sampled_batches' if k in sampled else ''}": v
+            for s, r in reports.items()
+            for k, v in r.metrics().items()
+        }
+    )
     problems = [e for r in reports.values() for e in r.examples]
     if problems:
         metadata["first_problems"] = dg.MetadataValue.md("\n".join(f"- {p}" for p in problems[:5]))
     return dg.AssetCheckResult(passed=all(r.ok for r in reports.values()), metadata=metadata)
 
 
-@dg.asset_check(asset=sft_dataset, description="WARN when templated train samples exceed max_length (the trainer "
-                "would truncate them silently; set filter_on_templated_length to drop them with a reason instead).")
+@dg.asset_check(
+    asset=sft_dataset,
+    description="WARN when templated train samples exceed max_length (the trainer "
+    "would truncate them silently; set filter_on_templated_length to drop them with a reason instead).",
+)
 def sft_dataset_templated_length(artifacts: ArtifactStore) -> dg.AssetCheckResult:
     from llama_sft_dagster.core.training.masking import length_report
 
     fmt = json.loads(artifacts.path("sft_dataset", FORMAT_FILE).read_text())
-    lengths = read_parquet(artifacts.path("sft_dataset", "train.parquet"), columns=["templated_tokens"]).column(0).to_pylist()
+    lengths = (
+        read_parquet(artifacts.path("sft_dataset", "train.parquet"), columns=["templated_tokens"]).column(0).to_pylist()
+    )
     report = length_report(lengths, fmt["max_length"])
-    return dg.AssetCheckResult(passed=report["over_max_length"] == 0, severity=dg.AssetCheckSeverity.WARN, metadata=report)
+    return dg.AssetCheckResult(
+        passed=report["over_max_length"] == 0, severity=dg.AssetCheckSeverity.WARN, metadata=report
+    )
 
 
-@versioned_asset(group_name="training", kinds={"pytorch", "peft"}, deps=["sft_dataset", "base_model"], pool="gpu",
-                 op_tags={K8S_CONFIG_TAG: training_step_k8s_config()},
-          description="LoRA adapter (safetensors) of the best checkpoint by eval_loss: TRL SFTTrainer, completion-only "
-          "loss, seed hyperparameters (full) or a short CPU run (demo). Resumes an interrupted run of the same config. "
-          "Each run writes a new version folder; earlier ones are kept (ArtifactStore.keep_versions, champions "
-          "always).")
-def train_adapter(context: dg.AssetExecutionContext, config: TrainConfig, artifacts: ArtifactStore, gpu: GpuResource,
-                  pool_guard: GpuPoolGuard,
-                  tracking: MlflowTracking) -> dg.MaterializeResult:
+@versioned_asset(
+    group_name="training",
+    kinds={"pytorch", "peft"},
+    deps=["sft_dataset", "base_model"],
+    pool="gpu",
+    op_tags={K8S_CONFIG_TAG: training_step_k8s_config()},
+    description="LoRA adapter (safetensors) of the best checkpoint by eval_loss: TRL SFTTrainer, completion-only "
+    "loss, seed hyperparameters (full) or a short CPU run (demo). Resumes an interrupted run of the same config. "
+    "Each run writes a new version folder; earlier ones are kept (ArtifactStore.keep_versions, champions "
+    "always).",
+)
+def train_adapter(
+    context: dg.AssetExecutionContext,
+    config: TrainConfig,
+    artifacts: ArtifactStore,
+    gpu: GpuResource,
+    pool_guard: GpuPoolGuard,
+    tracking: MlflowTracking,
+) -> dg.MaterializeResult:
     # a child job through Dagster Pipes: `accelerate launch` of 1..N ranks (assets/adapter_training.py)
     out = artifacts.new_version("train_adapter", context.run.run_id)
     # checkpoints stay outside the version folder: a rerun after a kill is a new run, and must find them;
     # TensorBoard too, so `make tensorboard` shows every run side by side
     shared = artifacts.asset_dir("train_adapter")
-    metadata = train_adapter_into(context, config, artifacts, gpu, tracking, out, checkpoints_dir=shared / "checkpoints",
-                                  tensorboard_dir=shared / "tensorboard")
+    metadata = train_adapter_into(
+        context,
+        config,
+        artifacts,
+        gpu,
+        tracking,
+        out,
+        checkpoints_dir=shared / "checkpoints",
+        tensorboard_dir=shared / "tensorboard",
+    )
     removed = artifacts.publish("train_adapter", out)
-    return dg.MaterializeResult(metadata={**metadata, "version": out.name, "versions_removed": ", ".join(removed)},
-                                data_version=dg.DataVersion(folder_version(out / "adapter")))
+    return dg.MaterializeResult(
+        metadata={**metadata, "version": out.name, "versions_removed": ", ".join(removed)},
+        data_version=dg.DataVersion(folder_version(out / "adapter")),
+    )
 
 
-@versioned_asset(group_name="training", kinds={"safetensors"}, deps=["train_adapter"],
-                 description="Base model with the adapter merged in (CPU, PeftModel.merge_and_unload), safetensors + "
-                 "tokenizer; one version folder per run, like train_adapter.")
+@versioned_asset(
+    group_name="training",
+    kinds={"safetensors"},
+    deps=["train_adapter"],
+    description="Base model with the adapter merged in (CPU, PeftModel.merge_and_unload), safetensors + "
+    "tokenizer; one version folder per run, like train_adapter.",
+)
 def merged_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> dg.MaterializeResult:
     from llama_sft_dagster.core.training.merge import base_identity, merge_lora
 
@@ -170,17 +241,27 @@ def merged_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore) ->
     removed = artifacts.publish("merged_model", version)
     base, revision = base_identity(adapter)
     context.log.info(f"merged {adapter} into {base} -> {out}")
-    metadata = tidy({"path": dg.MetadataValue.path(str(out)), "base": base, "revision": revision,
-                     "adapter": dg.MetadataValue.path(str(adapter)), "version": version.name,
-                     "versions_removed": ", ".join(removed)})
-    return dg.MaterializeResult(metadata=metadata,
-                                data_version=dg.DataVersion(folder_version(out)))
+    metadata = tidy(
+        {
+            "path": dg.MetadataValue.path(str(out)),
+            "base": base,
+            "revision": revision,
+            "adapter": dg.MetadataValue.path(str(adapter)),
+            "version": version.name,
+            "versions_removed": ", ".join(removed),
+        }
+    )
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(folder_version(out)))
 
 
 # blocking: run_report (downstream) reads its result, and a merge that disagrees must not be reported as done
-@profiled_check(asset=merged_model, blocking=True, description="Merged = base + adapter: layer-wise on every LoRA "
-                "projection (any host), and on probe logits when the model fits in RAM (<= 1e-4 in fp32; in bf16 <= 1% of the largest "
-                "logit), differing from the base model's.")
+@profiled_check(
+    asset=merged_model,
+    blocking=True,
+    description="Merged = base + adapter: layer-wise on every LoRA projection (any host), and on probe logits "
+    "when the model fits in RAM (<= 1e-4 in fp32; in bf16 <= 1% of the largest logit), differing from the base "
+    "model's.",
+)
 def merged_model_logits(config: MergeCheckConfig, artifacts: ArtifactStore) -> dg.AssetCheckResult:
     import psutil
     from transformers import AutoTokenizer
@@ -197,8 +278,12 @@ def merged_model_logits(config: MergeCheckConfig, artifacts: ArtifactStore) -> d
     if plan["logits"]:
         _, _, eval_rows = load_sft(artifacts, "merged_model")
         tok = AutoTokenizer.from_pretrained(merged)
-        prompts = [tok.apply_chat_template(r["prompt"] if "prompt" in r else r["messages"][:-1], tokenize=False,
-                                           add_generation_prompt=True) for r in eval_rows[: config.probes]]
+        prompts = [
+            tok.apply_chat_template(
+                r["prompt"] if "prompt" in r else r["messages"][:-1], tokenize=False, add_generation_prompt=True
+            )
+            for r in eval_rows[: config.probes]
+        ]
         r = probe_logits(adapter, merged, prompts, config.probe_dtype)
         # fp32: summation-order differences only (measured ~1e-6 on the demo model); bf16 rounds W + BA to
         # 8 mantissa bits (relative step 2**-8 ~ 0.4%), so the bound is relative to the logit scale
@@ -209,9 +294,13 @@ def merged_model_logits(config: MergeCheckConfig, artifacts: ArtifactStore) -> d
     return dg.AssetCheckResult(passed=passed, metadata=tidy(metadata))
 
 
-@dg.asset_check(asset=merged_model, blocking=True, description="The merged model stops where the fine-tuning "
-                "taught it to: its tokenizer's eos and its generation config's eos ids include <|eot_id|>, and it "
-                "does not pad with it.")
+@dg.asset_check(
+    asset=merged_model,
+    blocking=True,
+    description="The merged model stops where the fine-tuning "
+    "taught it to: its tokenizer's eos and its generation config's eos ids include <|eot_id|>, and it "
+    "does not pad with it.",
+)
 def merged_model_stops_on_eot(artifacts: ArtifactStore) -> dg.AssetCheckResult:
     from llama_sft_dagster.core.training.template_check import stop_token_problems
 

@@ -58,8 +58,12 @@ def _stored_cause(run_id: str) -> str:
     {
         "log_level": dg.Field(str, is_required=False, default_value="INFO", description="The logger's threshold."),
         "name": dg.Field(str, is_required=False, default_value="dagster", description="The name of your logger."),
-        "stack_traces": dg.Field(bool, is_required=False, default_value=False,
-                                 description="Print failed steps' stack traces here too (they are in the web UI)."),
+        "stack_traces": dg.Field(
+            bool,
+            is_required=False,
+            default_value=False,
+            description="Print failed steps' stack traces here too (they are in the web UI).",
+        ),
     },
     description="Dagster's colored console logger; failures as one line, a failed run ending with its cause.",
 )

@@ -14,6 +14,7 @@ What it does, and why:
   progress lines train_adapter logs, and a closing summary (funnel, losses, where to look);
 - on failure prints the one-line cause last and exits 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,8 +81,16 @@ def create_run(instance, workspace, job_name: str, run_config: dict, tags: dict)
     location = get_code_location_from_workspace(workspace, LOCATION)
     repo = get_remote_repository_from_code_location(location, None)
     job = get_remote_job_from_remote_repo(repo, job_name)
-    return _create_run(instance=instance, code_location=location, remote_repo=repo, remote_job=job,
-                       run_config=run_config, tags=tags, op_selection=None, run_id=None)
+    return _create_run(
+        instance=instance,
+        code_location=location,
+        remote_repo=repo,
+        remote_job=job,
+        run_config=run_config,
+        tags=tags,
+        op_selection=None,
+        run_id=None,
+    )
 
 
 def execute(instance, run) -> None:

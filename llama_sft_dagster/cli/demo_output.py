@@ -5,6 +5,7 @@ instance's event log) and writes one line per materialized asset, the training p
 train_adapter logs ("train step ..."), and failed checks or steps. `closing_summary` gives the funnel,
 the losses and where to look.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -16,14 +17,26 @@ import dagster as dg
 from llama_sft_dagster.core.report.funnel import StageRows, one_line
 
 PROGRESS_PREFIX = "train step "
-FUNNEL_ORDER = ["raw_pairs", "word_count_filtered", "token_limit_filtered", "english_filtered", "parroting_filtered",
-                "deduplicated_pairs", "sft_dataset"]
+FUNNEL_ORDER = [
+    "raw_pairs",
+    "word_count_filtered",
+    "token_limit_filtered",
+    "english_filtered",
+    "parroting_filtered",
+    "deduplicated_pairs",
+    "sft_dataset",
+]
 MLFLOW_CMD, TENSORBOARD_URL = "make mlflow", "http://127.0.0.1:6006"
 
 
 def _dropped(md: dict, prefix: str = "dropped_") -> Counter:
-    return Counter({k[len(prefix):]: v for k, v in md.items()
-                    if k.startswith(prefix) and not k.endswith("dropped_total") and isinstance(v, int) and v})
+    return Counter(
+        {
+            k[len(prefix) :]: v
+            for k, v in md.items()
+            if k.startswith(prefix) and not k.endswith("dropped_total") and isinstance(v, int) and v
+        }
+    )
 
 
 def stage_of(asset: str, md: dict) -> StageRows | None:
@@ -32,21 +45,34 @@ def stage_of(asset: str, md: dict) -> StageRows | None:
         return StageRows(asset, md["rows_and_turns_in"], md["pairs_out"], _dropped(md), "pairs", "rows+turns")
     if asset == "sft_dataset" and "train_rows_in" in md:
         dropped = _dropped(md, "train_dropped_") + _dropped(md, "validation_dropped_")
-        return StageRows(asset, md["train_rows_in"] + md["validation_rows_in"],
-                         md["train_rows_out"] + md["validation_rows_out"], dropped, "samples")
+        return StageRows(
+            asset,
+            md["train_rows_in"] + md["validation_rows_in"],
+            md["train_rows_out"] + md["validation_rows_out"],
+            dropped,
+            "samples",
+        )
     if "rows_in" in md and "rows_out" in md:
         return StageRows(asset, md["rows_in"], md["rows_out"], _dropped(md))
     return None
 
 
+def _rounded(value, digits: int = 4):
+    return round(value, digits) if isinstance(value, float) else value
+
+
 def describe(asset: str, md: dict) -> str:
     """A short phrase for an asset without row accounting."""
     if asset == "train_adapter":
-        return (f"loss {md.get('first_train_loss')} -> {md.get('final_train_loss')}, best eval_loss "
-                f"{md.get('best_eval_loss')} at step {md.get('best_eval_step')}")
+        return (
+            f"loss {md.get('first_train_loss')} -> {md.get('final_train_loss')}, best eval_loss "
+            f"{md.get('best_eval_loss')} at step {md.get('best_eval_step')}"
+        )
     if asset == "adapter_evaluation":
-        return (f"reply-token loss base {md.get('base_loss')} -> tuned {md.get('tuned_loss')}; "
-                f"{md.get('groups_tuned_worse', 0)} group(s) where tuned is worse")
+        return (
+            f"reply-token loss base {_rounded(md.get('base_loss'))} -> tuned {_rounded(md.get('tuned_loss'))}; "
+            f"{md.get('groups_tuned_worse', 0)} group(s) where tuned is worse"
+        )
     if asset == "champion_model":
         return f"{'promoted' if md.get('promoted') else 'not promoted'}: {md.get('reason')}"
     if asset == "multiwoz_raw":
@@ -83,8 +109,10 @@ class StagePrinter:
             outcome = "passed" if evaluation.passed else ("warning" if warn else "failed")
             self.checks[outcome] += 1
             if not evaluation.passed:
-                self.write(f"  check {evaluation.asset_key.to_user_string()}:{evaluation.check_name} "
-                           f"{'WARNING' if warn else 'FAILED'}\n")
+                self.write(
+                    f"  check {evaluation.asset_key.to_user_string()}:{evaluation.check_name} "
+                    f"{'WARNING' if warn else 'FAILED'}\n"
+                )
         elif kind == "STEP_FAILURE":
             self.failed_steps.append(event.step_key)
             self.write(f"  {event.step_key} FAILED\n")
@@ -110,33 +138,46 @@ def _minutes(seconds: float) -> str:
 def closing_summary(run_id: str, printer: StagePrinter, seconds: float, log_path: Path, ui_url: str) -> str:
     adapter, merged = printer.metadata.get("train_adapter", {}), printer.metadata.get("merged_model", {})
     report = printer.metadata.get("run_report", {})
-    lines = ["", f"=== finished in {_minutes(seconds)} (run {run_id[:8]}) ===",
-             "Row funnel (in -> out, top drop reasons):"]
+    lines = [
+        "",
+        f"=== finished in {_minutes(seconds)} (run {run_id[:8]}) ===",
+        "Row funnel (in -> out, top drop reasons):",
+    ]
     lines += [f"  {one_line(printer.stages[s])}" for s in FUNNEL_ORDER if s in printer.stages]
     if adapter:
-        lines += ["Training:", f"  train loss {adapter.get('first_train_loss')} -> {adapter.get('final_train_loss')}"
-                  f" over {adapter.get('global_steps')} steps; eval loss best {adapter.get('best_eval_loss')}"
-                  f" (step {adapter.get('best_eval_step')}), final {adapter.get('final_eval_loss')}",
-                  f"  token efficiency {adapter.get('token_efficiency')} (supervised / all positions, every batch)"]
+        lines += [
+            "Training:",
+            f"  train loss {adapter.get('first_train_loss')} -> {adapter.get('final_train_loss')}"
+            f" over {adapter.get('global_steps')} steps; eval loss best {adapter.get('best_eval_loss')}"
+            f" (step {adapter.get('best_eval_step')}), final {adapter.get('final_eval_loss')}",
+            f"  token efficiency {adapter.get('token_efficiency')} (supervised / all positions, every batch)",
+        ]
     evaluation, champion = printer.metadata.get("adapter_evaluation", {}), printer.metadata.get("champion_model", {})
     if evaluation:
-        lines += ["Evaluation (base -> tuned, reply tokens; per intent/domain in the UI):",
-                  f"  {describe('adapter_evaluation', evaluation)}"]
+        lines += [
+            "Evaluation (base -> tuned, reply tokens; per intent/domain in the UI):",
+            f"  {describe('adapter_evaluation', evaluation)}",
+        ]
     if champion:
         lines.append(f"  champion: {describe('champion_model', champion)}")
     warnings = f", {printer.checks['warning']} warning(s)" if printer.checks["warning"] else ""
     lines.append(f"Checks: {printer.checks['passed']} passed, {printer.checks['failed']} failed{warnings}")
-    lines += ["Where to look:",
-              f"  run in the UI (make ui):        {ui_url}/runs/{run_id}",
-              f"  run report (make ui):           {ui_url}/assets/run_report",
-              f"  evaluation (make ui):           {ui_url}/assets/adapter_evaluation"]
+    lines += [
+        "Where to look:",
+        f"  run in the UI (make ui):        {ui_url}/runs/{run_id}",
+        f"  run report (make ui):           {ui_url}/assets/run_report",
+        f"  evaluation (make ui):           {ui_url}/assets/adapter_evaluation",
+    ]
     if adapter.get("mlflow_run"):
         lines.append(f"  MLflow run ({MLFLOW_CMD}):       {adapter['mlflow_run']}")
     if adapter.get("tensorboard_run"):
         run_folder = Path(adapter["tensorboard_run"]).name
         lines.append(f"  TensorBoard (make tensorboard): {TENSORBOARD_URL}  run {run_folder}")
-    lines += [f"  adapter:                        {adapter.get('path', '-')}",
-              f"  merged model:                   {merged.get('path', '-')}",
-              f"  report file:                    {report.get('path', '-')}",
-              f"  Dagster event log:              {log_path}", ""]
+    lines += [
+        f"  adapter:                        {adapter.get('path', '-')}",
+        f"  merged model:                   {merged.get('path', '-')}",
+        f"  report file:                    {report.get('path', '-')}",
+        f"  Dagster event log:              {log_path}",
+        "",
+    ]
     return "\n".join(lines)

@@ -57,9 +57,17 @@ def observe_sources(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[
     return [e.asset_key.to_user_string() for e in events]
 
 
-def materialize_stale(defs: dg.Definitions, instance: dg.DagsterInstance, select: str | None = None, *,
-                      one_run: bool = False, dry_run: bool = False, observe: bool = True,
-                      verbose: bool = False, out=print) -> StaleRunSummary:
+def materialize_stale(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    select: str | None = None,
+    *,
+    one_run: bool = False,
+    dry_run: bool = False,
+    observe: bool = True,
+    verbose: bool = False,
+    out=print,
+) -> StaleRunSummary:
     start = time.perf_counter()
     summary = StaleRunSummary()
     graph = defs.resolve_asset_graph()
@@ -87,9 +95,13 @@ def materialize_stale(defs: dg.Definitions, instance: dg.DagsterInstance, select
         if dry_run:
             summary.waves.append(planned)
             break
-        result = job.execute_in_process(instance=instance, asset_selection=[p.key for p in planned],
-                                        run_config={} if verbose else QUIET_LOGS, raise_on_error=False,
-                                        tags={"sft/trigger": "sft-materialize-stale"})
+        result = job.execute_in_process(
+            instance=instance,
+            asset_selection=[p.key for p in planned],
+            run_config={} if verbose else QUIET_LOGS,
+            raise_on_error=False,
+            tags={"sft/trigger": "sft-materialize-stale"},
+        )
         summary.waves.append(planned)
         summary.run_ids.append(result.run_id)
         done |= {p.key for p in planned}
@@ -107,8 +119,10 @@ def materialize_stale(defs: dg.Definitions, instance: dg.DagsterInstance, select
         out(format_plan([]))
     summary.seconds = time.perf_counter() - start
     verb = "would materialize" if dry_run else "materialized"
-    out(f"{verb} {len(summary.materialized)} asset(s) in {len(summary.run_ids)} run(s), {summary.seconds:.1f} s"
-        + (f"; not built: {', '.join(summary.not_built)}" if summary.not_built else ""))
+    out(
+        f"{verb} {len(summary.materialized)} asset(s) in {len(summary.run_ids)} run(s), {summary.seconds:.1f} s"
+        + (f"; not built: {', '.join(summary.not_built)}" if summary.not_built else "")
+    )
     if summary.cause:
         out(summary.cause)
     return summary
@@ -120,8 +134,10 @@ def one_command_per_instance(dagster_home: str | Path, out=print):
     one built is then up to date, so no step runs twice on the same inputs. Taken before the instance
     is opened: two processes creating a fresh instance's SQLite schema at once corrupt its migrations."""
     lock = FileLock(Path(dagster_home) / ".locks" / "sft-materialize-stale.lock")
-    lock.acquire("sft-materialize-stale",
-                 on_wait=lambda owner: out(f"waiting for another sft-materialize-stale on this instance ({owner})"))
+    lock.acquire(
+        "sft-materialize-stale",
+        on_wait=lambda owner: out(f"waiting for another sft-materialize-stale on this instance ({owner})"),
+    )
     try:
         yield
     finally:
@@ -132,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sft-materialize-stale", description=__doc__.split("\n")[0])
     parser.add_argument("--select", help="Dagster asset selection, e.g. '*train_adapter' (default: every asset)")
     parser.add_argument("--dry-run", action="store_true", help="print what would run and why; run nothing")
-    parser.add_argument("--one-run", action="store_true", help="one run: missing/stale assets and everything downstream")
+    parser.add_argument(
+        "--one-run", action="store_true", help="one run: missing/stale assets and everything downstream"
+    )
     parser.add_argument("--no-observe", action="store_true", help="do not check the raw sources for new data first")
     parser.add_argument("--verbose", action="store_true", help="show Dagster's debug log of each run")
     args = parser.parse_args(argv)
@@ -144,8 +162,15 @@ def main(argv: list[str] | None = None) -> int:
 
     with one_command_per_instance(home), dg.DagsterInstance.get() as instance:
         try:
-            summary = materialize_stale(build_defs(), instance, args.select, one_run=args.one_run, dry_run=args.dry_run,
-                                        observe=not args.no_observe, verbose=args.verbose)
+            summary = materialize_stale(
+                build_defs(),
+                instance,
+                args.select,
+                one_run=args.one_run,
+                dry_run=args.dry_run,
+                observe=not args.no_observe,
+                verbose=args.verbose,
+            )
         except Exception as exc:  # before any run (a source that cannot be read, a bad selection): one line
             if args.verbose:
                 traceback.print_exc()

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from llama_sft_dagster.cli.home import ensure_dagster_home
 
-
 WORKSPACE = Path(__file__).resolve().parents[2] / "workspace.yaml"
 
 

@@ -10,13 +10,18 @@ from pydantic import Field, model_validator
 
 
 class WordCountConfig(dg.Config):
-    min_instruction_words: int = Field(4, ge=0, description="Keep if the instruction has MORE whitespace words than this (seed: >4).")
-    min_response_words: int = Field(5, ge=0, description="Keep if the response has MORE whitespace words than this (seed: >5).")
+    min_instruction_words: int = Field(
+        4, ge=0, description="Keep if the instruction has MORE whitespace words than this (seed: >4)."
+    )
+    min_response_words: int = Field(
+        5, ge=0, description="Keep if the response has MORE whitespace words than this (seed: >5)."
+    )
 
 
 class TokenLimitConfig(dg.Config):
     max_tokens: int = Field(
-        580, gt=0,
+        580,
+        gt=0,
         description="Keep if tokenizer(instruction + ' ' + response) with special tokens has at most this many "
         "tokens (seed: 580, measured with the base model's tokenizer).",
     )
@@ -38,7 +43,9 @@ class LanguageConfig(dg.Config):
 
 class ParrotingConfig(dg.Config):
     max_jaccard_similarity: float = Field(
-        0.85, gt=0.0, le=1.0,
+        0.85,
+        gt=0.0,
+        le=1.0,
         description="Drop if word-set Jaccard similarity of instruction and response is >= this (seed: 0.85).",
     )
 
@@ -46,7 +53,9 @@ class ParrotingConfig(dg.Config):
 class DedupConfig(dg.Config):
     threshold: float = Field(0.8, gt=0.0, le=1.0, description="MinHashLSH Jaccard threshold (seed: 0.8).")
     num_perm: int = Field(128, gt=0, description="MinHash permutations (seed: 128).")
-    shingle_size: int = Field(5, gt=0, description="Word n-gram size of the shingles (5; see core/data/dedup.py for why words).")
+    shingle_size: int = Field(
+        5, gt=0, description="Word n-gram size of the shingles (5; see core/data/dedup.py for why words)."
+    )
     seed: int = Field(1, description="MinHash hash seed (datasketch default 1).")
     backend: str = Field(
         "datasketch",

@@ -8,6 +8,7 @@ the code location, so a cluster is set up without code changes:
     SFT_K8S_TRAIN_GPUS      GPUs of the training pod (default 1; the gpu resource starts one rank each)
     SFT_K8S_GPU_NODE_LABEL  node label selecting the GPU pool, key=value (default nvidia.com/gpu.present=true)
 """
+
 from __future__ import annotations
 
 import os

@@ -14,11 +14,12 @@ defaults in another profile: `config_for("full", TrainConfig)`.
 State (artifacts, Dagster home, MLflow store, TensorBoard logs) lives under `SFT_STATE_DIR`
 (default `./.sft_state`, git-ignored).
 """
+
 from __future__ import annotations
 
 import os
+from functools import cache
 from pathlib import Path
-from functools import lru_cache
 from typing import TypeVar
 
 PROFILES = ("demo", "rehearsal", "full")
@@ -81,15 +82,16 @@ def profile_defaults(cls: type, profile: str) -> dict:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def config_for(profile: str, cls: type[T]) -> type[T]:
     """`cls` with `profile`'s defaults (a subclass of the same name), or `cls` when no default depends on it."""
     from pydantic import create_model
     from pydantic.fields import FieldInfo
 
-    overrides = {name: (cls.model_fields[name].annotation, FieldInfo.merge_field_infos(cls.model_fields[name],
-                                                                                        default=value))
-                 for name, value in profile_defaults(cls, profile).items()}
+    overrides = {
+        name: (cls.model_fields[name].annotation, FieldInfo.merge_field_infos(cls.model_fields[name], default=value))
+        for name, value in profile_defaults(cls, profile).items()
+    }
     if all(cls.model_fields[name].default == value for name, value in profile_defaults(cls, profile).items()):
         return cls
     return create_model(cls.__name__, __base__=cls, __module__=cls.__module__, **overrides)

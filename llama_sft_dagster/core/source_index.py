@@ -7,6 +7,7 @@ are resolved from its file's syntax tree: its top-level defs, classes, literal c
 
     resolve("llama_sft_dagster.core.training.masking", "IGNORE_INDEX")  # -> Constant(-100)
 """
+
 from __future__ import annotations
 
 import ast
@@ -28,6 +29,7 @@ SETTINGS_PACKAGES = ("dagster", "pydantic")  # where the bases of settings class
 @dataclass(frozen=True)
 class Definition:
     """A project function or class as written in its module."""
+
     module: str
     qualname: str
     node: ast.AST
@@ -37,7 +39,7 @@ class Definition:
         """A fresh tree of the definition alone, as `ast.parse(inspect.getsource(obj))` gives it (parsing its
         lines again is several times faster than copying the node)."""
         start = min([d.lineno for d in self.node.decorator_list] + [self.node.lineno])
-        return ast.parse("".join(self.source.splitlines(keepends=True)[start - 1:self.node.end_lineno]))
+        return ast.parse("".join(self.source.splitlines(keepends=True)[start - 1 : self.node.end_lineno]))
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Module:
 @dataclass(frozen=True)
 class External:
     """A name from outside the project (module, attribute or None for the module itself); never imported."""
+
     module: str
     attr: str | None = None
 
@@ -85,8 +88,12 @@ def _top_level(body: list[ast.stmt]):
     """Statements that bind module names, including those under a top-level if/try/with."""
     for node in body:
         if isinstance(node, (ast.If, ast.Try, ast.With)):
-            for part in (node.body, getattr(node, "orelse", []), getattr(node, "finalbody", []),
-                         *(h.body for h in getattr(node, "handlers", []))):
+            for part in (
+                node.body,
+                getattr(node, "orelse", []),
+                getattr(node, "finalbody", []),
+                *(h.body for h in getattr(node, "handlers", [])),
+            ):
                 yield from _top_level(part)
         else:
             yield node
@@ -225,10 +232,21 @@ def expression(module: str, node: ast.expr):
     return None
 
 
-_OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-              ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
-              ast.LShift: operator.lshift, ast.RShift: operator.rshift, ast.BitOr: operator.or_,
-              ast.BitAnd: operator.and_, ast.USub: operator.neg, ast.UAdd: operator.pos}
+_OPERATORS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+    ast.LShift: operator.lshift,
+    ast.RShift: operator.rshift,
+    ast.BitOr: operator.or_,
+    ast.BitAnd: operator.and_,
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
+}
 
 
 class _NotConstant(Exception):

@@ -11,6 +11,7 @@
   anyone remembering to bump a string. The source is compared as a syntax tree without docstrings, so a
   comment-only or docstring-only edit changes nothing.
 """
+
 from __future__ import annotations
 
 import ast
@@ -94,8 +95,11 @@ def stamp_path(folder: Path) -> Path:
 
 def file_stats(folder: Path) -> dict[str, list[int]]:
     folder = Path(folder)
-    return {str(p.relative_to(folder)): [p.stat().st_size, p.stat().st_mtime_ns]
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): [p.stat().st_size, p.stat().st_mtime_ns]
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def stamp_version(folder: Path, version: str) -> str:
@@ -136,8 +140,12 @@ def _normalise(tree: ast.AST) -> ast.AST:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             node.decorator_list = []  # asset decorators carry descriptions and deps, not logic
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
-                    and isinstance(body[0].value.value, str):
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(getattr(body[0], "value", None), ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
                 node.body = body[1:] or [ast.Pass()]
     return tree
 

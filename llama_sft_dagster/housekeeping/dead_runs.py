@@ -15,6 +15,7 @@ Called by `GpuPoolGuard` (housekeeping/pool_guard.py) when a run starts, before 
 slots, and by the `dead_run_sensor` under the daemon. Uses Dagster's storage classes and slot calls,
 which have no public equivalent in 1.13; they stay in this module.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,7 +27,9 @@ from llama_sft_dagster.housekeeping.processes import dead_runs, pid_still_runs_s
 
 log = logging.getLogger(__name__)
 RUNNING_STATUSES = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
-ENGINE_PID_PREFIX = "Executing steps"  # in-process: "...in process (pid: N)"; multiprocess: "...parent process (pid: N)"
+ENGINE_PID_PREFIX = (
+    "Executing steps"  # in-process: "...in process (pid: N)"; multiprocess: "...parent process (pid: N)"
+)
 
 
 def is_local(instance: dg.DagsterInstance) -> bool:
@@ -49,13 +52,17 @@ def fail_dead_runs(instance: dg.DagsterInstance, logger=None, still_runs=pid_sti
     if not is_local(instance):
         return []
     logger = logger or log
-    runs = {r.dagster_run.run_id: r.dagster_run
-            for r in instance.get_run_records(dg.RunsFilter(statuses=RUNNING_STATUSES), limit=200)}
+    runs = {
+        r.dagster_run.run_id: r.dagster_run
+        for r in instance.get_run_records(dg.RunsFilter(statuses=RUNNING_STATUSES), limit=200)
+    }
     pids = {run_id: executor_pid(instance, run_id) for run_id in runs}
     failed = dead_runs(pids, still_runs)
     for run_id in failed:
-        message = (f"process {pids[run_id][0]} of this run is gone (killed?); marked failed and its concurrency "
-                   "slots freed so later runs can take the GPU")
+        message = (
+            f"process {pids[run_id][0]} of this run is gone (killed?); marked failed and its concurrency "
+            "slots freed so later runs can take the GPU"
+        )
         instance.report_run_failed(runs[run_id], message=message)
         if instance.event_log_storage.supports_global_concurrency_limits:
             instance.event_log_storage.free_concurrency_slots_for_run(run_id)
@@ -63,8 +70,11 @@ def fail_dead_runs(instance: dg.DagsterInstance, logger=None, still_runs=pid_sti
     return failed
 
 
-@dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Marks failed the runs whose process was killed and frees their `gpu` pool slots.")
+@dg.sensor(
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Marks failed the runs whose process was killed and frees their `gpu` pool slots.",
+)
 def dead_run_sensor(context: dg.SensorEvaluationContext):
     failed = fail_dead_runs(context.instance, context.log)
     return dg.SkipReason(f"failed {len(failed)} dead run(s): {', '.join(failed)}" if failed else "no dead runs")

@@ -6,6 +6,7 @@ in-process executor): the only moment at which a slot still held by a killed run
 without a daemon, as in `dagster asset materialize --select train_adapter`. Every asset in the `gpu`
 pool takes it as a parameter; it does nothing else.
 """
+
 import logging
 
 import dagster as dg

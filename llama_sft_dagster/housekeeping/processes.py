@@ -1,4 +1,5 @@
 """Is the process that owns a run still there? Pure decisions over pids (same host only)."""
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,9 @@ def process_start_time(pid: int) -> float | None:
     """When the live process `pid` started (epoch seconds), from /proc; None where /proc is missing."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
+        boot = next(
+            float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime ")
+        )
         return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22 of stat: start time in ticks
     except (OSError, IndexError, ValueError, StopIteration):
         return None
@@ -46,8 +48,9 @@ def pid_still_runs_since(pid: int, seen_at: float) -> bool:
     return started is None or started <= seen_at + 1.0  # 1 s: /proc/stat btime is rounded to seconds
 
 
-def dead_runs(run_pids: Mapping[str, tuple[int, float] | None],
-              still_runs: Callable[[int, float], bool] = pid_still_runs_since) -> list[str]:
+def dead_runs(
+    run_pids: Mapping[str, tuple[int, float] | None], still_runs: Callable[[int, float], bool] = pid_still_runs_since
+) -> list[str]:
     """The runs (id -> (pid of the process executing its steps, when that pid was recorded), or None if
     not recorded yet) whose process is gone. A run without a recorded pid is left alone: it may still be
     starting."""

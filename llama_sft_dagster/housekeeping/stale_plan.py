@@ -37,8 +37,11 @@ class PlannedAsset:
 
 def stale_resolver(instance: dg.DagsterInstance, asset_graph) -> CachingStaleStatusResolver:
     """The resolver the web UI and `RunRequest(stale_assets_only=True)` use; valid for one evaluation."""
-    view = AssetGraphView(temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
-                          instance=instance, asset_graph=asset_graph)
+    view = AssetGraphView(
+        temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
+        instance=instance,
+        asset_graph=asset_graph,
+    )
     return CachingStaleStatusResolver(instance=instance, asset_graph=asset_graph, loading_context=view)
 
 
@@ -63,11 +66,13 @@ def config_override(instance: dg.DagsterInstance, asset_graph, key: dg.AssetKey)
     if not used or {**defaults, **used} == defaults:
         return None
     changed = {k: v for k, v in used.items() if defaults.get(k) != v}
-    return f"{key.to_user_string()} was built with run config {changed}, not the defaults {({k: defaults.get(k) for k in changed})}"
+    was = {k: defaults.get(k) for k in changed}
+    return f"{key.to_user_string()} was built with run config {changed}, not the defaults {was}"
 
 
-def own_reasons(resolver: CachingStaleStatusResolver, instance: dg.DagsterInstance, asset_graph,
-                key: dg.AssetKey) -> list[str]:
+def own_reasons(
+    resolver: CachingStaleStatusResolver, instance: dg.DagsterInstance, asset_graph, key: dg.AssetKey
+) -> list[str]:
     status = resolver.get_status(key)
     if status == StaleStatus.MISSING:
         return [f"{key.to_user_string()} is missing (never materialized)"]
@@ -76,8 +81,14 @@ def own_reasons(resolver: CachingStaleStatusResolver, instance: dg.DagsterInstan
     return reasons + ([override] if override else [])
 
 
-def plan(instance: dg.DagsterInstance, asset_graph, keys: Iterable[dg.AssetKey] | None = None, *,
-         whole_chain: bool = True, changed_sources: Collection[dg.AssetKey] = ()) -> list[PlannedAsset]:
+def plan(
+    instance: dg.DagsterInstance,
+    asset_graph,
+    keys: Iterable[dg.AssetKey] | None = None,
+    *,
+    whole_chain: bool = True,
+    changed_sources: Collection[dg.AssetKey] = (),
+) -> list[PlannedAsset]:
     """Assets of `keys` (default: all materializable) to run, in topological order, with reasons.
 
     `changed_sources`: observable sources whose upstream changed but whose new version is not yet

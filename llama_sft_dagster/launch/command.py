@@ -12,6 +12,7 @@ Several machines: run the same launcher on each node with these variables set (f
     rendezvous host SFT_MASTER_ADDR, PET_MASTER_ADDR, MASTER_ADDR
     rendezvous port SFT_MASTER_PORT, PET_MASTER_PORT, MASTER_PORT (default 29500)
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,8 +45,10 @@ def config_file(name_or_path: str) -> Path:
     path = Path(name_or_path).expanduser()
     if path.suffix in (".yaml", ".yml", ".json") and path.is_file():
         return path.resolve()
-    raise ValueError(f"launch_config={name_or_path!r}: not one of the shipped accelerate configs {shipped_configs()} "
-                     f"(in {CONFIG_DIR.name}/ of the launch package) and not an existing .yaml/.json file")
+    raise ValueError(
+        f"launch_config={name_or_path!r}: not one of the shipped accelerate configs {shipped_configs()} "
+        f"(in {CONFIG_DIR.name}/ of the launch package) and not an existing .yaml/.json file"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +80,9 @@ def cluster_from_env(env: Mapping[str, str]) -> Cluster:
     if cluster.nnodes < 1:
         raise ValueError(f"{found['nnodes'][0]}=0: a job runs on at least one node")
     if cluster.node_rank >= cluster.nnodes:
-        raise ValueError(f"node rank {cluster.node_rank} ({found['node_rank'][0]}) must be below the node count "
-                         f"{cluster.nnodes}")
+        raise ValueError(
+            f"node rank {cluster.node_rank} ({found['node_rank'][0]}) must be below the node count {cluster.nnodes}"
+        )
     if cluster.nnodes > 1 and not cluster.master_addr:
         raise ValueError(f"{cluster.nnodes} nodes need a rendezvous host: set one of {', '.join(_ENV['master_addr'])}")
     return cluster
@@ -88,12 +92,24 @@ def accelerate_args(config: Path, processes: int, job_path: Path, log_dir: Path,
     """Arguments of `accelerate launch` (without the program name) for this node of the job."""
     if processes < 1:
         raise ValueError(f"processes={processes}: at least one process per node")
-    args = ["--config_file", str(config), "--num_processes", str(processes * cluster.nnodes),
-            "--num_machines", str(cluster.nnodes), "--machine_rank", str(cluster.node_rank),
-            # every rank's stdout and stderr go to the console and to log_dir/<run>/attempt_0/<local rank>/
-            "--tee", "3", "--log_dir", str(log_dir),
-            # a failed rank fails the job at once (the Dagster step retries, not torchrun)
-            "--max_restarts", "0"]
+    args = [
+        "--config_file",
+        str(config),
+        "--num_processes",
+        str(processes * cluster.nnodes),
+        "--num_machines",
+        str(cluster.nnodes),
+        "--machine_rank",
+        str(cluster.node_rank),
+        # every rank's stdout and stderr go to the console and to log_dir/<run>/attempt_0/<local rank>/
+        "--tee",
+        "3",
+        "--log_dir",
+        str(log_dir),
+        # a failed rank fails the job at once (the Dagster step retries, not torchrun)
+        "--max_restarts",
+        "0",
+    ]
     if cluster.nnodes > 1:
         args += ["--main_process_ip", cluster.master_addr, "--main_process_port", str(cluster.master_port)]
     # named through the function, so the asset's derived code version covers the code every rank runs
@@ -104,8 +120,14 @@ def failure_record(rank: int, failure) -> dict:
     """What the launcher keeps of torch's ProcessFailure (torch.distributed.elastic.multiprocessing.errors)."""
     signal = failure.signal_name() if failure.exitcode < 0 else ""
     message = failure.message if isinstance(failure.message, str) else json.dumps(failure.message)
-    return {"rank": int(rank), "local_rank": int(failure.local_rank), "exitcode": int(failure.exitcode),
-            "signal": signal, "pid": int(failure.pid), "message": message[-2000:]}
+    return {
+        "rank": int(rank),
+        "local_rank": int(failure.local_rank),
+        "exitcode": int(failure.exitcode),
+        "signal": signal,
+        "pid": int(failure.pid),
+        "message": message[-2000:],
+    }
 
 
 def root_failure(failures: Mapping[int, object]) -> tuple[int, object]:
@@ -137,10 +159,15 @@ def describe_failure(failure_file: Path, log_dir: Path, launcher_error: str) -> 
     """(one-line message naming the failed rank, that rank's last log lines) for the launcher's exit."""
     if not Path(failure_file).is_file():
         tail = "\n".join(t for t in (rank_log_tail(log_dir, r) for r in range(64)) if t)
-        return (f"the training launcher failed before any rank reported a failure ({launcher_error}); "
-                "see the step's stdout/stderr", tail)
+        return (
+            f"the training launcher failed before any rank reported a failure ({launcher_error}); "
+            "see the step's stdout/stderr",
+            tail,
+        )
     f = json.loads(Path(failure_file).read_text())
     how = f"was killed by {f['signal']}" if f["signal"] else f"exited with code {f['exitcode']}"
-    message = (f"training failed: rank {f['rank']} (local rank {f['local_rank']}, pid {f['pid']}) {how}; "
-               "any other ranks were stopped")
+    message = (
+        f"training failed: rank {f['rank']} (local rank {f['local_rank']}, pid {f['pid']}) {how}; "
+        "any other ranks were stopped"
+    )
     return message, rank_log_tail(log_dir, f["local_rank"]) or f.get("message", "")

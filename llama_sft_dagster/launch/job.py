@@ -1,5 +1,6 @@
 """The spec of one training job: what to train, where to write, how to launch. Written by the asset
 (assets/adapter_training.py) as JSON, read by the launcher and by every rank."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -10,27 +11,27 @@ from typing import Any
 
 @dataclasses.dataclass(frozen=True)
 class TrainJob:
-    base_dir: str                  # base model folder (save_pretrained)
-    train_path: str                # sft_dataset's train.parquet
-    validation_path: str           # sft_dataset's validation.parquet
-    fmt: dict[str, Any]            # sft_dataset format settings (format.json)
-    hp: dict[str, Any]             # TrainingArguments names (TrainConfig.trainer_kwargs)
-    lora: dict[str, Any]           # LoraConfig names (TrainConfig.lora_kwargs)
-    plan: dict[str, Any]           # DevicePlan fields (core/training/device.py)
-    out_dir: str                   # checkpoints/, adapter/, tensorboard/, plots, launch/ go here
-    run_fingerprint: str           # resume only checkpoints of the same fingerprint (core/training/trainer.py)
+    base_dir: str  # base model folder (save_pretrained)
+    train_path: str  # sft_dataset's train.parquet
+    validation_path: str  # sft_dataset's validation.parquet
+    fmt: dict[str, Any]  # sft_dataset format settings (format.json)
+    hp: dict[str, Any]  # TrainingArguments names (TrainConfig.trainer_kwargs)
+    lora: dict[str, Any]  # LoraConfig names (TrainConfig.lora_kwargs)
+    plan: dict[str, Any]  # DevicePlan fields (core/training/device.py)
+    out_dir: str  # checkpoints/, adapter/, tensorboard/, plots, launch/ go here
+    run_fingerprint: str  # resume only checkpoints of the same fingerprint (core/training/trainer.py)
     monitor_log_every: int
     monitor_deep_every: int
-    eval_max_samples: int = 0      # validation samples evaluated, evenly spaced (0 = all; TrainConfig)
-    processes: int = 1             # processes on each machine
-    accelerate_config: str = ""    # accelerate config file (launch/accelerate/*.yaml or the user's)
+    eval_max_samples: int = 0  # validation samples evaluated, evenly spaced (0 = all; TrainConfig)
+    processes: int = 1  # processes on each machine
+    accelerate_config: str = ""  # accelerate config file (launch/accelerate/*.yaml or the user's)
     mlflow_tracking_uri: str = ""  # rank 0 logs into this run, which the asset opened and will close
     mlflow_run_id: str = ""
-    mlflow_url: str = ""           # where the run opens in the MLflow UI (report.json links it)
-    progress_every: int = 10       # a progress line every N steps (TrainConfig.progress_every)
-    dagster_run_id: str = ""       # names the TensorBoard run folder (progress.tensorboard_run_dir)
-    checkpoints_dir: str = ""      # resumable checkpoints; default out_dir/checkpoints (apart from a version folder)
-    tensorboard_dir: str = ""      # TensorBoard root, one folder per run; default out_dir/tensorboard
+    mlflow_url: str = ""  # where the run opens in the MLflow UI (report.json links it)
+    progress_every: int = 10  # a progress line every N steps (TrainConfig.progress_every)
+    dagster_run_id: str = ""  # names the TensorBoard run folder (progress.tensorboard_run_dir)
+    checkpoints_dir: str = ""  # resumable checkpoints; default out_dir/checkpoints (apart from a version folder)
+    tensorboard_dir: str = ""  # TensorBoard root, one folder per run; default out_dir/tensorboard
 
     @property
     def checkpoints(self) -> Path:

@@ -9,6 +9,7 @@ ChildFailedError, whose root failure (command.root_failure) is written to the jo
 Multi-node settings come from the environment (see command.py), so a cluster scheduler runs this same
 command on every node.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,13 @@ import os
 import sys
 from pathlib import Path
 
-from llama_sft_dagster.launch.command import (accelerate_args, cluster_from_env, config_file, failure_record,
-                                               root_failure)
+from llama_sft_dagster.launch.command import (
+    accelerate_args,
+    cluster_from_env,
+    config_file,
+    failure_record,
+    root_failure,
+)
 from llama_sft_dagster.launch.job import TrainJob
 
 
@@ -32,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     job_path = Path(argv[0]).resolve()
     job = TrainJob.read(job_path)
     job.failure_file.unlink(missing_ok=True)
-    args = accelerate_args(config_file(job.accelerate_config or "ddp"), job.processes, job_path, job.log_dir,
-                           cluster_from_env(os.environ))
+    args = accelerate_args(
+        config_file(job.accelerate_config or "ddp"), job.processes, job_path, job.log_dir, cluster_from_env(os.environ)
+    )
     print("accelerate launch " + " ".join(args), flush=True)
     try:
         launch_command(launch_command_parser().parse_args(args))

@@ -7,6 +7,7 @@ adapter, the plots, the TensorBoard files and the MLflow run (the run the asset 
 talks to Dagster through Pipes: log lines, training progress, and the final metadata as the asset
 materialization. Checkpoints are written by rank 0 (the Trainer's own rule) and resumed by all ranks.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -69,8 +70,16 @@ def dagster_pipes_on(rank: int):
 
 REPORT_FILE = "report.json"  # what run_report reads: losses, plots, MLflow run, TensorBoard folder
 # the Trainer's summary numbers that go in one small table (the asset's Plots tab charts every number)
-SECONDARY_STATS = ("train_loss_mean", "train_steps_per_second", "train_samples_per_second", "total_flos",
-                   "total_params", "trainable_percent", "train_samples", "validation_samples")
+SECONDARY_STATS = (
+    "train_loss_mean",
+    "train_steps_per_second",
+    "train_samples_per_second",
+    "total_flos",
+    "total_params",
+    "trainable_percent",
+    "train_samples",
+    "validation_samples",
+)
 
 
 def open_mlflow_run(job: TrainJob):
@@ -99,9 +108,11 @@ def make_plots(trainer, monitor, out: Path) -> dict[str, Path]:
     """The plots under `out/plots`, by name (loss, grad_norm, effective_rank)."""
     from llama_sft_dagster.core.training import plots
 
-    made = {"loss": plots.plot_losses(trainer.state.log_history, out / "plots" / "loss.png"),
-            "grad_norm": plots.plot_grad_norms(monitor.history, out / "plots" / "grad_norm.png"),
-            "effective_rank": plots.plot_effective_rank(monitor.history, out / "plots" / "effective_rank.png")}
+    made = {
+        "loss": plots.plot_losses(trainer.state.log_history, out / "plots" / "loss.png"),
+        "grad_norm": plots.plot_grad_norms(monitor.history, out / "plots" / "grad_norm.png"),
+        "effective_rank": plots.plot_effective_rank(monitor.history, out / "plots" / "effective_rank.png"),
+    }
     return {k: p for k, p in made.items() if p is not None}
 
 
@@ -110,12 +121,18 @@ def write_report(job: TrainJob, trainer, result, monitor, plots: dict[str, Path]
     from llama_sft_dagster.core.training.trainer import summary
 
     history = trainer.state.log_history
-    report = {"summary": summary(trainer, result),
-              "losses": {"train": [(h["step"], h["loss"]) for h in history if "loss" in h],
-                         "eval": [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]},
-              "token_efficiency": monitor.total.metrics().get("monitor/token_efficiency"),
-              "plots": {k: str(p) for k, p in plots.items()}, "tensorboard_run": str(tb_dir),
-              "mlflow_run_id": job.mlflow_run_id or None, "mlflow_url": job.mlflow_url or None}
+    report = {
+        "summary": summary(trainer, result),
+        "losses": {
+            "train": [(h["step"], h["loss"]) for h in history if "loss" in h],
+            "eval": [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h],
+        },
+        "token_efficiency": monitor.total.metrics().get("monitor/token_efficiency"),
+        "plots": {k: str(p) for k, p in plots.items()},
+        "tensorboard_run": str(tb_dir),
+        "mlflow_run_id": job.mlflow_run_id or None,
+        "mlflow_url": job.mlflow_url or None,
+    }
     (Path(job.out_dir) / REPORT_FILE).write_text(json.dumps(report, indent=2))
     return report
 
@@ -131,11 +148,13 @@ def rank0_metadata(report: dict, monitor, resumed_from, adapter: Path, plots: di
     details = {k: summary.pop(k) for k in SECONDARY_STATS if k in summary}
     table = "\n".join(["| | |", "|---|---|", *(f"| {k} | {v:,} |" for k, v in details.items())])
     tokens = {k.split("/", 1)[1]: v for k, v in monitor.total.metrics().items()}  # over every training batch
-    return {**tidy({**summary, **tokens, "peak_memory_gb": peak_memory_gb(), "resumed_from": resumed_from}),
-            "training_details": {"raw_value": table, "type": "md"},
-            "tensorboard_run": {"raw_value": str(tb_dir), "type": "path"},
-            "path": {"raw_value": str(adapter), "type": "path"},
-            **{f"{k}_plot": {"raw_value": str(p), "type": "path"} for k, p in plots.items()}}
+    return {
+        **tidy({**summary, **tokens, "peak_memory_gb": peak_memory_gb(), "resumed_from": resumed_from}),
+        "training_details": {"raw_value": table, "type": "md"},
+        "tensorboard_run": {"raw_value": str(tb_dir), "type": "path"},
+        "path": {"raw_value": str(adapter), "type": "path"},
+        **{f"{k}_plot": {"raw_value": str(p), "type": "path"} for k, p in plots.items()},
+    }
 
 
 def read_rows(job: TrainJob) -> tuple[list[dict], list[dict], list[str] | None]:
@@ -148,8 +167,9 @@ def read_rows(job: TrainJob) -> tuple[list[dict], list[dict], list[str] | None]:
     from llama_sft_dagster.core.training.tokenized import sft_columns
 
     def rows(path: str) -> list[dict]:  # with sft_dataset's token columns the trainer does not tokenize again
-        return read_parquet(Path(path), columns=sft_columns(job.fmt["dataset_format"], pq.read_schema(path).names)
-                            ).to_pylist()
+        return read_parquet(
+            Path(path), columns=sft_columns(job.fmt["dataset_format"], pq.read_schema(path).names)
+        ).to_pylist()
 
     train, evals = rows(job.train_path), rows(job.validation_path)
     evals = [evals[i] for i in spread(range(len(evals)), job.eval_max_samples or len(evals))]
@@ -174,13 +194,33 @@ def train(job: TrainJob, rank: int, logger) -> dict | None:
     train_rows, eval_rows, sources = read_rows(job)
     run = open_mlflow_run(job) if main else None
     # one readable TensorBoard folder per run, for the Trainer's curves and the monitor's
-    tb_dir = progress.tensorboard_run_dir(job.tensorboard, job.dagster_run_id or job.run_fingerprint,
-                                          job.lora["r"], job.hp["learning_rate"], job.hp["max_steps"])
-    monitor = TrainingMonitor(tb_dir, log_every=job.monitor_log_every, deep_every=job.monitor_deep_every,
-                              use_mlflow=run is not None) if main else None
+    tb_dir = progress.tensorboard_run_dir(
+        job.tensorboard,
+        job.dagster_run_id or job.run_fingerprint,
+        job.lora["r"],
+        job.hp["learning_rate"],
+        job.hp["max_steps"],
+    )
+    monitor = (
+        TrainingMonitor(
+            tb_dir, log_every=job.monitor_log_every, deep_every=job.monitor_deep_every, use_mlflow=run is not None
+        )
+        if main
+        else None
+    )
     # not transformers' MLflowCallback: it logs ~200 params of model-config noise (core/training/progress.py)
-    trainer = training.setup(Path(job.base_dir), train_rows, eval_rows, job.hp, job.lora, job.fmt, plan,
-                             job.checkpoints, ["tensorboard"] if main else ["none"], monitor)
+    trainer = training.setup(
+        Path(job.base_dir),
+        train_rows,
+        eval_rows,
+        job.hp,
+        job.lora,
+        job.fmt,
+        plan,
+        job.checkpoints,
+        ["tensorboard"] if main else ["none"],
+        monitor,
+    )
     if main:
         progress.route_tensorboard(trainer, tb_dir)
         trainer.add_callback(progress.TrainerLogsToMlflow())
@@ -229,8 +269,9 @@ def main(argv: list[str] | None = None) -> int:
             if pipes is not None and metadata is not None:
                 from llama_sft_dagster.core.versions import folder_version
 
-                pipes.report_asset_materialization(metadata=metadata,
-                                                   data_version=folder_version(Path(job.out_dir) / "adapter"))
+                pipes.report_asset_materialization(
+                    metadata=metadata, data_version=folder_version(Path(job.out_dir) / "adapter")
+                )
 
     run()
     return 0

@@ -35,8 +35,12 @@ class ArtifactStore(dg.ConfigurableResource):
     """
 
     root: str = Field(default_factory=default_artifact_root, description="Folder holding all asset files.")
-    keep_versions: int = Field(3, ge=1, description="Versions of each versioned asset kept besides promoted "
-                               "ones (a champion, now or before); older ones are deleted when a new one is published.")
+    keep_versions: int = Field(
+        3,
+        ge=1,
+        description="Versions of each versioned asset kept besides promoted "
+        "ones (a champion, now or before); older ones are deleted when a new one is published.",
+    )
     _run: str | None = PrivateAttr(None)
     _log: logging.Logger | None = PrivateAttr(None)
     _held: dict = PrivateAttr(default_factory=dict)
@@ -72,7 +76,8 @@ class ArtifactStore(dg.ConfigurableResource):
 
             def say(owner: str) -> None:
                 (self._log or logging.getLogger(__name__)).warning(
-                    f"waiting for {asset_name}: another run is writing it ({owner}; lock {lock.path})")
+                    f"waiting for {asset_name}: another run is writing it ({owner}; lock {lock.path})"
+                )
 
             lock.acquire(holder, on_wait=say)
         self._held[asset_name] = lock

@@ -8,14 +8,14 @@
 """
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import dagster as dg
 import pyarrow as pa
 from pydantic import Field, field_validator
 
-from llama_sft_dagster.core.sources.multiwoz import MULTIWOZ_ARCHIVE_URL  # pinned to a commit: reproducible data
 from llama_sft_dagster.config.profiles import profiled, shared_data, state_dir
+from llama_sft_dagster.core.sources.multiwoz import MULTIWOZ_ARCHIVE_URL  # pinned to a commit: reproducible data
 
 NO_SOURCE = "none"  # location of a source a run leaves out
 BITEXT_HUB_ID = "bitext/Bitext-customer-support-llm-chatbot-training-dataset"
@@ -29,28 +29,35 @@ class BitextSource(dg.ConfigurableResource):
     """Bitext customer-support pairs (v11 or the 2023-08 schema)."""
 
     location: str = profiled(
-        demo="demo", full=f"hf://{BITEXT_HUB_ID}", rehearsal=shared_data(REHEARSAL_BITEXT),
+        demo="demo",
+        full=f"hf://{BITEXT_HUB_ID}",
+        rehearsal=shared_data(REHEARSAL_BITEXT),
         description="'demo', 'hf://<dataset id>', a local .csv/.parquet path, or 'none' (no Bitext rows); "
         "rehearsal: the real 5,000-row sample in ../shared/data.",
     )
-    revision: Optional[str] = Field(None, description="Hub revision (commit/tag); None = latest.")
-    hf_token: Optional[str] = Field(None, description="Hub token; pass dg.EnvVar('HF_TOKEN'), never a literal. "
-                                    "Not needed for the public Bitext dataset.")
+    revision: str | None = Field(None, description="Hub revision (commit/tag); None = latest.")
+    hf_token: str | None = Field(
+        None,
+        description="Hub token; pass dg.EnvVar('HF_TOKEN'), never a literal. Not needed for the public Bitext dataset.",
+    )
     demo_seed: int = Field(13, description="Seed of the generated demo corpus.")
     revision_check_interval_s: int = Field(
-        900, ge=0, description="How long a resolved hub revision is reused before the hub is asked again, so "
-        "the raw-data sensor and sft-materialize-stale do not hit the network on every tick (0: always ask).")
+        900,
+        ge=0,
+        description="How long a resolved hub revision is reused before the hub is asked again, so "
+        "the raw-data sensor and sft-materialize-stale do not hit the network on every tick (0: always ask).",
+    )
 
     def load(self) -> pa.Table:
-        from llama_sft_dagster.core.sources import bitext
         from llama_sft_dagster.core.demo import corpus as demo_corpus
+        from llama_sft_dagster.core.sources import bitext
 
         if self.location == "demo":
             return demo_corpus.generate_bitext_rows(seed=self.demo_seed)
         if self.location == NO_SOURCE:
             return bitext.RAW_BITEXT_SCHEMA.empty_table()
         if self.location.startswith("hf://"):
-            table, _revision = bitext.load_bitext_hub(self.location[len("hf://"):], self.revision, token=self.hf_token)
+            table, _revision = bitext.load_bitext_hub(self.location[len("hf://") :], self.revision, token=self.hf_token)
             return table
         return bitext.load_bitext_file(self.location)
 
@@ -59,21 +66,26 @@ class MultiwozSource(dg.ConfigurableResource):
     """MultiWOZ 2.2 dialogues (USER/SYSTEM turns)."""
 
     location: str = profiled(
-        demo="demo", full="archive", rehearsal=shared_data(REHEARSAL_MULTIWOZ),
+        demo="demo",
+        full="archive",
+        rehearsal=shared_data(REHEARSAL_MULTIWOZ),
         description="'demo', 'archive' (download the published archive), a local folder/JSON file, or 'none'; "
         "rehearsal: the real excerpts in ../shared/data, published layout.",
     )
     splits: list[str] = Field(
         default_factory=lambda: ["train"],
         description="Splits of the published layout to read (seed: train only, 8,437 dialogues); dev and test "
-        "stay unseen for evaluation. A single JSON file is read as 'train'.")
+        "stay unseen for evaluation. A single JSON file is read as 'train'.",
+    )
     archive_url: str = Field(MULTIWOZ_ARCHIVE_URL, description="Published archive, used when location='archive'.")
     download_timeout_s: float = Field(60.0, gt=0, description="Socket timeout of each archive request.")
     download_retries: int = Field(4, ge=0, description="Retries of a failed archive download (resumed, with backoff).")
     demo_seed: int = Field(13, description="Seed of the generated demo dialogues.")
     unexpected_files: Literal["fail", "skip"] = Field(
-        "fail", description="A file under a local folder outside the published layout (e.g. validation/, "
-        "train/extra.json): 'fail' the run naming it, or 'skip' it and list it in multiwoz_raw's metadata.")
+        "fail",
+        description="A file under a local folder outside the published layout (e.g. validation/, "
+        "train/extra.json): 'fail' the run naming it, or 'skip' it and list it in multiwoz_raw's metadata.",
+    )
 
     @field_validator("splits")
     @classmethod
@@ -94,8 +106,12 @@ class MultiwozSource(dg.ConfigurableResource):
         if self.location == NO_SOURCE:
             return multiwoz.TURN_SCHEMA.empty_table()
         if self.location == "archive":
-            folder = multiwoz.download_multiwoz_archive(self.archive_url, state_dir() / "downloads" / "multiwoz",
-                                                        timeout=self.download_timeout_s, retries=self.download_retries)
+            folder = multiwoz.download_multiwoz_archive(
+                self.archive_url,
+                state_dir() / "downloads" / "multiwoz",
+                timeout=self.download_timeout_s,
+                retries=self.download_retries,
+            )
             return multiwoz.load_multiwoz_folder(folder, splits=self.splits)
         return multiwoz.load_multiwoz_folder(self.location, unexpected_files=self.unexpected_files, splits=self.splits)
 
@@ -111,9 +127,17 @@ class MultiwozSource(dg.ConfigurableResource):
             return held_out_turns(seed=self.demo_seed)
         folder = self.location
         if self.location == "archive":
-            folder = multiwoz.download_multiwoz_archive(self.archive_url, state_dir() / "downloads" / "multiwoz",
-                                                        timeout=self.download_timeout_s, retries=self.download_retries)
-        if self.location == NO_SOURCE or not held_out or not Path(folder).is_dir() or not any(
-                (Path(folder) / s).is_dir() for s in held_out):
+            folder = multiwoz.download_multiwoz_archive(
+                self.archive_url,
+                state_dir() / "downloads" / "multiwoz",
+                timeout=self.download_timeout_s,
+                retries=self.download_retries,
+            )
+        if (
+            self.location == NO_SOURCE
+            or not held_out
+            or not Path(folder).is_dir()
+            or not any((Path(folder) / s).is_dir() for s in held_out)
+        ):
             return multiwoz.TURN_SCHEMA.empty_table()
         return multiwoz.load_multiwoz_folder(folder, unexpected_files=self.unexpected_files, splits=held_out)

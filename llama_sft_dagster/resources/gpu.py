@@ -1,4 +1,5 @@
 """The accelerator a training run uses; decisions in core/device.py, facts gathered from torch here."""
+
 from __future__ import annotations
 
 import contextlib
@@ -37,45 +38,71 @@ def machine_facts() -> MachineFacts:
 
         return MachineFacts(cuda_available=False, device_name=f"cpu ({platform.processor() or platform.machine()})")
     props = torch.cuda.get_device_properties(0)
-    return MachineFacts(cuda_available=True, bf16_supported=torch.cuda.is_bf16_supported(),
-                        flash_attn_importable=_flash_attn_importable(), device_name=props.name,
-                        total_memory_gb=round(props.total_memory / 1024**3, 2))
+    return MachineFacts(
+        cuda_available=True,
+        bf16_supported=torch.cuda.is_bf16_supported(),
+        flash_attn_importable=_flash_attn_importable(),
+        device_name=props.name,
+        total_memory_gb=round(props.total_memory / 1024**3, 2),
+    )
 
 
 class GpuResource(dg.ConfigurableResource):
     """Device, dtype, attention kernel, tf32, gradient checkpointing and optimizer for training."""
 
     device: Literal["auto", "cuda", "cpu"] = Field(
-        "auto", description="'auto': CUDA when available, else CPU (logged); 'cuda' fails without a GPU.")
+        "auto", description="'auto': CUDA when available, else CPU (logged); 'cuda' fails without a GPU."
+    )
     gradient_checkpointing: bool = Field(True, description="Non-reentrant gradient checkpointing on CUDA (seed: on).")
-    flash_attention: bool = Field(True, description="Use flash_attention_2 when flash-attn imports and CUDA is present.")
+    flash_attention: bool = Field(
+        True, description="Use flash_attention_2 when flash-attn imports and CUDA is present."
+    )
     require_flash_attention: bool = profiled(
-        demo=False, full=True, description="On CUDA, fail at start with one line when flash-attn is not "
-        "importable instead of training on sdpa (full profile), unless attn_implementation is set.")
+        demo=False,
+        full=True,
+        description="On CUDA, fail at start with one line when flash-attn is not "
+        "importable instead of training on sdpa (full profile), unless attn_implementation is set.",
+    )
     attn_implementation: str | None = Field(
-        None, description="Attention kernel, set explicitly (e.g. 'sdpa' on a GPU without flash-attn); None: "
+        None,
+        description="Attention kernel, set explicitly (e.g. 'sdpa' on a GPU without flash-attn); None: "
         "flash_attention_2 on a bf16 GPU with flash-attn, else sdpa (or the error above). One of "
-        "flash_attention_2, sdpa, eager.")
+        "flash_attention_2, sdpa, eager.",
+    )
     tf32: bool = Field(True, description="Allow TF32 matmuls on CUDA (seed: on).")
     lock_dir: str | None = Field(
-        None, description="Folder of the per-device lock files that make training exclusive. Default: "
-        "<system temp>/llama-sft-dagster-locks, shared by every checkout and Dagster instance on the machine.")
+        None,
+        description="Folder of the per-device lock files that make training exclusive. Default: "
+        "<system temp>/llama-sft-dagster-locks, shared by every checkout and Dagster instance on the machine.",
+    )
     processes: int | None = Field(
-        None, gt=0, description="Training processes on this machine (torchrun ranks): None = every visible GPU on "
-        "CUDA, 1 on CPU. More than 1 on CPU trains with gloo (what the tests use).")
+        None,
+        gt=0,
+        description="Training processes on this machine (torchrun ranks): None = every visible GPU on "
+        "CUDA, 1 on CPU. More than 1 on CPU trains with gloo (what the tests use).",
+    )
     launch_config: str = Field(
-        "ddp", description="accelerate config of the launch: 'ddp' (LoRA on a model that fits one device: 8B), "
+        "ddp",
+        description="accelerate config of the launch: 'ddp' (LoRA on a model that fits one device: 8B), "
         "'fsdp2' (shard a model that does not: 70B), 'deepspeed_zero3' (optional), or the path of your own "
-        "accelerate config file. The shipped ones are in llama_sft_dagster/launch/accelerate/.")
+        "accelerate config file. The shipped ones are in llama_sft_dagster/launch/accelerate/.",
+    )
 
     def plan(self, logger=None) -> DevicePlan:
-        plan = plan_device(self.device, machine_facts(), gradient_checkpointing=self.gradient_checkpointing,
-                           allow_flash_attention=self.flash_attention, allow_tf32=self.tf32,
-                           require_flash_attention=self.require_flash_attention,
-                           attn_implementation=self.attn_implementation)
+        plan = plan_device(
+            self.device,
+            machine_facts(),
+            gradient_checkpointing=self.gradient_checkpointing,
+            allow_flash_attention=self.flash_attention,
+            allow_tf32=self.tf32,
+            require_flash_attention=self.require_flash_attention,
+            attn_implementation=self.attn_implementation,
+        )
         if plan.fallback_reason:
-            (logger or log).warning(f"training on CPU in float32 ({plan.fallback_reason}); expect it to be slow "
-                                    "for anything but the demo model")
+            (logger or log).warning(
+                f"training on CPU in float32 ({plan.fallback_reason}); expect it to be slow "
+                "for anything but the demo model"
+            )
         return plan  # tf32 is applied by TrainingArguments(tf32=plan.tf32) via transformers' enable_tf32
 
     def process_count(self, plan: DevicePlan) -> int:
@@ -86,8 +113,10 @@ class GpuResource(dg.ConfigurableResource):
 
         visible = torch.cuda.device_count()
         if self.processes and self.processes > visible:
-            raise ValueError(f"gpu resource processes={self.processes}, but only {visible} CUDA device(s) are visible "
-                             "(CUDA_VISIBLE_DEVICES); lower processes or make more devices visible")
+            raise ValueError(
+                f"gpu resource processes={self.processes}, but only {visible} CUDA device(s) are visible "
+                "(CUDA_VISIBLE_DEVICES); lower processes or make more devices visible"
+            )
         return self.processes or visible
 
     def device_ids(self, plan: DevicePlan, processes: int = 1) -> list[str]:
@@ -98,16 +127,21 @@ class GpuResource(dg.ConfigurableResource):
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
         ids = [d.strip() for d in visible.split(",") if d.strip()] if visible else [str(i) for i in range(processes)]
         if len(ids) < processes:
-            raise ValueError(f"{processes} processes need {processes} GPUs, "
-                             f"CUDA_VISIBLE_DEVICES={visible!r} has {len(ids)}")
+            raise ValueError(
+                f"{processes} processes need {processes} GPUs, CUDA_VISIBLE_DEVICES={visible!r} has {len(ids)}"
+            )
         return ids[:processes]
 
     def lock_paths(self, plan: DevicePlan, processes: int = 1) -> list[Path]:
         """One lock per physical device a step uses (sorted: two steps asking for overlapping sets take
         them in the same order and cannot deadlock)."""
         folder = Path(self.lock_dir or Path(tempfile.gettempdir()) / "llama-sft-dagster-locks")
-        names = sorted({re.sub(r"[^A-Za-z0-9_.-]", "_", d if d == "cpu" else f"cuda-{d}")
-                        for d in self.device_ids(plan, processes)})
+        names = sorted(
+            {
+                re.sub(r"[^A-Za-z0-9_.-]", "_", d if d == "cpu" else f"cuda-{d}")
+                for d in self.device_ids(plan, processes)
+            }
+        )
         return [folder / f"{name}.lock" for name in names]
 
     def lock_path(self, plan: DevicePlan) -> Path:
@@ -125,8 +159,9 @@ class GpuResource(dg.ConfigurableResource):
         kernel when a killed run's process dies. A multi-process step holds one lock per GPU it uses.
         """
         with contextlib.ExitStack() as stack:
-            waited = sum(stack.enter_context(self._hold(path, plan, holder, logger))
-                         for path in self.lock_paths(plan, processes))
+            waited = sum(
+                stack.enter_context(self._hold(path, plan, holder, logger)) for path in self.lock_paths(plan, processes)
+            )
             yield waited
 
     @staticmethod
@@ -136,8 +171,10 @@ class GpuResource(dg.ConfigurableResource):
             path.parent.mkdir(parents=True, exist_ok=True)
             handle = open(path, "a+")
         except OSError as exc:
-            raise OSError(f"cannot open the device lock {path} ({exc.strerror}); set the gpu resource's "
-                          "lock_dir to a writable folder") from exc
+            raise OSError(
+                f"cannot open the device lock {path} ({exc.strerror}); set the gpu resource's "
+                "lock_dir to a writable folder"
+            ) from exc
         with handle:
             started = time.monotonic()
             try:

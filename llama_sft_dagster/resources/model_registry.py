@@ -7,6 +7,7 @@ Roll back by pointing the alias at an earlier version, whose files retention kee
     python -m llama_sft_dagster.resources.model_registry                # list versions, mark the champion
     python -m llama_sft_dagster.resources.model_registry --champion 3   # make version 3 the champion
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,9 @@ class RegisteredModel:
             client.get_registered_model(self.name)
         except MlflowException:
             client.create_registered_model(self.name, description="Merged LoRA fine-tunes (llama-sft-dagster).")
-        return client.create_model_version(self.name, source=source, run_id=run_id or None,
-                                           tags={k: str(v) for k, v in tags.items()})
+        return client.create_model_version(
+            self.name, source=source, run_id=run_id or None, tags={k: str(v) for k, v in tags.items()}
+        )
 
     def promote(self, version: str | int) -> None:
         self.client().set_registered_model_alias(self.name, CHAMPION, str(version))

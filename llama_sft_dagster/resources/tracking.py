@@ -25,15 +25,17 @@ termination raises a BaseException). A SIGKILL runs no `finally` and leaves its 
 is tagged `sft.host`/`sft.pid` and the next `start_run` of the same name marks KILLED the RUNNING runs of
 this host whose process has exited (runs of other hosts, or of a live pid, are left alone).
 
-If the store cannot be reached it logs one warning and yields None: `report_to()` then drops "mlflow" (else transformers' callback would start its
-own run and retry), and TrainingMonitor, seeing no active run, writes TensorBoard only. The reachability
-probe runs with `MLFLOW_HTTP_REQUEST_MAX_RETRIES=0` and `MLFLOW_HTTP_REQUEST_TIMEOUT=probe_timeout_s`
-(MLflow's defaults, 7 retries with backoff and 120 s, would stall a run for minutes).
+If the store cannot be reached it logs one warning and yields None: `report_to()` then drops "mlflow" (else
+transformers' callback would start its own run and retry), and TrainingMonitor, seeing no active run, writes
+TensorBoard only. The reachability probe runs with `MLFLOW_HTTP_REQUEST_MAX_RETRIES=0` and
+`MLFLOW_HTTP_REQUEST_TIMEOUT=probe_timeout_s` (MLflow's defaults, 7 retries with backoff and 120 s, would stall
+a run for minutes).
 
 Params never include secrets: a flattened key containing a secret-like word (token, secret, password,
 api_key...) or a value that looks like a credential (`hf_...`) is left out; the left-out key NAMES are
 recorded in the run tag `sft.redacted_params`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,14 +44,15 @@ import os
 import re
 import socket
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from llama_sft_dagster.housekeeping.processes import process_gone
 from llama_sft_dagster.config.profiles import state_dir
+from llama_sft_dagster.housekeeping.processes import process_gone
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +122,18 @@ def _env(**values: str) -> Iterator[None]:
 
 def _close_orphans(client, experiment_id: str, run_name: str) -> None:
     """Mark KILLED the RUNNING `run_name` runs started on this host by a process that no longer exists."""
-    query = f"attributes.status = 'RUNNING' and attributes.run_name = '{run_name}' and tags.`sft.host` = '{socket.gethostname()}'"
+    query = (
+        f"attributes.status = 'RUNNING' and attributes.run_name = '{run_name}' "
+        f"and tags.`sft.host` = '{socket.gethostname()}'"
+    )
     for orphan in client.search_runs([experiment_id], query):
         if process_gone(orphan.data.tags.get("sft.pid", "")):
             client.set_terminated(orphan.info.run_id, "KILLED")
-            log.info("MLflow run %s was left RUNNING by process %s, which has exited: marked KILLED",
-                     orphan.info.run_id, orphan.data.tags["sft.pid"])
+            log.info(
+                "MLflow run %s was left RUNNING by process %s, which has exited: marked KILLED",
+                orphan.info.run_id,
+                orphan.data.tags["sft.pid"],
+            )
 
 
 class MlflowTracking(dg.ConfigurableResource):
@@ -145,14 +154,14 @@ class MlflowTracking(dg.ConfigurableResource):
         prefix = "sqlite:///"
         if not self.tracking_uri.startswith(prefix):
             return self.tracking_uri
-        db = Path(self.tracking_uri[len(prefix):]).expanduser().resolve()
+        db = Path(self.tracking_uri[len(prefix) :]).expanduser().resolve()
         db.parent.mkdir(parents=True, exist_ok=True)
         return f"{prefix}{db}"
 
     def _artifact_location(self, uri: str) -> str | None:
         # next to the SQLite file; without this MLflow writes ./mlruns in the working directory
         if uri.startswith("sqlite:///"):
-            return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
+            return (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").as_uri()
         return None
 
     def _open(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]):
@@ -167,18 +176,28 @@ class MlflowTracking(dg.ConfigurableResource):
                 client = MlflowClient(tracking_uri=uri)
                 experiment = client.get_experiment_by_name(self.experiment_name)
                 experiment_id = (
-                    experiment.experiment_id if experiment is not None
+                    experiment.experiment_id
+                    if experiment is not None
                     else client.create_experiment(self.experiment_name, artifact_location=self._artifact_location(uri))
                 )
                 if (experiment.tags if experiment is not None else {}).get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
                     client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
                 _close_orphans(client, experiment_id, run_name)
             mlflow.set_tracking_uri(uri)
-            run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
-                                   tags={**tags, "sft.host": socket.gethostname(), "sft.pid": str(os.getpid())})
+            run = mlflow.start_run(
+                experiment_id=experiment_id,
+                run_name=run_name,
+                tags={**tags, "sft.host": socket.gethostname(), "sft.pid": str(os.getpid())},
+            )
         except Exception as exc:
-            log.warning("MLflow run could not start at %s (gave up after %.1fs; %s: %s); training goes on "
-                        "with TensorBoard only", uri, time.monotonic() - started, type(exc).__name__, exc)
+            log.warning(
+                "MLflow run could not start at %s (gave up after %.1fs; %s: %s); training goes on "
+                "with TensorBoard only",
+                uri,
+                time.monotonic() - started,
+                type(exc).__name__,
+                exc,
+            )
             return None
         try:
             kept, redacted = safe_params(params)
@@ -188,8 +207,11 @@ class MlflowTracking(dg.ConfigurableResource):
             if redacted:
                 mlflow.set_tag("sft.redacted_params", ",".join(redacted))
         except Exception as exc:
-            log.warning("MLflow refused the run's params (%s: %s); training goes on with TensorBoard only",
-                        type(exc).__name__, exc)
+            log.warning(
+                "MLflow refused the run's params (%s: %s); training goes on with TensorBoard only",
+                type(exc).__name__,
+                exc,
+            )
             self._end("FAILED")
             return None
         return run
@@ -205,9 +227,15 @@ class MlflowTracking(dg.ConfigurableResource):
             log.warning("MLflow could not end the run as %s: %s", status, exc)
 
     @contextlib.contextmanager
-    def start_run(self, run_name: str, *, params: Mapping[str, Any] | None = None,
-                  dagster_run_id: str | None = None, train_data_version: str | None = None,
-                  tags: Mapping[str, str] | None = None):
+    def start_run(
+        self,
+        run_name: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        dagster_run_id: str | None = None,
+        train_data_version: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ):
         """Active MLflow run for the `with` body (or None when tracking is unavailable); see module docstring."""
         all_tags = {**(tags or {})}
         if dagster_run_id:

@@ -1,6 +1,7 @@
 """The project's commands as a user types them, in subprocesses from the repo root:
 `sft-materialize-stale` (persistent instance, printed causes, no-op timing), the missing-upstream
 message of `dagster asset materialize`, and the UI launcher's signal handling."""
+
 import os
 import signal
 import socket
@@ -12,9 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from llama_sft_dagster.resources.artifacts import MissingUpstreamError
-from llama_sft_dagster.resources.artifacts import ArtifactStore
-
+from llama_sft_dagster.resources.artifacts import ArtifactStore, MissingUpstreamError
 from support.paths import REPO
 
 BIN = Path(sys.executable).parent
@@ -62,7 +61,10 @@ def test_dry_run_lists_missing_assets_and_runs_nothing(user_env, isolated_state)
     proc, _ = run([str(BIN / "sft-materialize-stale"), "--select", DATA_CHAIN, "--dry-run"], user_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "would materialize 4 asset(s):" in proc.stdout
-    assert "word_count_filtered: word_count_filtered is missing (never materialized); downstream of raw_pairs, which runs" in proc.stdout
+    assert (
+        "word_count_filtered: word_count_filtered is missing (never materialized); downstream of raw_pairs, which runs"
+        in proc.stdout
+    )
     assert not (isolated_state / "artifacts" / "raw_pairs").exists()
 
 
@@ -99,9 +101,14 @@ def test_ui_started_with_sigint_ignored_still_stops_on_sigterm(isolated_state):
     """A background job of a non-interactive shell starts with SIGINT ignored; the launcher must undo that."""
     port = free_port()
     env = {**os.environ, "SFT_STATE_DIR": str(isolated_state)}
-    proc = subprocess.Popen([sys.executable, "-m", "llama_sft_dagster.cli.ui", "--port", str(port)], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_sft_dagster.cli.ui", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

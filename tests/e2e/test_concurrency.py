@@ -1,6 +1,7 @@
 """Two real processes on one instance and one artifact store at the same moment (demo data chain, small):
 two `sft-materialize-stale`, then `dagster asset materialize` (a run as the UI or the schedule launches it)
 beside `sft-materialize-stale`. No asset's step computes twice at once, and no asset's files are torn."""
+
 import json
 import os
 import subprocess
@@ -21,16 +22,23 @@ ASSETS = ["bitext_raw", "multiwoz_raw", "raw_pairs", "word_count_filtered"]
 
 
 def _env(state: Path) -> dict:
-    return {**os.environ, "SFT_STATE_DIR": str(state), "DAGSTER_HOME": str(state / "dagster_home"),
-            "SFT_PROFILE": "demo"}
+    return {
+        **os.environ,
+        "SFT_STATE_DIR": str(state),
+        "DAGSTER_HOME": str(state / "dagster_home"),
+        "SFT_PROFILE": "demo",
+    }
 
 
 def _together(commands: list[list[str]], env: dict) -> list[subprocess.CompletedProcess]:
-    procs = [subprocess.Popen(c, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for c in commands]
+    procs = [
+        subprocess.Popen(c, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for c in commands
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
-    return [subprocess.CompletedProcess(c, p.returncode, o, e)
-            for c, p, (o, e) in zip(commands, procs, outs, strict=True)]
+    return [
+        subprocess.CompletedProcess(c, p.returncode, o, e) for c, p, (o, e) in zip(commands, procs, outs, strict=True)
+    ]
 
 
 def _materializations(instance, name: str) -> list:
@@ -72,8 +80,12 @@ def _wait_for_both_to_wait(instance, procs, timeout=240) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         runs = [r.dagster_run.run_id for r in instance.get_run_records()]
-        waiting = {run_id for run_id in runs for e in instance.all_logs(run_id)
-                   if e.user_message.startswith("waiting for word_count_filtered")}
+        waiting = {
+            run_id
+            for run_id in runs
+            for e in instance.all_logs(run_id)
+            if e.user_message.startswith("waiting for word_count_filtered")
+        }
         if len(waiting) == 2:
             return
         assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
@@ -88,16 +100,33 @@ def test_a_launched_run_and_the_stale_command_never_write_one_asset_at_once(tmp_
     state = tmp_path / "state"
     env = _env(state)
     # the instance exists already, as when the UI or the daemon is up (a dry run creates it)
-    subprocess.run([str(BIN / "sft-materialize-stale"), "--dry-run", "--no-observe"], cwd=REPO, env=env,
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [str(BIN / "sft-materialize-stale"), "--dry-run", "--no-observe"],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     in_process = json.dumps({"execution": {"config": {"in_process": {}}}})  # both runs start in seconds
-    launched = [str(BIN / "dagster"), "asset", "materialize", "-m", "llama_sft_dagster.definitions", "--select", CHAIN,
-                "--config-json", in_process]
+    launched = [
+        str(BIN / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "llama_sft_dagster.definitions",
+        "--select",
+        CHAIN,
+        "--config-json",
+        in_process,
+    ]
     stale = [str(BIN / "sft-materialize-stale"), "--select", CHAIN]
     held = FileLock(state / "artifacts" / ".locks" / "word_count_filtered.lock")
     assert held.try_acquire("the test")
-    procs = [subprocess.Popen(c, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for c in (launched, stale)]
+    procs = [
+        subprocess.Popen(c, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for c in (launched, stale)
+    ]
     try:
         with dg.DagsterInstance.from_config(str(state / "dagster_home")) as instance:
             _wait_for_both_to_wait(instance, procs)
@@ -122,6 +151,7 @@ def test_a_launched_run_and_the_stale_command_never_write_one_asset_at_once(tmp_
                 assert second_claim >= first_done, (name, writes)
         assert len(writes) == 2  # word_count_filtered: both runs built it, one after the other
         checks = instance.event_log_storage.get_asset_check_execution_history(
-            dg.AssetCheckKey(dg.AssetKey("word_count_filtered"), "rows_accounted_for"), limit=10)
+            dg.AssetCheckKey(dg.AssetKey("word_count_filtered"), "rows_accounted_for"), limit=10
+        )
         assert len(checks) == 2 and all(c.status.value == "SUCCEEDED" for c in checks)  # data and rejects agree
         _files_match_versions(instance, state)

@@ -1,6 +1,7 @@
 """A run killed while it holds the `gpu` pool slot must not block later training runs forever: the
 next run (through the gpu resource) or the daemon's sensor fails it and frees the slot. Real SIGKILL,
 real instance with the project's dagster.yaml."""
+
 import os
 import signal
 import subprocess
@@ -11,13 +12,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from llama_sft_dagster.housekeeping.processes import dead_runs, pid_still_runs_since, process_gone, process_start_time
 from llama_sft_dagster.housekeeping.dead_runs import dead_run_sensor, fail_dead_runs
-
+from llama_sft_dagster.housekeeping.processes import dead_runs, pid_still_runs_since, process_gone, process_start_time
 from support.paths import REPO
 
 GPU_HOLDER = str(Path(__file__).parents[1] / "support" / "gpu_holder.py")
-
 
 
 def test_dead_runs_needs_a_recorded_pid_that_no_longer_runs():
@@ -57,8 +56,9 @@ def home_with_a_killed_gpu_holder(isolated_state):
 @pytest.mark.slow
 def test_next_run_fails_the_killed_run_and_takes_the_gpu(home_with_a_killed_gpu_holder):
     home, env, killed_run = home_with_a_killed_gpu_holder
-    nxt = subprocess.Popen([sys.executable, GPU_HOLDER, "0"], env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+    nxt = subprocess.Popen(
+        [sys.executable, GPU_HOLDER, "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         out, err = nxt.communicate(timeout=90)  # without the fix it waits on the slot forever
     finally:

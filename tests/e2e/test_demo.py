@@ -3,6 +3,7 @@ a quiet terminal with a line per stage, progress and a summary; a run created fr
 with the sources' versions recorded; an MLflow run and TensorBoard files that read well; and on failure the
 cause as the last line.
 """
+
 import re
 
 import pytest
@@ -11,8 +12,15 @@ from support.demo_cli import run_demo
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["raw_pairs", "word_count_filtered", "token_limit_filtered", "english_filtered", "parroting_filtered",
-          "deduplicated_pairs", "sft_dataset"]
+STAGES = [
+    "raw_pairs",
+    "word_count_filtered",
+    "token_limit_filtered",
+    "english_filtered",
+    "parroting_filtered",
+    "deduplicated_pairs",
+    "sft_dataset",
+]
 
 
 def test_demo_prints_a_line_per_stage_progress_and_a_summary(demo_cli_run):
@@ -30,10 +38,22 @@ def test_demo_prints_a_line_per_stage_progress_and_a_summary(demo_cli_run):
     assert [p.split()[2] for p in progress if "eval_loss" not in p] == ["6/10", "10/10"]
     assert [p.split()[2] for p in progress if "eval_loss" in p] == ["5/10", "10/10"]
     assert all("tokens/s" in p and "ETA" in p for p in progress)
-    summary = lines[lines.index(next(line for line in lines if line.startswith("=== finished in"))):]
-    for needle in ["Row funnel", "train loss", "Checks:", "0 failed", "/runs/", "/assets/run_report",
-                   "Evaluation (base -> tuned", "/assets/adapter_evaluation", "champion: promoted",
-                   "MLflow run (make mlflow)", "TensorBoard (make tensorboard)", "adapter:", "merged model:"]:
+    summary = lines[lines.index(next(line for line in lines if line.startswith("=== finished in"))) :]
+    for needle in [
+        "Row funnel",
+        "train loss",
+        "Checks:",
+        "0 failed",
+        "/runs/",
+        "/assets/run_report",
+        "Evaluation (base -> tuned",
+        "/assets/adapter_evaluation",
+        "champion: promoted",
+        "MLflow run (make mlflow)",
+        "TensorBoard (make tensorboard)",
+        "adapter:",
+        "merged model:",
+    ]:
         assert any(needle in line for line in summary), needle
     log_file = run.state / "logs"
     assert "STEP_SUCCESS" in next(log_file.glob("demo-*.log")).read_text()  # Dagster's events went to the file
@@ -80,8 +100,14 @@ def test_mlflow_store_and_tensorboard_read_well(demo_cli_run):
     assert "config.train.lora_r" in params and "config.data.train_version" in params
     assert not {"vocab_size", "hidden_size", "output_dir", "adam_beta1"} & set(params)  # no model-config noise
     metrics = set(run.data.metrics)
-    assert {"train/loss", "eval/loss", "train/learning_rate", "grad_norm/mean_over_modules",
-            "monitor/token_efficiency", "monitor/token_efficiency_whole_run"} <= metrics
+    assert {
+        "train/loss",
+        "eval/loss",
+        "train/learning_rate",
+        "grad_norm/mean_over_modules",
+        "monitor/token_efficiency",
+        "monitor/token_efficiency_whole_run",
+    } <= metrics
     assert not [m for m in metrics if m.endswith("_proj")], "per-module series belong in TensorBoard"
     artifacts = {f.path for f in client.list_artifacts(run.info.run_id, "plots")}
     assert {"plots/loss.png", "plots/grad_norm.png", "plots/effective_rank.png"} <= artifacts

@@ -6,6 +6,7 @@ Each §1 property of issue 9 is a blocking check of the run (masking: pad, one B
 source sampled; merged_model_stops_on_eot) and is asserted here from the check results and the files;
 tests/unit/test_llama31_template.py shows each check failing on broken input. The run is the session's
 (tests/support/rehearsal_state.py), shared with tests/e2e/test_rehearsal_multiprocess.py."""
+
 import json
 
 import pytest

@@ -7,6 +7,7 @@ import) on a private copy of the session's rehearsal state (tests/support/rehear
 for tests/e2e/test_rehearsal.py too), so the two trainings are this file's only cost. The assertions are
 the demo profile's (tests/support/rank_comparison.py, used by tests/graph/test_multiprocess_training.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,15 @@ MAX_STEPS = 4
 # because each rank draws its own dropout masks (as in tests/graph/test_multiprocess_training.py). Eval batch 4
 # in both runs: eval_loss is the Trainer's mean of per-batch mean losses, and 2 ranks x 4 evaluate the same two
 # batches as 1 rank's 4 + 4 (1 x 8 against 2 x 4 would weigh tokens otherwise: measured 3.2e-5 apart at 16/8).
-TRAIN = {"max_steps": MAX_STEPS, "eval_steps": 2, "save_steps": 2, "gradient_accumulation_steps": 2,
-         "lora_dropout": 0.0, "eval_max_samples": 8, "per_device_eval_batch_size": 4}
+TRAIN = {
+    "max_steps": MAX_STEPS,
+    "eval_steps": 2,
+    "save_steps": 2,
+    "gradient_accumulation_steps": 2,
+    "lora_dropout": 0.0,
+    "eval_max_samples": 8,
+    "per_device_eval_batch_size": 4,
+}
 BATCH = {1: 2, 2: 1}  # per-device micro-batch by process count: the same global batch
 TRAIN_ROWS = 64  # 4 steps x 4 samples; every rank tokenizes the whole split
 
@@ -47,8 +55,9 @@ def test_two_processes_train_the_rehearsal_like_one_with_the_same_global_batch(r
     for processes, batch in BATCH.items():
         state = training_copy(rehearsal_state, tmp_path / f"p{processes}", TRAIN_ROWS)
         config = {**TRAIN, "per_device_train_batch_size": batch}
-        run = run_rehearsal(state, "--select", "train_adapter", "--processes", str(processes),
-                            "--train-config", json.dumps(config))
+        run = run_rehearsal(
+            state, "--select", "train_adapter", "--processes", str(processes), "--train-config", json.dumps(config)
+        )
         assert run["success"], run["failures"]
         runs[processes] = (state, run["assets"]["train_adapter"], run["steps"]["train_adapter"])
     # the rehearsal's model, not the demo's: a random init over Llama 3.1's 128,256 tokens starts at ln(128,256)

@@ -3,6 +3,7 @@
 materializes the raw group through the UI's "Materialize all" button, and the run succeeds.
 Screenshot: test-artifacts/ui_asset_graph.png. Needs /usr/bin/chromium (`make browser`).
 """
+
 import contextlib
 import json
 import os
@@ -19,11 +20,19 @@ import pytest
 from support.paths import REPO
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 ARTIFACTS = REPO / "test-artifacts"
 LOCATION = "llama_sft_dagster"  # workspace.yaml's name: `make ui` and `make demo` share it
-LOCATIONS_QUERY = "{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { __typename } } } } }"
+LOCATIONS_QUERY = (
+    "{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { __typename } } } } }"
+)
 RAW_GROUP = ["bitext_source", "multiwoz_source", "bitext_raw", "multiwoz_raw", "raw_pairs"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -36,8 +45,9 @@ def free_port() -> int:
 
 
 def graphql(base: str, query: str) -> dict:
-    request = urllib.request.Request(f"{base}/graphql", data=json.dumps({"query": query}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{base}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         body = json.loads(response.read())
     assert not body.get("errors"), body["errors"]
@@ -51,7 +61,8 @@ def wait_for_server(base: str, proc: subprocess.Popen, timeout_s: float = 120) -
         try:
             entries = graphql(base, LOCATIONS_QUERY)["workspaceOrError"]["locationEntries"]
             if {(e["name"], e["locationOrLoadError"]["__typename"]) for e in entries if e["locationOrLoadError"]} == {
-                    (LOCATION, "RepositoryLocation")}:
+                (LOCATION, "RepositoryLocation")
+            }:
                 return
         except OSError:
             pass
@@ -76,8 +87,13 @@ def ui_server(state: Path):
     port = free_port()
     env = {**os.environ, "SFT_STATE_DIR": str(state), "DAGSTER_HOME": str(state / "dagster_home")}
     log = open(state / f"dagster_dev_{port}.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "llama_sft_dagster.cli.ui", "--port", str(port)],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_sft_dagster.cli.ui", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_server(base, proc)
@@ -116,7 +132,14 @@ def test_asset_graph_lists_assets_and_materializes_raw_group(dagster_ui, isolate
     with sync_playwright() as pw:
         browser, page = open_browser(pw)
         page.goto(f"{base}/assets", wait_until="networkidle")
-        for name in ["bitext_raw", "raw_pairs", "word_count_filtered", "english_filtered", "train_pairs", "validation_pairs"]:
+        for name in [
+            "bitext_raw",
+            "raw_pairs",
+            "word_count_filtered",
+            "english_filtered",
+            "train_pairs",
+            "validation_pairs",
+        ]:
             page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
 
         page.goto(f"{base}/locations/{LOCATION}/asset-groups/raw", wait_until="networkidle")

@@ -6,6 +6,7 @@ run: 10 steps at the demo learning rate) but 3 steps, so it moves off the base m
 direction (it must still beat its base: the blocking check) and stops far short of the champion. The test
 asserts both facts from the figures, so a challenger that happened to tie or win would fail it loudly.
 (A tie is not promoted either: tests/unit/test_evaluation.py covers the rule.)"""
+
 import shutil
 from pathlib import Path
 
@@ -54,10 +55,18 @@ def test_worse_challenger_is_not_promoted_and_champion_files_survive(demo_state,
     resources = project_resources(state, artifacts=store)
     names = ["train_adapter", "merged_model", "adapter_evaluation", "champion_model"]
     with instance_at(tmp_path / "home") as instance:
-        result = dg.materialize([*all_assets, *all_checks], selection=names, resources=resources, instance=instance,
-                                run_config={"ops": {"train_adapter": {"config": WORSE}}}, raise_on_error=False)
-        meta = {e.materialization.asset_key.path[-1]: e.materialization.metadata
-                for e in result.get_asset_materialization_events()}
+        result = dg.materialize(
+            [*all_assets, *all_checks],
+            selection=names,
+            resources=resources,
+            instance=instance,
+            run_config={"ops": {"train_adapter": {"config": WORSE}}},
+            raise_on_error=False,
+        )
+        meta = {
+            e.materialization.asset_key.path[-1]: e.materialization.metadata
+            for e in result.get_asset_materialization_events()
+        }
         checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
         assert checks["adapter_evaluation_beats_base"], "the challenger must beat its base, so the registry decides"
         decision = meta["champion_model"]
@@ -70,8 +79,13 @@ def test_worse_challenger_is_not_promoted_and_champion_files_survive(demo_state,
         loss, champion_loss = decision["challenger_loss"].value, decision["champion_loss_before"].value
         assert meta["adapter_evaluation"]["base_loss"].value > loss > champion_loss, (loss, champion_loss)
         # a second retraining: with keep_versions=1 the first challenger's adapter goes, the champion's stays
-        again = dg.materialize([*all_assets], selection=["train_adapter"], resources=resources, instance=instance,
-                               run_config={"ops": {"train_adapter": {"config": SHORT}}})
+        again = dg.materialize(
+            [*all_assets],
+            selection=["train_adapter"],
+            resources=resources,
+            instance=instance,
+            run_config={"ops": {"train_adapter": {"config": SHORT}}},
+        )
     assert again.success
     assert int(_champion(state).version) == 1 and _champion(state).source == champion.source
     assert (champion_adapter / "adapter_model.safetensors").exists() and (champion_adapter.parent / "PROMOTED").exists()

@@ -5,6 +5,7 @@ stale while everything upstream stays fresh.
 Each variant is a copy of the package with one file edited, loaded in a fresh interpreter, as a user's
 next `dagster dev` would load the edited checkout.
 """
+
 import ast
 import json
 import os
@@ -24,8 +25,10 @@ from support.staleness_graph import build_defs, bump_code_version, write_sources
 pytestmark = pytest.mark.slow  # each variant imports the definitions in a new interpreter (~5 s)
 
 FILTERS = Path("llama_sft_dagster/core/data/filters.py")
-PRINT_VERSIONS = ("import json; from llama_sft_dagster.definitions import all_assets; "
-                  "print(json.dumps({k.to_user_string(): v for a in all_assets for k, v in a.code_versions_by_key.items()}))")
+PRINT_VERSIONS = (
+    "import json; from llama_sft_dagster.definitions import all_assets; "
+    "print(json.dumps({k.to_user_string(): v for a in all_assets for k, v in a.code_versions_by_key.items()}))"
+)
 
 
 def find_function(tree: ast.AST, qualname: str) -> ast.FunctionDef:
@@ -46,14 +49,16 @@ def insert_before_return(source: str, function: str, line: str) -> str:
 
 def code_versions(tmp_path: Path, function: str | None = None, line: str | None = None) -> dict[str, str]:
     root = tmp_path / (f"{function}-{abs(hash(line))}" if function else "original")
-    shutil.copytree(REPO / "llama_sft_dagster", root / "llama_sft_dagster",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "llama_sft_dagster", root / "llama_sft_dagster", ignore=shutil.ignore_patterns("__pycache__")
+    )
     if function:
         path = root / FILTERS
         path.write_text(insert_before_return(path.read_text(), function, line))
     env = {**os.environ, "PYTHONPATH": str(root)}
-    proc = subprocess.run([sys.executable, "-c", PRINT_VERSIONS], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", PRINT_VERSIONS], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -88,11 +93,16 @@ def test_the_edited_stage_is_stale_on_a_real_instance_and_nothing_upstream(versi
     bitext, multiwoz = write_sources(tmp_path)
     instance = dg.DagsterInstance.ephemeral()
     assert materialize_stale(build_defs(tmp_path, bitext, multiwoz), instance).ok
-    edited = build_defs(tmp_path, bitext, multiwoz,
-                        bump_code_version("token_limit_filtered", versions["token_logic"]["token_limit_filtered"]))
+    edited = build_defs(
+        tmp_path,
+        bitext,
+        multiwoz,
+        bump_code_version("token_limit_filtered", versions["token_logic"]["token_limit_filtered"]),
+    )
     planned = stale_plan.plan(instance, edited.resolve_asset_graph(), whole_chain=False)
     assert [(p.name, p.reasons) for p in planned] == [
-        ("token_limit_filtered", ("token_limit_filtered has a new code version",))]
+        ("token_limit_filtered", ("token_limit_filtered has a new code version",))
+    ]
     summary = materialize_stale(edited, instance)
     # the edit keeps the same rows, so the content version is unchanged and nothing below reruns
     assert summary.ok and summary.materialized == ["token_limit_filtered"]

@@ -1,5 +1,6 @@
 """End-to-end materialization of the data graph (raw -> split) with real Dagster, on the demo corpus
 and on the real samples in ../shared/data; plus the real `dagster asset materialize` command."""
+
 import os
 import subprocess
 import sys
@@ -9,10 +10,8 @@ import pytest
 
 from llama_sft_dagster.assets import checks
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
-
 from support.data_graph import FILTER_STAGES, materialize_data_graph
 from support.paths import REPO
-
 
 
 def stage_metadata(result, asset: str) -> dict:
@@ -48,8 +47,12 @@ def test_demo_corpus_every_filter_drops_something(tmp_path):
     print(counts)  # the per-stage figures quoted in the closing note
     for stage in ["raw_pairs", *FILTER_STAGES]:
         assert counts[stage]["rows_in"] > counts[stage]["rows_out"], f"{stage} dropped nothing on the demo corpus"
-    assert counts["english_filtered"].get("dropped_language_french") and counts["english_filtered"].get("dropped_language_chinese")
-    assert counts["deduplicated_pairs"].get("dropped_exact_duplicate") and counts["deduplicated_pairs"].get("dropped_near_duplicate")
+    assert counts["english_filtered"].get("dropped_language_french") and counts["english_filtered"].get(
+        "dropped_language_chinese"
+    )
+    assert counts["deduplicated_pairs"].get("dropped_exact_duplicate") and counts["deduplicated_pairs"].get(
+        "dropped_near_duplicate"
+    )
     # every dropped row is in a rejects file with its reason
     for stage in FILTER_STAGES:
         rejects = pq.read_table(tmp_path / "artifacts" / stage / "rejects.parquet")
@@ -65,9 +68,14 @@ def test_demo_corpus_every_filter_drops_something(tmp_path):
 @pytest.mark.parametrize(
     "bitext_file, multiwoz_path",
     [
-        ("bitext/Bitext_Sample_Customer_Support_Training_Dataset_27K_responses-v11.head5000.csv", "multiwoz_2.2/hf_dummy_fixtures"),
-        ("bitext/earlier_release_2023-08/Bitext_Sample_Customer_Support_Training_Dataset.csv",
-         "multiwoz_2.2/samples/dialogstudio_original_examples.json"),
+        (
+            "bitext/Bitext_Sample_Customer_Support_Training_Dataset_27K_responses-v11.head5000.csv",
+            "multiwoz_2.2/hf_dummy_fixtures",
+        ),
+        (
+            "bitext/earlier_release_2023-08/Bitext_Sample_Customer_Support_Training_Dataset.csv",
+            "multiwoz_2.2/samples/dialogstudio_original_examples.json",
+        ),
     ],
     ids=["v11_head5000+hf_fixtures", "release_2023_08+dialogstudio"],
 )
@@ -93,8 +101,9 @@ def test_dagster_cli_materializes_from_repo_root(tmp_path):
     (tmp_path / "home").mkdir()
     activate = os.path.join(os.path.dirname(sys.executable), "activate")
     typed = "dagster asset materialize --select bitext_raw,multiwoz_raw,raw_pairs"
-    proc = subprocess.run(["bash", "-c", f"source {activate} && {typed}"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        ["bash", "-c", f"source {activate} && {typed}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "RUN_SUCCESS" in proc.stderr + proc.stdout
     pairs = pq.read_table(tmp_path / "state" / "artifacts" / "raw_pairs" / "data.parquet")

@@ -89,5 +89,6 @@ def test_stale_command_ends_with_the_cause(tmp_path):
         summary = materialize_stale(build_defs(tmp_path, bitext, multiwoz), instance, "bitext_raw", out=lines.append)
     assert not summary.ok and summary.materialized == [] and summary.not_built == ["bitext_raw"]
     assert lines[-2].startswith("materialized 0 asset(s) in 1 run(s)") and lines[-2].endswith("not built: bitext_raw")
-    assert lines[-1].startswith(f"FAILED bitext_raw: RawDataError: {bitext}: column 'instruction' has type double, "
-                                "not text"), lines[-1]
+    assert lines[-1].startswith(
+        f"FAILED bitext_raw: RawDataError: {bitext}: column 'instruction' has type double, not text"
+    ), lines[-1]

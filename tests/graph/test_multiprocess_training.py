@@ -10,6 +10,7 @@ Shares the demo state of the reliability tests (tests/support/demo_state.py), tr
 the comparison and the rank-0 assertions are tests/support/rank_comparison.py's (the rehearsal profile's
 2-process test, tests/e2e/test_rehearsal_multiprocess.py, makes the same ones).
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -23,8 +24,14 @@ import dagster as dg
 import pytest
 
 from support.demo_state import build_demo_state, instance_at
-from support.rank_comparison import (assert_rank0_alone_wrote, assert_same_trajectories, history, mlflow_client,
-                                  train_dir, training_copy)
+from support.rank_comparison import (
+    assert_rank0_alone_wrote,
+    assert_same_trajectories,
+    history,
+    mlflow_client,
+    train_dir,
+    training_copy,
+)
 from support.resources import project_resources
 
 pytestmark = pytest.mark.slow
@@ -52,9 +59,14 @@ def _train(state: Path, processes: int, batch: int, config: dict | None = None):
     train = {**STEPS, "per_device_train_batch_size": batch, **(config or {})}
     run_config = {"ops": {"train_adapter": {"config": train}}}
     with instance_at(state / "dagster_home") as instance:
-        result = dg.materialize([*all_assets, *all_checks], selection=["train_adapter"], instance=instance,
-                                resources=project_resources(state, gpu=gpu), run_config=run_config,
-                                raise_on_error=False)
+        result = dg.materialize(
+            [*all_assets, *all_checks],
+            selection=["train_adapter"],
+            instance=instance,
+            resources=project_resources(state, gpu=gpu),
+            run_config=run_config,
+            raise_on_error=False,
+        )
         pool = instance.event_log_storage.get_concurrency_info("gpu")
     return result, pool
 

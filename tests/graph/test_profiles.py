@@ -1,6 +1,7 @@
 """The profile is chosen when the Definitions are built (`build_defs(profile)`, or `defs` as Dagster loads it,
 reading SFT_PROFILE then), not when the modules are imported: one interpreter builds every profile, and the
 launchpad shows the built profile's defaults."""
+
 import dagster as dg
 
 from llama_sft_dagster import definitions
@@ -27,8 +28,9 @@ def test_demo_and_full_definitions_in_one_interpreter_show_their_own_defaults():
         assert config_default(defs, merge_check, "probe_dtype") == merge.probe_dtype
         assert defs.resources["gpu"].require_flash_attention == (profile != "demo")
     # the values themselves differ (read from config/training.py: the seed's in full, small ones in demo)
-    assert config_default(built["demo"], "train_adapter", "learning_rate") != \
-        config_default(built["full"], "train_adapter", "learning_rate")
+    assert config_default(built["demo"], "train_adapter", "learning_rate") != config_default(
+        built["full"], "train_adapter", "learning_rate"
+    )
     assert config_default(built["full"], "base_model", "model_id") == "meta-llama/Llama-3.1-8B-Instruct"
     # code versions include the config defaults, so a profile's assets are versioned by its own defaults
     versions = {p: d.resolve_assets_def("train_adapter").code_versions_by_key for p, d in built.items()}
@@ -43,5 +45,7 @@ def test_dagster_loads_the_lazy_definitions_of_the_active_profile(monkeypatch):
     monkeypatch.setenv("SFT_PROFILE", "full")
     repo = repository_def_from_target_def(definitions.defs)  # as the code server loads `-m ...definitions`
     node = repo.assets_defs_by_key[dg.AssetKey("train_adapter")].node_def
-    assert node.config_schema.config_type.fields["learning_rate"].default_value == \
-        config_for("full", TrainConfig)().learning_rate
+    assert (
+        node.config_schema.config_type.fields["learning_rate"].default_value
+        == config_for("full", TrainConfig)().learning_rate
+    )

@@ -1,4 +1,5 @@
 """The rank sweep on the demo run's data: two partitions through train_adapter's code path, then the report."""
+
 import json
 
 import dagster as dg
@@ -23,13 +24,19 @@ def test_two_ranks_and_the_report(demo_state, tmp_path):
     resources = project_resources(state)
     with instance_at(tmp_path / "home") as instance:
         for rank in ("8", "32"):
-            result = dg.materialize(sweep_assets, selection=["lora_rank_sweep"], partition_key=rank,
-                                    resources=resources, instance=instance,
-                                    run_config={"ops": {"lora_rank_sweep": {"config": SWEEP_CONFIG}}})
+            result = dg.materialize(
+                sweep_assets,
+                selection=["lora_rank_sweep"],
+                partition_key=rank,
+                resources=resources,
+                instance=instance,
+                run_config={"ops": {"lora_rank_sweep": {"config": SWEEP_CONFIG}}},
+            )
             assert result.success
         report = dg.materialize(sweep_assets, selection=["rank_sweep_report"], resources=resources, instance=instance)
-    rows = {r: json.loads((state / "artifacts" / "lora_rank_sweep" / f"r{r}" / "sweep.json").read_text())
-            for r in (8, 32)}
+    rows = {
+        r: json.loads((state / "artifacts" / "lora_rank_sweep" / f"r{r}" / "sweep.json").read_text()) for r in (8, 32)
+    }
     assert [rows[r]["lora_alpha"] for r in (8, 32)] == [16, 64]  # alpha = 2r
     assert all(rows[r]["global_steps"] == 4 and rows[r]["seed"] == 42 for r in rows)  # one budget, one seed
     assert rows[32]["trainable_params"] == 4 * rows[8]["trainable_params"]  # LoRA parameters grow linearly in r

@@ -1,5 +1,6 @@
 """Every run-config recipe in recipes/ is valid for the sft_pipeline job (the launchpad) and for the asset job
 `dagster asset materialize -c` builds, under the real config schema; the README lists each one."""
+
 import dagster as dg
 import pytest
 import yaml
@@ -40,8 +41,17 @@ def test_seed_recipe_holds_the_seeds_values():
     from llama_sft_dagster.config.training import TrainConfig
 
     train = yaml.safe_load((REPO / "recipes" / "full_seed.yaml").read_text())["ops"]["train_adapter"]["config"]
-    seed = {"lora_r": 64, "lora_alpha": 128, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 4,
-            "learning_rate": 2e-4, "num_train_epochs": 3.0, "max_steps": -1, "eval_steps": 200, "save_steps": 200}
+    seed = {
+        "lora_r": 64,
+        "lora_alpha": 128,
+        "per_device_train_batch_size": 8,
+        "gradient_accumulation_steps": 4,
+        "learning_rate": 2e-4,
+        "num_train_epochs": 3.0,
+        "max_steps": -1,
+        "eval_steps": 200,
+        "save_steps": 200,
+    }
     assert {k: train[k] for k in seed} == seed
     TrainConfig(**train)  # and the trainer config accepts them together (save_steps a multiple of eval_steps...)
 

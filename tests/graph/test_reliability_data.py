@@ -1,4 +1,5 @@
 """Faults on the data side: kills mid-write, unwritable or full disks, corpora that filter to nothing."""
+
 import csv
 import json
 import os
@@ -15,7 +16,6 @@ import pytest
 from llama_sft_dagster.core.data.storage import ArtifactPathError, read_parquet, write_parquet
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
-
 from support.data_graph import materialize_data_graph
 
 WRITER = textwrap.dedent(
@@ -90,24 +90,40 @@ def write_multiwoz(folder, dialogues):
     return folder
 
 
-ONE_DIALOGUE = [{"dialogue_id": "D1.json", "services": ["hotel"], "turns": [
-    {"turn_id": "0", "speaker": "USER", "utterance": "hi", "frames": []},
-    {"turn_id": "1", "speaker": "SYSTEM", "utterance": "hello", "frames": []}]}]
+ONE_DIALOGUE = [
+    {
+        "dialogue_id": "D1.json",
+        "services": ["hotel"],
+        "turns": [
+            {"turn_id": "0", "speaker": "USER", "utterance": "hi", "frames": []},
+            {"turn_id": "1", "speaker": "SYSTEM", "utterance": "hello", "frames": []},
+        ],
+    }
+]
 
 
 @pytest.mark.slow
 def test_everything_filtered_out_fails_at_the_split_with_per_stage_counts(tmp_path):
     bitext = write_bitext_csv(tmp_path / "b.csv", [["B", "cancel order", "ORDER", "cancel_order", "ok sure"]] * 20)
     multiwoz = write_multiwoz(tmp_path / "mw", ONE_DIALOGUE)
-    with pytest.raises(Exception, match=r"no pairs left to split.*word_count_filtered: 0 kept \(short_instruction 21\)"):
+    with pytest.raises(
+        Exception, match=r"no pairs left to split.*word_count_filtered: 0 kept \(short_instruction 21\)"
+    ):
         materialize_data_graph(tmp_path, BitextSource(location=str(bitext)), MultiwozSource(location=str(multiwoz)))
 
 
 @pytest.mark.slow
 def test_corpus_of_duplicate_pairs_keeps_one_of_each(tmp_path):
-    rows = [["B", f"I need help with order number {i} that never arrived at my home",
-             "ORDER", "track_order", f"I am sorry order {i} is late; let me check the courier status for you now."]
-            for i in range(30)]
+    rows = [
+        [
+            "B",
+            f"I need help with order number {i} that never arrived at my home",
+            "ORDER",
+            "track_order",
+            f"I am sorry order {i} is late; let me check the courier status for you now.",
+        ]
+        for i in range(30)
+    ]
     bitext = write_bitext_csv(tmp_path / "b.csv", [r for r in rows for _ in range(2)])  # each row twice
     multiwoz = write_multiwoz(tmp_path / "mw", ONE_DIALOGUE)
     materialize_data_graph(tmp_path, BitextSource(location=str(bitext)), MultiwozSource(location=str(multiwoz)))

@@ -3,6 +3,7 @@ training, half-written checkpoints are skipped, empty splits fail early with a c
 
 The slow tests share one demo run of the whole graph (tests/support/demo_state.py) and train on private copies.
 """
+
 import hashlib
 import json
 import logging
@@ -18,10 +19,9 @@ import dagster as dg
 import pytest
 
 from llama_sft_dagster.core.training.trainer import RUN_CONFIG, last_complete_checkpoint, resume_checkpoint
-
+from support.demo_state import build_demo_state, copy_artifacts, instance_at
 from support.paths import REPO
 from support.resources import project_resources
-from support.demo_state import build_demo_state, copy_artifacts, instance_at
 
 KILL_CONFIG = {"max_steps": 20, "eval_steps": 5, "save_steps": 5}
 
@@ -39,8 +39,14 @@ def _materialize(state, names, run_config=None, **overrides):
     from llama_sft_dagster.definitions import all_assets, all_checks
 
     with instance_at(state / "dagster_home") as instance:
-        return dg.materialize([*all_assets, *all_checks], selection=names, resources=project_resources(state, **overrides),
-                              instance=instance, run_config=run_config or {}, raise_on_error=False)
+        return dg.materialize(
+            [*all_assets, *all_checks],
+            selection=names,
+            resources=project_resources(state, **overrides),
+            instance=instance,
+            run_config=run_config or {},
+            raise_on_error=False,
+        )
 
 
 def _metadata(result, asset):
@@ -48,6 +54,7 @@ def _metadata(result, asset):
 
 
 # --- half-written checkpoints (pure folder logic) ---------------------------------------------------
+
 
 def _checkpoint(folder, step, complete=True):
     (folder / f"checkpoint-{step}").mkdir(parents=True)
@@ -74,12 +81,29 @@ def test_only_half_written_checkpoints_start_fresh(tmp_path):
 
 # --- a real SIGKILL mid-training --------------------------------------------------------------------
 
+
 def _start_training(state):
     """`dagster asset materialize --select train_adapter` in its own process group, on the copied store."""
-    env = {**os.environ, "SFT_STATE_DIR": str(state), "DAGSTER_HOME": str(state / "dagster_home"), "SFT_PROFILE": "demo"}
+    env = {
+        **os.environ,
+        "SFT_STATE_DIR": str(state),
+        "DAGSTER_HOME": str(state / "dagster_home"),
+        "SFT_PROFILE": "demo",
+    }
     (state / "dagster_home").mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "llama_sft_dagster.definitions",
-           "--select", "train_adapter", "--config-json", json.dumps({"ops": {"train_adapter": {"config": KILL_CONFIG}}})]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "asset",
+        "materialize",
+        "-m",
+        "llama_sft_dagster.definitions",
+        "--select",
+        "train_adapter",
+        "--config-json",
+        json.dumps({"ops": {"train_adapter": {"config": KILL_CONFIG}}}),
+    ]
     log = open(state / "killed_run.log", "wb")
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -105,7 +129,10 @@ def test_sigkill_mid_training_resumes_from_the_latest_checkpoint(demo_state, tmp
     import mlflow
 
     state = copy_artifacts(demo_state, tmp_path / "state")
-    checkpoints, adapter = state / "artifacts" / "train_adapter" / "checkpoints", state / "artifacts" / "train_adapter" / "current" / "adapter"
+    checkpoints, adapter = (
+        state / "artifacts" / "train_adapter" / "checkpoints",
+        state / "artifacts" / "train_adapter" / "current" / "adapter",
+    )
     previous_adapter = _digest(adapter)
     proc = _start_training(state)
     _wait_for_checkpoint(proc, checkpoints, state / "killed_run.log")
@@ -125,7 +152,9 @@ def test_sigkill_mid_training_resumes_from_the_latest_checkpoint(demo_state, tmp
     from llama_sft_dagster.resources.gpu import GpuResource
 
     # same resources as the CLI's Definitions (GpuResource() = device "auto"), so the run fingerprint matches
-    result = _materialize(state, ["train_adapter"], {"ops": {"train_adapter": {"config": KILL_CONFIG}}}, gpu=GpuResource())
+    result = _materialize(
+        state, ["train_adapter"], {"ops": {"train_adapter": {"config": KILL_CONFIG}}}, gpu=GpuResource()
+    )
     assert result.success
     meta = _metadata(result, "train_adapter")
     assert meta["resumed_from"] == killed_at
@@ -166,15 +195,24 @@ def test_runs_left_running_by_a_dead_process_are_marked_killed(tmp_path):
     dead.wait()
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     zombie = subprocess.Popen([sys.executable, "-c", "pass"])  # exits, not reaped until wait(): state Z
-    while Path(f"/proc/{zombie.pid}").exists() and Path(f"/proc/{zombie.pid}/stat").read_text().split(") ")[1][0] != "Z":
+    while (
+        Path(f"/proc/{zombie.pid}").exists() and Path(f"/proc/{zombie.pid}/stat").read_text().split(") ")[1][0] != "Z"
+    ):
         time.sleep(0.05)
     host = socket.gethostname()
     try:
-        left = {name: client.create_run(experiment_id, run_name=run_name, tags={"sft.host": h, "sft.pid": str(pid)}).info.run_id
-                for name, run_name, h, pid in [("dead", "train_adapter", host, dead.pid), ("live", "train_adapter", host, live.pid),
-                                               ("zombie", "train_adapter", host, zombie.pid),
-                                               ("other_host", "train_adapter", host + "-x", dead.pid),
-                                               ("other_name", "evaluate", host, dead.pid)]}
+        left = {
+            name: client.create_run(
+                experiment_id, run_name=run_name, tags={"sft.host": h, "sft.pid": str(pid)}
+            ).info.run_id
+            for name, run_name, h, pid in [
+                ("dead", "train_adapter", host, dead.pid),
+                ("live", "train_adapter", host, live.pid),
+                ("zombie", "train_adapter", host, zombie.pid),
+                ("other_host", "train_adapter", host + "-x", dead.pid),
+                ("other_name", "evaluate", host, dead.pid),
+            ]
+        }
         with tracking.start_run("train_adapter") as run:
             assert run is not None
         status = {name: client.get_run(run_id).info.status for name, run_id in left.items()}
@@ -182,11 +220,17 @@ def test_runs_left_running_by_a_dead_process_are_marked_killed(tmp_path):
         live.kill()
         live.wait()
         zombie.wait()
-    assert status == {"dead": "KILLED", "live": "RUNNING", "zombie": "KILLED", "other_host": "RUNNING",
-                      "other_name": "RUNNING"}
+    assert status == {
+        "dead": "KILLED",
+        "live": "RUNNING",
+        "zombie": "KILLED",
+        "other_host": "RUNNING",
+        "other_name": "RUNNING",
+    }
 
 
 # --- MLflow unreachable, end to end ------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_training_goes_on_without_mlflow(demo_state, tmp_path, caplog):
@@ -199,8 +243,12 @@ def test_training_goes_on_without_mlflow(demo_state, tmp_path, caplog):
     caplog.set_level(logging.WARNING)
     down = MlflowTracking(tracking_uri="http://127.0.0.1:9", probe_timeout_s=2)  # port 9 (discard): refused
     started = time.monotonic()
-    result = _materialize(state, ["train_adapter"], {"ops": {"train_adapter": {"config": {
-        "max_steps": 4, "eval_steps": 4, "save_steps": 4}}}}, tracking=down)
+    result = _materialize(
+        state,
+        ["train_adapter"],
+        {"ops": {"train_adapter": {"config": {"max_steps": 4, "eval_steps": 4, "save_steps": 4}}}},
+        tracking=down,
+    )
     assert result.success, time.monotonic() - started
     meta = _metadata(result, "train_adapter")
     assert "mlflow_run_id" not in meta and "unreachable" in meta["mlflow"] and meta["global_steps"] == 4
@@ -216,6 +264,7 @@ def test_training_goes_on_without_mlflow(demo_state, tmp_path, caplog):
 
 
 # --- everything filtered out at sft_dataset -------------------------------------------------------
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["train_all_too_long", "validation_empty"])
@@ -240,9 +289,9 @@ def test_empty_sft_split_fails_at_sft_dataset(demo_state, tmp_path, case):
 
 
 def test_empty_split_message_names_the_cause():
-    from llama_sft_dagster.assets.training import empty_split_message
     from collections import Counter
 
+    from llama_sft_dagster.assets.training import empty_split_message
     from llama_sft_dagster.core.data.accounting import StageCounts
 
     assert "validation_pairs has 0 rows" in empty_split_message("validation", "validation_pairs", StageCounts(), 512)

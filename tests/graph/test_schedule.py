@@ -1,6 +1,7 @@
 """The retraining schedule and the raw-data sensor, evaluated with real Dagster contexts on a real
 instance; the `gpu` concurrency pool from the project's dagster.yaml, on the GPU assets and enforced
 across two processes."""
+
 import os
 import shutil
 import subprocess
@@ -12,9 +13,8 @@ import pytest
 
 from llama_sft_dagster import automation
 from llama_sft_dagster.cli.stale import materialize_stale
-from support.staleness_graph import CHAIN, build_defs, write_sources
-
 from support.paths import REPO
+from support.staleness_graph import CHAIN, build_defs, write_sources
 
 GPU_ASSETS = ["train_adapter"]  # the merge runs on the CPU (STYLE: litgpt merge_lora)
 
@@ -49,8 +49,11 @@ def test_schedule_requests_nothing_when_fresh_and_the_stale_chain_when_data_chan
     assert "up to date" in result.skip_message
 
     write_sources(bitext.parent, bitext_rows=500)
-    sensor_context = dg.build_sensor_context(instance=instance, repository_def=defs.get_repository_def(),
-                                             resources={"bitext": defs.resources["bitext"], "multiwoz": defs.resources["multiwoz"]})
+    sensor_context = dg.build_sensor_context(
+        instance=instance,
+        repository_def=defs.get_repository_def(),
+        resources={"bitext": defs.resources["bitext"], "multiwoz": defs.resources["multiwoz"]},
+    )
     observed = automation.raw_data_sensor(sensor_context)
     assert [e.asset_key.to_user_string() for e in observed.asset_events] == ["bitext_source"]
     for event in observed.asset_events:  # what the sensor daemon stores
@@ -66,8 +69,11 @@ def test_schedule_requests_nothing_when_fresh_and_the_stale_chain_when_data_chan
 @pytest.mark.slow
 def test_sensor_skips_when_sources_unchanged(fresh_graph):
     defs, instance, _ = fresh_graph
-    context = dg.build_sensor_context(instance=instance, repository_def=defs.get_repository_def(),
-                                      resources={"bitext": defs.resources["bitext"], "multiwoz": defs.resources["multiwoz"]})
+    context = dg.build_sensor_context(
+        instance=instance,
+        repository_def=defs.get_repository_def(),
+        resources={"bitext": defs.resources["bitext"], "multiwoz": defs.resources["multiwoz"]},
+    )
     result = automation.raw_data_sensor(context)
     assert isinstance(result, dg.SkipReason) and result.skip_message == "raw sources unchanged"
 
@@ -88,15 +94,18 @@ def test_gpu_assets_declare_the_gpu_pool():
         from llama_sft_dagster.assets import training
     except ImportError:
         pytest.skip("training assets (assets/training.py) not written yet")
-    pools = {k.to_user_string(): a.op.pool for a in dg.load_assets_from_modules([training])
-             if isinstance(a, dg.AssetsDefinition) for k in a.keys}
+    pools = {
+        k.to_user_string(): a.op.pool
+        for a in dg.load_assets_from_modules([training])
+        if isinstance(a, dg.AssetsDefinition)
+        for k in a.keys
+    }
     for name in GPU_ASSETS:
         assert pools[name] == "gpu", name
     assert pools["merged_model"] is None, "the merge runs on the CPU: it must not wait for the GPU"
 
 
 GPU_HOLDER = str(Path(__file__).parents[1] / "support" / "gpu_holder.py")
-
 
 
 @pytest.mark.slow
@@ -107,11 +116,17 @@ def test_two_runs_never_hold_the_gpu_at_once(isolated_state):
     home = isolated_state / "dagster_home"
     project_instance(home).dispose()
     env = {**os.environ, "DAGSTER_HOME": str(home), "SFT_LOCK_DIR": str(isolated_state / "locks")}
-    procs = [subprocess.Popen([sys.executable, GPU_HOLDER, "2"], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, GPU_HOLDER, "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for _, e in outs]
-    spans = sorted(tuple(map(float, line.split()[1:])) for out, _ in outs for line in out.splitlines() if line.startswith("SPAN"))
+    spans = sorted(
+        tuple(map(float, line.split()[1:])) for out, _ in outs for line in out.splitlines() if line.startswith("SPAN")
+    )
     assert len(spans) == 2
     assert spans[0][1] <= spans[1][0], f"steps overlapped on the gpu: {spans}"
     waits = [err for _, err in outs if "blocked by limit for pool gpu" in err or "waiting for cpu: held by" in err]

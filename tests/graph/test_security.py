@@ -4,6 +4,7 @@ Parquet for data (the Trainer's resume state is the one documented exception), t
 Output paths from config cannot leave the artifact root: core `confined` is tested in
 tests/unit/test_storage_accounting.py::test_paths_are_confined_to_the_root; the resource-level case is below.
 """
+
 import re
 import zipfile
 from pathlib import Path
@@ -13,9 +14,8 @@ import pytest
 from llama_sft_dagster.config.training import TrainConfig
 from llama_sft_dagster.core.data.storage import ArtifactPathError
 from llama_sft_dagster.resources.artifacts import ArtifactStore
-
-from support.paths import REPO
 from support.demo_state import FAKE_TOKEN, build_demo_state
+from support.paths import REPO
 
 # What transformers' Trainer writes into checkpoint-N for resume (transformers 5.24 trainer.py:
 # OPTIMIZER_NAME, SCHEDULER_NAME, SCALER_NAME, rng_state.pth, TRAINING_ARGS_NAME). They are torch pickles;
@@ -39,7 +39,7 @@ def files_containing(root: Path, needle: bytes) -> list[Path]:
                 if needle in tail + chunk:
                     hits.append(path)
                     break
-                tail = chunk[-len(needle):]
+                tail = chunk[-len(needle) :]
     return hits
 
 
@@ -59,7 +59,9 @@ def test_hub_token_from_env_is_never_written(demo_state):
     files = [p for p in demo_state.rglob("*") if p.is_file()]
     names = {p.relative_to(demo_state).parts[0] for p in files}
     assert {"artifacts", "dagster_home", "mlflow.db"} <= names, names  # every store was written
-    assert any("checkpoint-" in str(p) for p in files) and any(p.suffix == ".db" for p in files if "dagster_home" in str(p))
+    assert any("checkpoint-" in str(p) for p in files) and any(
+        p.suffix == ".db" for p in files if "dagster_home" in str(p)
+    )
     assert list((demo_state / "artifacts" / "train_adapter").rglob("events.out.tfevents.*"))
     assert files_containing(demo_state, FAKE_TOKEN.encode()) == []
     assert files_containing(demo_state, FAKE_TOKEN[3:].encode()) == []  # nor without its hf_ prefix
@@ -97,7 +99,11 @@ def test_trust_remote_code_reaches_every_model_load(demo_state, tmp_path, monkey
     model_spy, tok_spy = _Spy(transformers.AutoModelForCausalLM), _Spy(transformers.AutoTokenizer)
     monkeypatch.setattr(transformers, "AutoModelForCausalLM", model_spy)
     monkeypatch.setattr(transformers, "AutoTokenizer", tok_spy)
-    load_base(demo_state / "artifacts" / "base_model" / "model", plan_device("cpu", MachineFacts(cuda_available=False, device_name="cpu")), trust)
+    load_base(
+        demo_state / "artifacts" / "base_model" / "model",
+        plan_device("cpu", MachineFacts(cuda_available=False, device_name="cpu")),
+        trust,
+    )
     adapter = ArtifactStore(root=str(demo_state / "artifacts")).path("train_adapter", "adapter")
     merge_lora(adapter, tmp_path / "merged", trust_remote_code=trust)
     assert [c["trust_remote_code"] for c in model_spy.calls] == [trust, trust]  # load_base, merge_lora
@@ -126,12 +132,26 @@ def test_weights_are_safetensors_and_data_is_parquet(demo_state):
         assert rel.parts[:2] == ("train_adapter", "checkpoints") and re.fullmatch(r"checkpoint-\d+", rel.parts[2]), rel
         assert p.name in TRAINER_RESUME_FILES, rel
     store = ArtifactStore(root=str(root))  # train_adapter and merged_model are versioned: read through `current`
-    for folder in (root / "base_model" / "model", store.path("train_adapter", "adapter"), store.path("merged_model", "model")):
+    for folder in (
+        root / "base_model" / "model",
+        store.path("train_adapter", "adapter"),
+        store.path("merged_model", "model"),
+    ):
         assert list(folder.glob("*.safetensors")), folder
     # every data asset holds Parquet only (sft_dataset also its format.json)
-    data_assets = ["bitext_raw", "multiwoz_raw", "raw_pairs", "word_count_filtered", "token_limit_filtered",
-                   "english_filtered", "parroting_filtered", "deduplicated_pairs", "train_pairs", "validation_pairs",
-                   "sft_dataset"]
+    data_assets = [
+        "bitext_raw",
+        "multiwoz_raw",
+        "raw_pairs",
+        "word_count_filtered",
+        "token_limit_filtered",
+        "english_filtered",
+        "parroting_filtered",
+        "deduplicated_pairs",
+        "train_pairs",
+        "validation_pairs",
+        "sft_dataset",
+    ]
     for name in data_assets:
         suffixes = {p.suffix for p in (root / name).rglob("*") if p.is_file()}
         assert suffixes and suffixes <= {".parquet", ".json"}, (name, suffixes)

@@ -1,6 +1,7 @@
 """Staleness rules, one test each, on the real data graph with a real Dagster instance:
 code versions everywhere, content data versions, a code bump, a threshold change, new raw data,
 a launchpad override, a no-op rerun, and the stale-only command over a chain of stale levels."""
+
 import importlib
 import time
 
@@ -8,11 +9,11 @@ import dagster as dg
 import pytest
 from dagster._core.definitions.data_version import StaleStatus
 
-from llama_sft_dagster.config import data as config
-from llama_sft_dagster.housekeeping import stale_plan
 from llama_sft_dagster.assets import filters
 from llama_sft_dagster.cli.stale import materialize_stale
+from llama_sft_dagster.config import data as config
 from llama_sft_dagster.core.versions import table_version
+from llama_sft_dagster.housekeeping import stale_plan
 from support.staleness_graph import CHAIN, build_defs, bump_code_version, data_versions, write_sources
 
 pytestmark = pytest.mark.slow  # each test materializes the data graph (~5 s)
@@ -91,7 +92,8 @@ def word_count_default_raised():
 
 
 def test_threshold_change_makes_that_filter_and_everything_downstream_stale_nothing_upstream(
-        built, tmp_path, word_count_default_raised):
+    built, tmp_path, word_count_default_raised
+):
     defs, instance, bitext, multiwoz = built
     before = data_versions(instance)
     changed = build_defs(tmp_path, bitext, multiwoz)
@@ -143,13 +145,17 @@ def test_launchpad_override_counts_and_the_stale_path_restores_defaults(built):
     before = data_versions(instance)
     job = defs.resolve_implicit_global_asset_job_def()
     override = {"ops": {"word_count_filtered": {"config": {"min_response_words": 12}}}}
-    assert job.execute_in_process(instance=instance, asset_selection=[dg.AssetKey("word_count_filtered")],
-                                  run_config=override).success
+    assert job.execute_in_process(
+        instance=instance, asset_selection=[dg.AssetKey("word_count_filtered")], run_config=override
+    ).success
     planned = {p.name: p.reasons for p in stale_plan.plan(instance, defs.resolve_asset_graph(), whole_chain=False)}
     assert planned["word_count_filtered"] == (
-        "word_count_filtered was built with run config {'min_response_words': 12}, not the defaults {'min_response_words': 5}",)
+        "word_count_filtered was built with run config {'min_response_words': 12}, "
+        "not the defaults {'min_response_words': 5}",
+    )
     assert planned["token_limit_filtered"] == (
-        "token_limit_filtered has a new dependency data version (word_count_filtered)",)
+        "token_limit_filtered has a new dependency data version (word_count_filtered)",
+    )
     summary = materialize_stale(defs, instance)
     assert summary.ok and summary.materialized[0] == "word_count_filtered"
     assert data_versions(instance) == before  # defaults again: the original content and versions
@@ -157,8 +163,12 @@ def test_launchpad_override_counts_and_the_stale_path_restores_defaults(built):
 
 def code_versions(modules) -> dict[str, str]:
     assets = [*dg.load_assets_from_modules(modules), *filters.data_stage_assets]
-    return {k.to_user_string(): v for a in assets if isinstance(a, dg.AssetsDefinition)
-            for k, v in a.code_versions_by_key.items()}
+    return {
+        k.to_user_string(): v
+        for a in assets
+        if isinstance(a, dg.AssetsDefinition)
+        for k, v in a.code_versions_by_key.items()
+    }
 
 
 def test_lora_rank_change_reaches_train_adapter_only():

@@ -1,4 +1,5 @@
 """MLflow tracking resource on a real SQLite store: run status, params, secrets, unreachable-store fallback."""
+
 import logging
 import time
 
@@ -26,24 +27,30 @@ def _runs(tracking):
 
 def test_flatten_params_nests_with_dots():
     assert flatten_params({"train": {"lr": 1e-4, "targets": ["q_proj", "v_proj"]}, "seed": 3}) == {
-        "train.lr": 1e-4, "train.targets": ["q_proj", "v_proj"], "seed": 3}
+        "train.lr": 1e-4,
+        "train.targets": ["q_proj", "v_proj"],
+        "seed": 3,
+    }
     assert flatten_params({"stages": [{"name": "a"}]}, "config") == {"config.stages.0.name": "a"}
 
 
-@pytest.mark.parametrize("key,value,secret", [
-    ("hub_token", None, True),
-    ("model.HF_TOKEN", "x", True),
-    ("mlflow.password", "x", True),
-    ("openai_api_key", "x", True),
-    ("aws.secret_access_key", "x", True),
-    ("pad_token", "<|eot_id|>", True),  # errs on the side of leaving out; the name is still recorded
-    ("repo", "hf_AbCdEf0123456789", True),
-    ("max_new_tokens", 64, False),
-    ("tokenizer_name", "llama", False),
-    ("learning_rate", 2e-4, False),
-    ("author", "someone", False),
-    ("lora_target_modules", "q_proj", False),
-])
+@pytest.mark.parametrize(
+    "key,value,secret",
+    [
+        ("hub_token", None, True),
+        ("model.HF_TOKEN", "x", True),
+        ("mlflow.password", "x", True),
+        ("openai_api_key", "x", True),
+        ("aws.secret_access_key", "x", True),
+        ("pad_token", "<|eot_id|>", True),  # errs on the side of leaving out; the name is still recorded
+        ("repo", "hf_AbCdEf0123456789", True),
+        ("max_new_tokens", 64, False),
+        ("tokenizer_name", "llama", False),
+        ("learning_rate", 2e-4, False),
+        ("author", "someone", False),
+        ("lora_target_modules", "q_proj", False),
+    ],
+)
 def test_looks_secret(key, value, secret):
     assert looks_secret(key, value) is secret
 
@@ -69,8 +76,7 @@ def test_default_store_is_sqlite_under_state_dir(isolated_state):
 
 def test_run_finished_with_params_tags_metrics_and_no_secrets(tracking):
     params = {"train": {"learning_rate": 2e-4, "lora_r": 16}, "hub_token": "hf_abc", "repo_id": "hf_abcdef"}
-    with tracking.start_run("train_adapter", params=params, dagster_run_id="dg-123",
-                            train_data_version="v-abc") as run:
+    with tracking.start_run("train_adapter", params=params, dagster_run_id="dg-123", train_data_version="v-abc") as run:
         assert run is not None
         assert tracking.report_to() == ["tensorboard", "mlflow"]
         mlflow.log_metrics({"monitor/token_efficiency": 0.5}, step=1)
@@ -87,7 +93,10 @@ def test_run_finished_with_params_tags_metrics_and_no_secrets(tracking):
     assert got.data.metrics == {"monitor/token_efficiency": 0.5}
     assert tracking.report_to() == ["tensorboard"]
     # the experiment opens in MLflow's "Model training" view, not the GenAI (traces) one
-    assert client.get_experiment_by_name(tracking.experiment_name).tags["mlflow.experimentKind"] == "custom_model_development"
+    assert (
+        client.get_experiment_by_name(tracking.experiment_name).tags["mlflow.experimentKind"]
+        == "custom_model_development"
+    )
 
 
 def test_exception_ends_run_failed_and_propagates(tracking):
@@ -141,8 +150,15 @@ def test_training_logs_trainer_and_monitor_metrics_into_one_run(tracking, tmp_pa
     assert len(runs) == 1  # transformers' MLflowCallback logged into our run, it did not start its own
     got = runs[0]
     assert got.info.status == "FINISHED"
-    assert {"loss", "grad_norm", "monitor/token_efficiency", "grad_norm/mean_over_modules", "stable_rank/mean_over_modules",
-            "lora_drift/mean_over_modules", "memory/rss_gb"} <= set(got.data.metrics)
+    assert {
+        "loss",
+        "grad_norm",
+        "monitor/token_efficiency",
+        "grad_norm/mean_over_modules",
+        "stable_rank/mean_over_modules",
+        "lora_drift/mean_over_modules",
+        "memory/rss_gb",
+    } <= set(got.data.metrics)
     # per-module series are folded into one per family for MLflow (TensorBoard keeps every module)
     assert set(mlflow_families(dict.fromkeys(monitor.tags, 0.0))) <= set(got.data.metrics)
     assert "grad_norm/q_proj" in monitor.tags and "grad_norm/q_proj" not in got.data.metrics

@@ -3,6 +3,7 @@
 Train/validation pairs are built in the test from the demo corpus generator (PAIR_SCHEMA), so this runs
 without the data assets. Real Dagster instance, real MLflow SQLite store, real TensorBoard logs.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,11 +23,24 @@ def demo_pairs(n: int) -> pa.Table:
     from llama_sft_dagster.core.demo.corpus import generate_bitext_rows
 
     t = generate_bitext_rows(seed=13, n_rows=2 * n)
-    rows = [{"pair_id": f"bitext:test:{i}", "source": "bitext", "instruction": ins, "response": res,
-             "intent": None, "category": None, "services": None, "flags": None, "source_file": "test",
-             "row_index": i, "dialogue_id": None, "turn_index": None}
-            for i, (ins, res) in enumerate(zip(t.column("instruction").to_pylist(), t.column("response").to_pylist()))
-            if res and 5 < len(res.split()) < 120 and ins.isascii()]
+    rows = [
+        {
+            "pair_id": f"bitext:test:{i}",
+            "source": "bitext",
+            "instruction": ins,
+            "response": res,
+            "intent": None,
+            "category": None,
+            "services": None,
+            "flags": None,
+            "source_file": "test",
+            "row_index": i,
+            "dialogue_id": None,
+            "turn_index": None,
+        }
+        for i, (ins, res) in enumerate(zip(t.column("instruction").to_pylist(), t.column("response").to_pylist()))
+        if res and 5 < len(res.split()) < 120 and ins.isascii()
+    ]
     return pa.Table.from_pylist(rows[:n], schema=PAIR_SCHEMA)
 
 
@@ -34,8 +48,8 @@ def demo_pairs(n: int) -> pa.Table:
 def trained(tmp_path_factory):
     """One demo training run shared by the assertions below (it is the slow part)."""
     from llama_sft_dagster.assets import model, training
-    from llama_sft_dagster.resources.artifacts import ArtifactStore
     from llama_sft_dagster.housekeeping.pool_guard import GpuPoolGuard
+    from llama_sft_dagster.resources.artifacts import ArtifactStore
     from llama_sft_dagster.resources.gpu import GpuResource
     from llama_sft_dagster.resources.hub import HuggingFaceHub
     from llama_sft_dagster.resources.tracking import MlflowTracking
@@ -45,14 +59,26 @@ def trained(tmp_path_factory):
     write_parquet(pairs, root / "raw_pairs" / "data.parquet")
     write_parquet(pairs.slice(0, 330), root / "train_pairs" / "data.parquet")
     write_parquet(pairs.slice(330), root / "validation_pairs" / "data.parquet")
-    resources = {"artifacts": ArtifactStore(root=str(root)), "gpu": GpuResource(device="cpu", lock_dir=str(root / "locks")),
-                 "pool_guard": GpuPoolGuard(), "hub": HuggingFaceHub(),
-                 "tracking": MlflowTracking(tracking_uri=f"sqlite:///{root}/mlflow.db")}
+    resources = {
+        "artifacts": ArtifactStore(root=str(root)),
+        "gpu": GpuResource(device="cpu", lock_dir=str(root / "locks")),
+        "pool_guard": GpuPoolGuard(),
+        "hub": HuggingFaceHub(),
+        "tracking": MlflowTracking(tracking_uri=f"sqlite:///{root}/mlflow.db"),
+    }
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
-        [model.base_model, training.sft_dataset, training.train_adapter, training.merged_model,
-         training.sft_dataset_label_masking, training.sft_dataset_templated_length, training.merged_model_logits],
-        resources=resources, instance=instance,
+        [
+            model.base_model,
+            training.sft_dataset,
+            training.train_adapter,
+            training.merged_model,
+            training.sft_dataset_label_masking,
+            training.sft_dataset_templated_length,
+            training.merged_model_logits,
+        ],
+        resources=resources,
+        instance=instance,
         run_config={"ops": {"train_adapter": {"config": {"max_steps": 30, "eval_steps": 10, "save_steps": 10}}}},
     )
     return root, result, resources
@@ -74,14 +100,20 @@ def test_training_loss_goes_down_and_best_checkpoint_is_lowest_eval(trained):
     assert result.success
     meta = _metadata(result, "train_adapter")
     assert meta["final_train_loss"] < meta["first_train_loss"]
-    state = json.loads(sorted((root / "train_adapter" / "checkpoints").glob("checkpoint-*/trainer_state.json"))[-1].read_text())
+    state = json.loads(
+        sorted((root / "train_adapter" / "checkpoints").glob("checkpoint-*/trainer_state.json"))[-1].read_text()
+    )
     evals = [(h["eval_loss"], h["step"]) for h in state["log_history"] if "eval_loss" in h]
     assert len(evals) == 3
-    assert meta["best_eval_step"] == min(evals)[1] and meta["best_eval_loss"] == pytest.approx(min(evals)[0], rel=1e-3)  # 4 significant digits
+    assert meta["best_eval_step"] == min(evals)[1] and meta["best_eval_loss"] == pytest.approx(
+        min(evals)[0], rel=1e-3
+    )  # 4 significant digits
     # the saved adapter is the best checkpoint's, byte for byte in its weights
     from safetensors.torch import load_file
 
-    best = load_file(root / "train_adapter" / "checkpoints" / f"checkpoint-{meta['best_eval_step']}" / "adapter_model.safetensors")
+    best = load_file(
+        root / "train_adapter" / "checkpoints" / f"checkpoint-{meta['best_eval_step']}" / "adapter_model.safetensors"
+    )
     saved = load_file(root / "train_adapter" / "current" / "adapter" / "adapter_model.safetensors")
     assert best.keys() == saved.keys() and all((best[k] == saved[k]).all() for k in best)
     assert meta["mlflow_run_id"] and meta["trainable_params"] > 0 and meta["device"] == "cpu"
@@ -97,7 +129,9 @@ def test_masking_and_length_checks(trained):
     assert masking.passed
     meta = {k: v.value for k, v in masking.metadata.items()}
     assert meta["train_leaked"] == 0 and meta["train_unsupervised_reply"] == 0 and meta["train_reply_tokens"] > 0
-    assert 0 < meta["train_token_efficiency_sampled_batches"] < 1 and 0 <= meta["train_padding_share_sampled_batches"] < 1
+    assert (
+        0 < meta["train_token_efficiency_sampled_batches"] < 1 and 0 <= meta["train_padding_share_sampled_batches"] < 1
+    )
     length = _check(result, "sft_dataset_templated_length")
     assert length.passed == (length.metadata["over_max_length"].value == 0)
 
@@ -122,8 +156,8 @@ def test_masking_check_fails_on_completion_only_loss_with_messages(trained):
     root, _, resources = trained
     fmt_path = root / "sft_dataset" / "format.json"
     good = fmt_path.read_text()
-    from llama_sft_dagster.core.training.chat_format import build_rows
     from llama_sft_dagster.core.data.storage import read_parquet
+    from llama_sft_dagster.core.training.chat_format import build_rows
 
     for split in ("train", "validation"):
         pairs = read_parquet(root / f"{split}_pairs" / "data.parquet")
@@ -131,14 +165,25 @@ def test_masking_check_fails_on_completion_only_loss_with_messages(trained):
         write_parquet(pa.Table.from_pylist(rows), root / "sft_dataset" / f"broken_{split}.parquet")
     try:
         # bypass SftDatasetConfig's validator, which rejects this combination up front
-        fmt_path.write_text(json.dumps({**json.loads(good), "dataset_format": "messages", "completion_only_loss": True,
-                                        "assistant_only_loss": False}))
+        fmt_path.write_text(
+            json.dumps(
+                {
+                    **json.loads(good),
+                    "dataset_format": "messages",
+                    "completion_only_loss": True,
+                    "assistant_only_loss": False,
+                }
+            )
+        )
         for split in ("train", "validation"):
             (root / "sft_dataset" / f"{split}.parquet").rename(root / "sft_dataset" / f"good_{split}.parquet")
             (root / "sft_dataset" / f"broken_{split}.parquet").rename(root / "sft_dataset" / f"{split}.parquet")
-        result = dg.materialize([training.sft_dataset_label_masking, training.sft_dataset.to_source_asset()],
-                                resources=resources, selection=dg.AssetSelection.checks(training.sft_dataset_label_masking),
-                                raise_on_error=False)
+        result = dg.materialize(
+            [training.sft_dataset_label_masking, training.sft_dataset.to_source_asset()],
+            resources=resources,
+            selection=dg.AssetSelection.checks(training.sft_dataset_label_masking),
+            raise_on_error=False,
+        )
         check = _check(result, "sft_dataset_label_masking")
         assert not check.passed
         assert check.metadata["train_leaked"].value > 0
@@ -148,12 +193,29 @@ def test_masking_check_fails_on_completion_only_loss_with_messages(trained):
             (root / "sft_dataset" / f"good_{split}.parquet").replace(root / "sft_dataset" / f"{split}.parquet")
 
 
-MONITOR_KEYS = {"monitor/token_efficiency", "monitor/padding_share", "grad_norm/q_proj", "grad_norm/down_proj",
-                "lora_drift/v_proj", "eff_rank_entropy/o_proj", "eff_rank_nuc_frob/q_proj", "stable_rank/up_proj"}
+MONITOR_KEYS = {
+    "monitor/token_efficiency",
+    "monitor/padding_share",
+    "grad_norm/q_proj",
+    "grad_norm/down_proj",
+    "lora_drift/v_proj",
+    "eff_rank_entropy/o_proj",
+    "eff_rank_nuc_frob/q_proj",
+    "stable_rank/up_proj",
+}
 # MLflow gets each per-module family as one series (monitoring.mlflow_families) and the Trainer's logs grouped
-MLFLOW_KEYS = {"monitor/token_efficiency", "monitor/padding_share", "grad_norm/lora_total", "grad_norm/mean_over_modules",
-               "lora_drift/mean_over_modules", "eff_rank_entropy/mean_over_modules", "stable_rank/mean_over_modules",
-               "train/loss", "train/learning_rate", "eval/loss"}
+MLFLOW_KEYS = {
+    "monitor/token_efficiency",
+    "monitor/padding_share",
+    "grad_norm/lora_total",
+    "grad_norm/mean_over_modules",
+    "lora_drift/mean_over_modules",
+    "eff_rank_entropy/mean_over_modules",
+    "stable_rank/mean_over_modules",
+    "train/loss",
+    "train/learning_rate",
+    "eval/loss",
+}
 
 
 def test_mlflow_run_finished_and_tensorboard_carry_the_monitor_metrics(trained):

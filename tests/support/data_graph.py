@@ -1,10 +1,10 @@
 """The data graph (raw -> split) materialized with real Dagster on given sources."""
+
 import dagster as dg
 
 from llama_sft_dagster.assets.data_chain import STAGE_NAMES
 from llama_sft_dagster.definitions import all_assets, all_checks
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
-
 from support.resources import project_resources
 
 FILTER_STAGES = STAGE_NAMES  # the declared chain (assets/data_chain.py)

@@ -4,6 +4,7 @@ shared by the demo, MLflow/TensorBoard and browser tests: its state folder, prin
 The run is the real command in a subprocess with its own state folder and Dagster home; only the
 base-model pretraining and the training are shortened (DEMO_TEST_CONFIG, passed as a run-config file like a recipe).
 """
+
 from __future__ import annotations
 
 import os
@@ -17,10 +18,13 @@ import yaml
 
 from support.paths import REPO
 
-DEMO_TEST_CONFIG = {"ops": {"train_adapter": {"config": {"max_steps": 10, "eval_steps": 5, "save_steps": 5,
-                                                          "progress_every": 5}},
-                            # 30 of the demo's 100 pretraining steps (as tests/support/demo_state.py)
-                            "base_model": {"config": {"demo_pretrain_steps": 30}}}}
+DEMO_TEST_CONFIG = {
+    "ops": {
+        "train_adapter": {"config": {"max_steps": 10, "eval_steps": 5, "save_steps": 5, "progress_every": 5}},
+        # 30 of the demo's 100 pretraining steps (as tests/support/demo_state.py)
+        "base_model": {"config": {"demo_pretrain_steps": 30}},
+    }
+}
 
 
 @dataclass
@@ -37,8 +41,12 @@ class DemoRun:
 
 
 def demo_env(state: Path) -> dict:
-    return {**os.environ, "SFT_STATE_DIR": str(state), "DAGSTER_HOME": str(state / "dagster_home"),
-            "PYTHONPATH": str(REPO)}
+    return {
+        **os.environ,
+        "SFT_STATE_DIR": str(state),
+        "DAGSTER_HOME": str(state / "dagster_home"),
+        "PYTHONPATH": str(REPO),
+    }
 
 
 def run_demo(state: Path, config: dict, timeout_s: int = 1200) -> DemoRun:
@@ -46,8 +54,14 @@ def run_demo(state: Path, config: dict, timeout_s: int = 1200) -> DemoRun:
     config_file = state / "run_config.yaml"
     config_file.write_text(yaml.safe_dump(config))
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "llama_sft_dagster.cli.demo", "-c", str(config_file)], cwd=REPO,
-                          env=demo_env(state), capture_output=True, text=True, timeout=timeout_s)
+    proc = subprocess.run(
+        [sys.executable, "-m", "llama_sft_dagster.cli.demo", "-c", str(config_file)],
+        cwd=REPO,
+        env=demo_env(state),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
     return DemoRun(state, proc.stdout, proc.stderr, proc.returncode, time.monotonic() - started)
 
 

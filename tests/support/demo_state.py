@@ -4,8 +4,10 @@ the slow part of the suite).
 
 The run uses a persistent Dagster instance under the state folder (event log on disk), the hub token
 from the environment through dg.EnvVar (a fake one: the demo profile never calls the hub), and a short
-training (TRAIN_CONFIG) of a shortly pretrained base (BASE_CONFIG). Tests that change files copy `artifacts/` first (`copy_artifacts`).
+training (TRAIN_CONFIG) of a shortly pretrained base (BASE_CONFIG). Tests that change files copy
+`artifacts/` first (`copy_artifacts`).
 """
+
 from __future__ import annotations
 
 import os
@@ -43,12 +45,18 @@ def build_demo_state(tmp_path_factory) -> tuple[Path, dg.ExecuteInProcessResult 
         mp.setenv("HF_TOKEN", FAKE_TOKEN)
         mp.setenv("SFT_STATE_DIR", str(state))
         mp.setenv("DAGSTER_HOME", str(state / "dagster_home"))
-        resources = project_resources(state, hub=HuggingFaceHub(token=dg.EnvVar("HF_TOKEN")),
-                                      bitext=BitextSource(location="demo", hf_token=dg.EnvVar("HF_TOKEN")))
+        resources = project_resources(
+            state,
+            hub=HuggingFaceHub(token=dg.EnvVar("HF_TOKEN")),
+            bitext=BitextSource(location="demo", hf_token=dg.EnvVar("HF_TOKEN")),
+        )
         with instance_at(state / "dagster_home") as instance:
-            result = dg.materialize([*all_assets, *all_checks], resources=resources, instance=instance,
-                                    run_config={"ops": {"train_adapter": {"config": TRAIN_CONFIG},
-                                                        "base_model": {"config": BASE_CONFIG}}})
+            result = dg.materialize(
+                [*all_assets, *all_checks],
+                resources=resources,
+                instance=instance,
+                run_config={"ops": {"train_adapter": {"config": TRAIN_CONFIG}, "base_model": {"config": BASE_CONFIG}}},
+            )
     assert result.success
     assert os.environ.get("HF_TOKEN") != FAKE_TOKEN
     (state / "built").touch()

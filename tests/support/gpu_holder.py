@@ -3,6 +3,7 @@
 Run as a script by tests that need a second process on the same Dagster instance (DAGSTER_HOME) and
 lock folder (SFT_LOCK_DIR). Prints `HOLDING <run id>` once it holds both, `SPAN <start> <end>` (epoch
 seconds) when it lets go, and `DONE` after the run succeeded."""
+
 import os
 import sys
 import time
@@ -25,5 +26,7 @@ def holds_gpu(context: dg.AssetExecutionContext, gpu: GpuResource, pool_guard: G
 if __name__ == "__main__":
     with dg.DagsterInstance.get() as instance:
         gpu = GpuResource(device="cpu", lock_dir=os.environ["SFT_LOCK_DIR"])
-        assert dg.materialize([holds_gpu], instance=instance, resources={"gpu": gpu, "pool_guard": GpuPoolGuard()}).success
+        assert dg.materialize(
+            [holds_gpu], instance=instance, resources={"gpu": gpu, "pool_guard": GpuPoolGuard()}
+        ).success
     print("DONE", flush=True)

@@ -1,4 +1,5 @@
 """Where the repo and the real data samples (../shared/data beside the repo) are."""
+
 from pathlib import Path
 
 import pytest

@@ -5,6 +5,7 @@ rank 0 alone wrote.
 
 A run is `(state folder, train_adapter's metadata, seconds of the step)`, by process count.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -64,8 +65,10 @@ def assert_same_trajectories(runs: dict[int, Run], max_steps: int, tolerance: fl
     assert sorted(loss1) == sorted(loss2) == list(range(1, max_steps + 1))
     diffs = {s: abs(loss1[s] - loss2[s]) for s in loss1}
     for n, (_, m, t) in runs.items():
-        print(f"\n{n} process(es): step {t:.1f}s, train_runtime_s {m['train_runtime_s']:.1f} "
-              f"({m['global_steps'] / m['train_runtime_s']:.3g} steps/s), losses {loss1 if n == 1 else loss2}")
+        print(
+            f"\n{n} process(es): step {t:.1f}s, train_runtime_s {m['train_runtime_s']:.1f} "
+            f"({m['global_steps'] / m['train_runtime_s']:.3g} steps/s), losses {loss1 if n == 1 else loss2}"
+        )
     print(f"max |loss difference| {max(diffs.values()):.2e}")
     assert max(diffs.values()) <= tolerance, diffs
     eval1, eval2 = history(s1, m1["mlflow_run_id"], "eval/loss"), history(s2, m2["mlflow_run_id"], "eval/loss")

@@ -9,6 +9,7 @@ seconds and each asset's numeric metadata.
     rehearsal_run.py                      # the whole graph
     rehearsal_run.py --select train_adapter --processes 2 --train-config '{"max_steps": 3}'
 """
+
 import argparse
 import json
 import os
@@ -40,23 +41,46 @@ def main(argv: list[str] | None = None) -> int:
     run_config = {"ops": {"train_adapter": {"config": args.train_config}}} if args.train_config else None
     start = time.time()
     with dg.DagsterInstance.get() as instance:
-        result = dg.materialize([*all_assets, *all_checks], resources=resources, instance=instance,
-                                selection=args.select, run_config=run_config, raise_on_error=False)
+        result = dg.materialize(
+            [*all_assets, *all_checks],
+            resources=resources,
+            instance=instance,
+            selection=args.select,
+            run_config=run_config,
+            raise_on_error=False,
+        )
         checks = {}
         for event in result.get_asset_check_evaluations():
             meta = {k: getattr(v, "value", v) for k, v in event.metadata.items()}
             checks[event.check_name] = {"passed": event.passed, "metadata": meta}
-        steps = {e.step_key: round(e.event_specific_data.duration_ms / 1000, 1) for e in result.all_events
-                 if e.event_type_value == "STEP_SUCCESS"}
+        steps = {
+            e.step_key: round(e.event_specific_data.duration_ms / 1000, 1)
+            for e in result.all_events
+            if e.event_type_value == "STEP_SUCCESS"
+        }
         assets = {}
         for event in result.get_asset_materialization_events():
             mat = event.event_specific_data.materialization
             assets[mat.asset_key.to_user_string()] = {
-                k: v.value for k, v in mat.metadata.items() if isinstance(getattr(v, "value", None), (int, float, str))
-                and not isinstance(v.value, str) or k in STRINGS_KEPT}
-    print(json.dumps({"success": result.success, "seconds": round(time.time() - start, 1), "checks": checks,
-                      "steps": steps, "assets": assets,
-                      "failures": [e.message for e in result.all_events if e.is_failure]}, default=str))
+                k: v.value
+                for k, v in mat.metadata.items()
+                if isinstance(getattr(v, "value", None), (int, float, str))
+                and not isinstance(v.value, str)
+                or k in STRINGS_KEPT
+            }
+    print(
+        json.dumps(
+            {
+                "success": result.success,
+                "seconds": round(time.time() - start, 1),
+                "checks": checks,
+                "steps": steps,
+                "assets": assets,
+                "failures": [e.message for e in result.all_events if e.is_failure],
+            },
+            default=str,
+        )
+    )
     return 0 if result.success else 1
 
 

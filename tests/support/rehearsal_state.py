@@ -3,6 +3,7 @@ pytest session: tests/e2e/test_rehearsal.py asserts on it, tests/e2e/test_rehear
 again on copies of its artifacts. SFT_PROFILE is read at import, so every run is a fresh process
 (tests/support/rehearsal_run.py) with SFT_PROFILE=rehearsal and its own Dagster home.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,12 +19,22 @@ from support.paths import REPO, shared_file
 def run_rehearsal(state: Path, *args: str, timeout: int = 1500) -> dict:
     """rehearsal_run.py on the state folder `state` (`args` as that script takes them); its JSON summary."""
     (state / "dagster_home").mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "SFT_PROFILE": "rehearsal", "SFT_STATE_DIR": str(state),
-           "DAGSTER_HOME": str(state / "dagster_home"),
-           "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "SFT_PROFILE": "rehearsal",
+        "SFT_STATE_DIR": str(state),
+        "DAGSTER_HOME": str(state / "dagster_home"),
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
+    }
     env.pop("HF_TOKEN", None)  # offline: nothing may need the hub
-    proc = subprocess.run([sys.executable, str(REPO / "tests" / "support" / "rehearsal_run.py"), *args], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "support" / "rehearsal_run.py"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{"success"')]
     assert lines, proc.stdout[-3000:] + proc.stderr[-5000:]
     return json.loads(lines[-1])

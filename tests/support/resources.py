@@ -1,4 +1,5 @@
 """Every resource the graph needs, on local state (demo data, CPU, SQLite MLflow)."""
+
 from pathlib import Path
 
 

@@ -2,6 +2,7 @@
 assets and checks over small local source files (so "new raw data" is a file edit), a stand-in
 `base_model` that only provides a byte-level BPE tokenizer (the training assets are not needed to
 test data staleness), and a real Dagster instance."""
+
 from pathlib import Path
 
 import dagster as dg
@@ -19,17 +20,24 @@ DIALOGUES = 30
 CHAIN = ["bitext_raw", FIRST_INPUT, *STAGE_NAMES, "train_pairs", "validation_pairs"]
 
 
-@dg.asset(group_name="model", code_version="test-tokenizer-1", deps=["raw_pairs"],
-          description="Test stand-in: a byte-level BPE tokenizer (all token_limit_filtered reads).")
+@dg.asset(
+    group_name="model",
+    code_version="test-tokenizer-1",
+    deps=["raw_pairs"],
+    description="Test stand-in: a byte-level BPE tokenizer (all token_limit_filtered reads).",
+)
 def base_model(artifacts: ArtifactStore) -> dg.MaterializeResult:
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.train_from_iterator(["customer support order refund account delivery"] * 20,
-                            trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>"],
-                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.train_from_iterator(
+        ["customer support order refund account delivery"] * 20,
+        trainers.BpeTrainer(
+            vocab_size=300, special_tokens=["<s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
     folder = artifacts.asset_dir("base_model") / "model"
     PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>").save_pretrained(folder)
     return dg.MaterializeResult(data_version=dg.DataVersion("test-tokenizer-1"))
@@ -39,7 +47,9 @@ def write_sources(folder: Path, bitext_rows: int = BITEXT_ROWS, seed: int = 13) 
     bitext = folder / "bitext.parquet"
     table = demo_corpus.generate_bitext_rows(seed=seed, n_rows=bitext_rows).drop_columns(["source_file", "row_index"])
     pq.write_table(table, bitext)
-    multiwoz = demo_corpus.write_published_layout(demo_corpus.generate_multiwoz_dialogues(seed, DIALOGUES), folder / "multiwoz")
+    multiwoz = demo_corpus.write_published_layout(
+        demo_corpus.generate_multiwoz_dialogues(seed, DIALOGUES), folder / "multiwoz"
+    )
     return bitext, multiwoz
 
 
@@ -50,18 +60,27 @@ def build_defs(root: Path, bitext: Path, multiwoz: Path, assets_map=None) -> dg.
     if assets_map is not None:
         assets = [assets_map(a) for a in assets]
     return dg.Definitions(
-        assets=assets, asset_checks=checks.accounting_checks, jobs=automation.jobs,
-        schedules=automation.schedules, sensors=automation.sensors,
-        resources={"artifacts": ArtifactStore(root=str(root / "artifacts")),
-                   "bitext": BitextSource(location=str(bitext)), "multiwoz": MultiwozSource(location=str(multiwoz))},
+        assets=assets,
+        asset_checks=checks.accounting_checks,
+        jobs=automation.jobs,
+        schedules=automation.schedules,
+        sensors=automation.sensors,
+        resources={
+            "artifacts": ArtifactStore(root=str(root / "artifacts")),
+            "bitext": BitextSource(location=str(bitext)),
+            "multiwoz": MultiwozSource(location=str(multiwoz)),
+        },
     )
 
 
 def bump_code_version(name: str, version: str):
     def rewrite(asset):
         if isinstance(asset, dg.AssetsDefinition) and dg.AssetKey(name) in asset.keys:
-            return asset.map_asset_specs(lambda s: s.replace_attributes(code_version=version) if s.key == dg.AssetKey(name) else s)
+            return asset.map_asset_specs(
+                lambda s: s.replace_attributes(code_version=version) if s.key == dg.AssetKey(name) else s
+            )
         return asset
+
     return rewrite
 
 

@@ -3,6 +3,7 @@
 Shared by tests/unit/test_monitoring.py and tests/graph/test_tracking.py. The Trainer subclass wires the monitor
 exactly as llama_sft_dagster/core/training/monitoring.py's docstring tells the training code to.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,16 @@ def tiny_lora_model(seed: int = 0):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=128, pad_token_id=PAD)
+    config = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=VOCAB,
+        max_position_embeddings=128,
+        pad_token_id=PAD,
+    )
     base = LlamaForCausalLM(config)
     return get_peft_model(base, LoraConfig(r=8, lora_alpha=16, target_modules=PROJECTIONS, task_type="CAUSAL_LM"))
 
@@ -50,8 +59,15 @@ def pad_collate(examples: list[dict]) -> dict:
     return {k: torch.tensor(v) for k, v in batch.items()}
 
 
-def train_tiny(monitor, output_dir: Path, *, max_steps: int = 6, report_to=("none",), max_grad_norm: float = 1e-4,
-               gradient_accumulation_steps: int = 2):
+def train_tiny(
+    monitor,
+    output_dir: Path,
+    *,
+    max_steps: int = 6,
+    report_to=("none",),
+    max_grad_norm: float = 1e-4,
+    gradient_accumulation_steps: int = 2,
+):
     """Train with `monitor` as callback; returns (trainer, model). Clipping is forced on by default."""
     from transformers import Trainer, TrainingArguments
 
@@ -62,13 +78,24 @@ def train_tiny(monitor, output_dir: Path, *, max_steps: int = 6, report_to=("non
 
     model = tiny_lora_model()
     args = TrainingArguments(
-        output_dir=str(output_dir), max_steps=max_steps, per_device_train_batch_size=4,
-        gradient_accumulation_steps=gradient_accumulation_steps, learning_rate=1e-2, logging_steps=1,
-        max_grad_norm=max_grad_norm, save_strategy="no", report_to=list(report_to), use_cpu=True,
-        dataloader_num_workers=0, seed=0, remove_unused_columns=False, disable_tqdm=True,
+        output_dir=str(output_dir),
+        max_steps=max_steps,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        learning_rate=1e-2,
+        logging_steps=1,
+        max_grad_norm=max_grad_norm,
+        save_strategy="no",
+        report_to=list(report_to),
+        use_cpu=True,
+        dataloader_num_workers=0,
+        seed=0,
+        remove_unused_columns=False,
+        disable_tqdm=True,
     )
-    trainer = MonitoredTrainer(model=model, args=args, train_dataset=random_examples(), data_collator=pad_collate,
-                               callbacks=[monitor])
+    trainer = MonitoredTrainer(
+        model=model, args=args, train_dataset=random_examples(), data_collator=pad_collate, callbacks=[monitor]
+    )
     try:
         trainer.train()
     finally:

@@ -1,5 +1,6 @@
 """Versioned asset folders: a new materialization never overwrites an earlier one, readers follow
 `current`, retention keeps the newest N and every promoted version."""
+
 import shutil
 
 from llama_sft_dagster.resources.artifacts import CURRENT, ArtifactStore

@@ -1,5 +1,6 @@
 """Bad inputs a new user makes: nothing skipped without a word, no text silently changed, messages that
 name the file as configured (folder included), the line of a CSV error and the delimiter it looks like."""
+
 import json
 from pathlib import Path
 
@@ -36,13 +37,17 @@ def layout(root: Path, files: dict[str, str]) -> Path:
 
 # --- MultiWOZ: every file under the folder is read, skipped with a reason, or fails the run ---------
 
-@pytest.mark.parametrize("rel, words", [
-    ("validation/dialogues_001.json", ["validation/ is not a split folder", "train, dev, test"]),
-    ("train/dialogues_1.json", ["not named dialogues_NNN.json"]),
-    ("train/extra.json", ["not named dialogues_NNN.json"]),
-    ("notes.txt", ["not part of the published MultiWOZ 2.2 layout"]),
-    ("train/sub/dialogues_002.json", ["not part of the published"]),
-])
+
+@pytest.mark.parametrize(
+    "rel, words",
+    [
+        ("validation/dialogues_001.json", ["validation/ is not a split folder", "train, dev, test"]),
+        ("train/dialogues_1.json", ["not named dialogues_NNN.json"]),
+        ("train/extra.json", ["not named dialogues_NNN.json"]),
+        ("notes.txt", ["not part of the published MultiWOZ 2.2 layout"]),
+        ("train/sub/dialogues_002.json", ["not part of the published"]),
+    ],
+)
 def test_a_file_outside_the_layout_fails_naming_it(tmp_path, rel, words):
     root = layout(tmp_path / "mw", {"train/dialogues_001.json": dialogues("A"), rel: dialogues("B")})
     with pytest.raises(RawDataError) as err:
@@ -54,19 +59,29 @@ def test_a_file_outside_the_layout_fails_naming_it(tmp_path, rel, words):
 
 
 def test_skip_policy_lists_every_unread_file_with_its_reason(tmp_path):
-    root = layout(tmp_path / "mw", {"train/dialogues_001.json": dialogues("A"),
-                                    "dev/dialogues_001.json": dialogues("B"),
-                                    "validation/dialogues_001.json": dialogues("C"), "schema.json": "[]",
-                                    "dialog_acts.json": "{}", "train/.DS_Store": "x"})
+    root = layout(
+        tmp_path / "mw",
+        {
+            "train/dialogues_001.json": dialogues("A"),
+            "dev/dialogues_001.json": dialogues("B"),
+            "validation/dialogues_001.json": dialogues("C"),
+            "schema.json": "[]",
+            "dialog_acts.json": "{}",
+            "train/.DS_Store": "x",
+        },
+    )
     table = load_multiwoz_folder(root, unexpected_files="skip")
     assert sorted(set(table.column("dialogue_id").to_pylist())) == ["A", "B"]
     assert skipped_files(table) == [
         {"file": "dialog_acts.json", "reason": "published non-dialogue file"},
         {"file": "schema.json", "reason": "published non-dialogue file"},
         {"file": "train/.DS_Store", "reason": "hidden file"},
-        {"file": "validation/dialogues_001.json",
-         "reason": "unexpected file skipped: validation/ is not a split folder of the published layout "
-                   "(train, dev, test)"}]
+        {
+            "file": "validation/dialogues_001.json",
+            "reason": "unexpected file skipped: validation/ is not a split folder of the published layout "
+            "(train, dev, test)",
+        },
+    ]
 
 
 def test_published_extras_alone_do_not_fail_the_default(tmp_path):
@@ -78,8 +93,9 @@ def test_published_extras_alone_do_not_fail_the_default(tmp_path):
 def test_unlistable_subfolder_fails_naming_it(tmp_path):
     import os
 
-    root = layout(tmp_path / "mw", {"train/dialogues_001.json": dialogues("A"),
-                                    "dev/dialogues_001.json": dialogues("B")})
+    root = layout(
+        tmp_path / "mw", {"train/dialogues_001.json": dialogues("A"), "dev/dialogues_001.json": dialogues("B")}
+    )
     (root / "dev").chmod(0)
     try:
         if os.access(root / "dev", os.R_OK):
@@ -91,6 +107,7 @@ def test_unlistable_subfolder_fails_naming_it(tmp_path):
 
 
 # --- messages name the path as configured, and both places of a duplicate ------------------------
+
 
 def test_multiwoz_messages_name_the_folder_as_given(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -107,12 +124,15 @@ def test_duplicate_dialogue_in_one_file_names_both_places(tmp_path):
 
 
 def test_duplicate_dialogue_across_files_names_both(tmp_path):
-    root = layout(tmp_path / "mw", {"train/dialogues_001.json": dialogues("X", "A"),
-                                    "test/dialogues_004.json": dialogues("A")})
+    root = layout(
+        tmp_path / "mw", {"train/dialogues_001.json": dialogues("X", "A"), "test/dialogues_004.json": dialogues("A")}
+    )
     with pytest.raises(RawDataError) as err:
         load_multiwoz_folder(root)
-    assert str(err.value) == (f"duplicate dialogue_id 'A': dialogue 1 of {root}/train/dialogues_001.json and "
-                              f"dialogue 0 of {root}/test/dialogues_004.json")
+    assert str(err.value) == (
+        f"duplicate dialogue_id 'A': dialogue 1 of {root}/train/dialogues_001.json and "
+        f"dialogue 0 of {root}/test/dialogues_004.json"
+    )
 
 
 def test_bitext_messages_name_the_path_as_given_but_rows_record_the_name(tmp_path, monkeypatch):
@@ -127,20 +147,29 @@ def test_bitext_messages_name_the_path_as_given_but_rows_record_the_name(tmp_pat
 
 # --- no text silently changed ----------------------------------------------------------------------
 
+
 def _parquet(tmp_path, **overrides) -> Path:
-    cols = {"flags": pa.array(["B"]), "instruction": pa.array(["where is my order?"]), "category": pa.array(["ORDER"]),
-            "intent": pa.array(["track_order"]), "response": pa.array(["Today."])}
+    cols = {
+        "flags": pa.array(["B"]),
+        "instruction": pa.array(["where is my order?"]),
+        "category": pa.array(["ORDER"]),
+        "intent": pa.array(["track_order"]),
+        "response": pa.array(["Today."]),
+    }
     cols.update(overrides)
     pq.write_table(pa.table(cols), tmp_path / "b.parquet")
     return tmp_path / "b.parquet"
 
 
-@pytest.mark.parametrize("column, values, type_name", [
-    ("instruction", pa.array([113542617735902.0]), "double"),
-    ("response", pa.array([113542617735902], pa.int64()), "int64"),
-    ("instruction", pa.array([True]), "bool"),
-    ("category", pa.array([1.5]), "double"),
-])
+@pytest.mark.parametrize(
+    "column, values, type_name",
+    [
+        ("instruction", pa.array([113542617735902.0]), "double"),
+        ("response", pa.array([113542617735902], pa.int64()), "int64"),
+        ("instruction", pa.array([True]), "bool"),
+        ("category", pa.array([1.5]), "double"),
+    ],
+)
 def test_non_text_columns_are_refused_naming_column_and_type(tmp_path, column, values, type_name):
     with pytest.raises(RawDataError) as err:
         load_bitext_file(_parquet(tmp_path, **{column: values}))
@@ -149,14 +178,20 @@ def test_non_text_columns_are_refused_naming_column_and_type(tmp_path, column, v
 
 
 def test_metadata_columns_are_cast_only_where_lossless(tmp_path):
-    table = load_bitext_file(_parquet(tmp_path, flags=pa.array([113542617735902], pa.int64()),
-                                      intent=pa.array(["track_order"]).dictionary_encode(),
-                                      category=pa.array(["ORDER"], pa.large_string())))
+    table = load_bitext_file(
+        _parquet(
+            tmp_path,
+            flags=pa.array([113542617735902], pa.int64()),
+            intent=pa.array(["track_order"]).dictionary_encode(),
+            category=pa.array(["ORDER"], pa.large_string()),
+        )
+    )
     row = table.to_pylist()[0]
     assert (row["flags"], row["intent"], row["category"]) == ("113542617735902", "track_order", "ORDER")
 
 
 # --- a repeated header row is a counted drop, not a pair --------------------------------------------
+
 
 @pytest.mark.parametrize("header", [HEADER, "tags,instruction,category,intent,response\n"])
 def test_repeated_header_row_is_dropped_with_a_reason(tmp_path, header):
@@ -172,6 +207,7 @@ def test_repeated_header_row_is_dropped_with_a_reason(tmp_path, header):
 
 
 # --- CSV parse errors: the line, and the delimiter the file really uses ----------------------------
+
 
 @pytest.mark.parametrize("sep, label", [(";", "semicolon"), ("\t", "tab")])
 def test_other_delimiters_are_named(tmp_path, sep, label):

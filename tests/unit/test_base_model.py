@@ -5,7 +5,9 @@ import pytest
 from llama_sft_dagster.core.training import base_model as bm
 from llama_sft_dagster.core.versions import folder_version
 
-TEXTS = [f"I need help with order {i}, the parcel did not arrive. Sorry to hear that, let me check." for i in range(300)]
+TEXTS = [
+    f"I need help with order {i}, the parcel did not arrive. Sorry to hear that, let me check." for i in range(300)
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +29,13 @@ def test_files_are_safetensors_and_load_offline(built, monkeypatch):
     assert (built / "model.safetensors").exists() and not list(built.glob("*.bin"))
     tok = AutoTokenizer.from_pretrained(built)
     config = AutoConfig.from_pretrained(built)
-    assert (config.model_type, config.hidden_size, config.num_hidden_layers, config.num_attention_heads,
-            config.num_key_value_heads) == ("llama", 64, 2, 4, 2)
+    assert (
+        config.model_type,
+        config.hidden_size,
+        config.num_hidden_layers,
+        config.num_attention_heads,
+        config.num_key_value_heads,
+    ) == ("llama", 64, 2, 4, 2)
     assert config.vocab_size == len(tok)
     ids = tok("order parcel").input_ids
     assert ids[0] == tok.convert_tokens_to_ids(bm.BEGIN) and ids.count(ids[0]) == 1

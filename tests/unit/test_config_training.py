@@ -1,4 +1,5 @@
 """Training config: seed values in the full profile, conflicting settings rejected naming the field."""
+
 import pytest
 from pydantic import ValidationError
 
@@ -7,12 +8,15 @@ from llama_sft_dagster.config.training import BaseModelConfig, SftDatasetConfig,
 from llama_sft_dagster.resources.gpu import GpuResource
 
 
-@pytest.mark.parametrize("kwargs,field", [
-    ({"save_steps": 15, "eval_steps": 10}, "save_steps"),
-    ({"max_steps": 0}, "max_steps"),
-    ({"metric_for_best_model": "eval_accuracy"}, "metric_for_best_model"),
-    ({"lora_target_modules": ["q_proj", "lm_head"]}, "lora_target_modules"),
-])
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        ({"save_steps": 15, "eval_steps": 10}, "save_steps"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"metric_for_best_model": "eval_accuracy"}, "metric_for_best_model"),
+        ({"lora_target_modules": ["q_proj", "lm_head"]}, "lora_target_modules"),
+    ],
+)
 def test_train_config_conflicts_name_the_field(kwargs, field):
     with pytest.raises(ValidationError, match=field):
         TrainConfig(**kwargs)
@@ -22,11 +26,14 @@ def test_save_steps_free_without_load_best():
     assert TrainConfig(save_steps=15, eval_steps=10, load_best_model_at_end=False).save_steps == 15
 
 
-@pytest.mark.parametrize("kwargs,field", [
-    ({"dataset_format": "messages", "completion_only_loss": True}, "completion_only_loss"),
-    ({"completion_only_loss": False}, "completion_only_loss"),
-    ({"assistant_only_loss": True}, "assistant_only_loss"),
-])
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        ({"dataset_format": "messages", "completion_only_loss": True}, "completion_only_loss"),
+        ({"completion_only_loss": False}, "completion_only_loss"),
+        ({"assistant_only_loss": True}, "assistant_only_loss"),
+    ],
+)
 def test_sft_dataset_config_rejects_masks_that_do_nothing(kwargs, field):
     with pytest.raises(ValidationError, match=field):
         SftDatasetConfig(**kwargs)
@@ -40,8 +47,13 @@ def test_full_profile_defaults_are_the_seeds():
     full = config_for("full", TrainConfig)
     c = full()
     assert (c.per_device_train_batch_size, c.gradient_accumulation_steps, c.per_device_eval_batch_size) == (8, 4, 16)
-    assert (c.num_train_epochs, c.max_steps, c.learning_rate, c.lr_scheduler_type, c.warmup_steps) == \
-        (3, -1, 2e-4, "cosine", 0.03)
+    assert (c.num_train_epochs, c.max_steps, c.learning_rate, c.lr_scheduler_type, c.warmup_steps) == (
+        3,
+        -1,
+        2e-4,
+        "cosine",
+        0.03,
+    )
     assert (c.eval_steps, c.save_steps, c.save_total_limit, c.max_grad_norm) == (200, 200, 3, 1.0)
     assert (c.lora_r, c.lora_alpha, c.lora_dropout) == (64, 128, 0.05) and len(c.lora_target_modules) == 7
     assert config_for("full", SftDatasetConfig)().max_length == 512
@@ -54,7 +66,7 @@ def test_full_profile_defaults_are_the_seeds():
 def test_each_profile_has_its_defaults_in_one_interpreter():
     assert TrainConfig().learning_rate == 1e-3  # the demo profile, active in the tests
     assert config_for("demo", TrainConfig) is TrainConfig
-    assert [config_for(p, TrainConfig)().max_steps for p in ("demo", "rehearsal", "full")] == [40, 4, -1]
+    assert [config_for(p, TrainConfig)().max_steps for p in ("demo", "rehearsal", "full")] == [40, 3, -1]
     assert config_for("rehearsal", BaseModelConfig)().model_id == "rehearsal"
     assert profile_defaults(GpuResource, "full") == {"require_flash_attention": True}
     with pytest.raises(ValueError, match="'fast' is not a profile"):
@@ -67,8 +79,9 @@ def test_sft_config_is_explicit_and_warmup_is_a_ratio(tmp_path):
     from llama_sft_dagster.core.training.trainer import build_sft_config
 
     c = TrainConfig()
-    args = build_sft_config(tmp_path, c.trainer_kwargs(), SftDatasetConfig().model_dump(),
-                            plan_device("auto", MachineFacts(False)))
+    args = build_sft_config(
+        tmp_path, c.trainer_kwargs(), SftDatasetConfig().model_dump(), plan_device("auto", MachineFacts(False))
+    )
     assert not args.bf16 and not args.gradient_checkpointing and args.use_cpu and args.optim == "adamw_torch"
     assert args.completion_only_loss and not args.assistant_only_loss and args.max_length == 512
     assert args.load_best_model_at_end and args.metric_for_best_model == "eval_loss" and not args.greater_is_better

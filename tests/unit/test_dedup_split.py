@@ -1,4 +1,5 @@
 """Pure-logic tests of MinHash-LSH dedup and the content-hash split."""
+
 import random
 
 import pytest
@@ -71,12 +72,24 @@ def test_split_parquet_streams_batches_into_two_files(tmp_path):
     from llama_sft_dagster.core.data.storage import write_parquet
 
     ins = [text(i, 12) for i in range(500)]
-    rows = [{"pair_id": f"p{i}", "source": "bitext" if i % 3 else "multiwoz", "instruction": t, "response": "r",
-             "intent": f"i{i % 4}"} for i, t in enumerate(ins)]
+    rows = [
+        {
+            "pair_id": f"p{i}",
+            "source": "bitext" if i % 3 else "multiwoz",
+            "instruction": t,
+            "response": "r",
+            "intent": f"i{i % 4}",
+        }
+        for i, t in enumerate(ins)
+    ]
     src = write_parquet(pa.Table.from_pylist(rows, schema=PAIR_SCHEMA), tmp_path / "in.parquet")
     sides = split_parquet(src, tmp_path / "t.parquet", tmp_path / "v.parquet", 0.2, seed=3, batch_rows=64)
     expected = is_validation(ins, ["r"] * 500, 0.2, seed=3)
     validation_ids = pq.read_table(tmp_path / "v.parquet").column("pair_id").to_pylist()
     assert validation_ids == [f"p{i}" for i, v in enumerate(expected) if v]
-    assert sides["train"].rows + sides["validation"].rows == 500 == pq.ParquetFile(tmp_path / "t.parquet").metadata.num_rows + len(validation_ids)
+    assert (
+        sides["train"].rows + sides["validation"].rows
+        == 500
+        == pq.ParquetFile(tmp_path / "t.parquet").metadata.num_rows + len(validation_ids)
+    )
     assert sum(sides["validation"].per_source.values()) == len(validation_ids)

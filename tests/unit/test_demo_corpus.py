@@ -1,16 +1,17 @@
 """Demo corpus: deterministic, fast, realistic shape, and every planted case is dropped by its filter."""
+
 import io
 from collections import Counter
 
 import pyarrow as pa
 import pytest
 
-from llama_sft_dagster.core.demo import corpus as dc
 from llama_sft_dagster.core.data import filters
-from llama_sft_dagster.core.sources.bitext import RAW_BITEXT_SCHEMA
 from llama_sft_dagster.core.data.dedup import NearDuplicateIndex
-from llama_sft_dagster.core.sources.multiwoz import TURN_SCHEMA, load_multiwoz_folder
 from llama_sft_dagster.core.data.pairs import extract_pairs, pairs_balanced
+from llama_sft_dagster.core.demo import corpus as dc
+from llama_sft_dagster.core.sources.bitext import RAW_BITEXT_SCHEMA
+from llama_sft_dagster.core.sources.multiwoz import TURN_SCHEMA, load_multiwoz_folder
 
 
 def ipc_bytes(table: pa.Table) -> bytes:
@@ -26,8 +27,7 @@ def corpus():
     pairs, rejects, counts = extract_pairs(bitext, turns)
     kinds = dc.bitext_row_kinds()
     pair_kinds = [kinds[r["row_index"]] if r["source"] == "bitext" else "normal" for r in pairs.to_pylist()]
-    return {"bitext": bitext, "turns": turns, "pairs": pairs, "rejects": rejects,
-            "counts": counts, "kinds": pair_kinds}
+    return {"bitext": bitext, "turns": turns, "pairs": pairs, "rejects": rejects, "counts": counts, "kinds": pair_kinds}
 
 
 def test_same_seed_gives_byte_identical_tables_and_another_seed_differs(corpus):
@@ -57,7 +57,10 @@ def test_multiwoz_planted_structure_is_dropped_by_pair_extraction(corpus):
 def test_published_layout_round_trip(tmp_path, corpus):
     dc.write_published_layout(dc.generate_multiwoz_dialogues(), tmp_path, per_file=120)
     assert sorted(p.name for p in (tmp_path / "train").iterdir()) == [
-        "dialogues_001.json", "dialogues_002.json", "dialogues_003.json"]
+        "dialogues_001.json",
+        "dialogues_002.json",
+        "dialogues_003.json",
+    ]
     loaded = load_multiwoz_folder(tmp_path)
     same = ["dialogue_id", "turn_index", "speaker", "utterance", "active_intent", "domain", "services"]
     assert loaded.select(same).equals(corpus["turns"].select(same))
@@ -87,7 +90,8 @@ def test_each_planted_kind_is_dropped_by_its_filter_and_normal_rows_survive(corp
 
     lang = filters.language_decisions(ins, resp, ("ENGLISH", "FRENCH", "CHINESE"))
     assert Counter((k, r) for k, r in zip(kinds, lang.reasons) if r) == Counter(
-        {("french", "language_french"): planted["french"], ("chinese", "language_chinese"): planted["chinese"]})
+        {("french", "language_french"): planted["french"], ("chinese", "language_chinese"): planted["chinese"]}
+    )
 
     parrot = _dropped_by_kind(kinds, filters.parroting_decisions(ins, resp, 0.85).reasons)
     assert parrot == Counter(parroting=planted["parroting"])
@@ -95,7 +99,8 @@ def test_each_planted_kind_is_dropped_by_its_filter_and_normal_rows_survive(corp
     # Dedup sees what the earlier filters keep: normal rows plus the planted copies.
     keep = [i for i, k in enumerate(kinds) if k in ("normal", "near_duplicate", "exact_duplicate")]
     dedup = NearDuplicateIndex(threshold=0.8, num_perm=128).add_batch(
-        [rows[i]["pair_id"] for i in keep], [ins[i] for i in keep], [resp[i] for i in keep])
+        [rows[i]["pair_id"] for i in keep], [ins[i] for i in keep], [resp[i] for i in keep]
+    )
     by_kind = Counter((kinds[i], r) for i, r in zip(keep, dedup.reasons) if r)
     assert by_kind[("exact_duplicate", "exact_duplicate")] == planted["exact_duplicate"]
     assert by_kind[("near_duplicate", "near_duplicate")] >= 0.9 * planted["near_duplicate"]
@@ -122,7 +127,11 @@ def test_replies_only_name_what_the_request_names(corpus):
         if kind not in ("normal", "exact_duplicate", "near_duplicate"):
             continue
         for name in [*products, *T.CITIES]:
-            assert name not in row["response"] or name in row["instruction"], (name, row["instruction"], row["response"])
+            assert name not in row["response"] or name in row["instruction"], (
+                name,
+                row["instruction"],
+                row["response"],
+            )
         checked += 1
     assert checked > 3000
 

@@ -7,6 +7,7 @@ dagster-k8s/dagster-postgres are the `k8s` extra's companions; the release match
 not published, so `make install` adds 0.29.27 without its dagster pin (see Makefile) and these tests skip
 where they are missing.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,8 +63,12 @@ def test_training_step_becomes_a_gpu_kubernetes_job():
 
     train = next(a for a in all_assets if dg.AssetKey("train_adapter") in a.keys)
     user_config = get_user_defined_k8s_config(train.op.tags)
-    job = construct_dagster_k8s_job(DagsterK8sJobConfig(job_image="llama-sft-dagster:test", dagster_home="/opt/dh"),
-                                    ["dagster", "api", "execute_step"], "train-adapter-step", user_config)
+    job = construct_dagster_k8s_job(
+        DagsterK8sJobConfig(job_image="llama-sft-dagster:test", dagster_home="/opt/dh"),
+        ["dagster", "api", "execute_step"],
+        "train-adapter-step",
+        user_config,
+    )
     pod = job.spec.template.spec
     assert pod.containers[0].resources.limits == {"nvidia.com/gpu": "1"}
     assert pod.node_selector == {"nvidia.com/gpu.present": "true"}
@@ -88,8 +93,9 @@ def test_k8s_executor_run_config_passes_the_jobs_schema():
 
     from llama_sft_dagster.definitions import all_assets, all_checks, build_resources
 
-    defs = dg.Definitions(assets=all_assets, asset_checks=all_checks, resources=build_resources(),
-                          executor=k8s.k8s_job_executor)
+    defs = dg.Definitions(
+        assets=all_assets, asset_checks=all_checks, resources=build_resources(), executor=k8s.k8s_job_executor
+    )
     job = defs.resolve_implicit_global_asset_job_def()
     run_config = yaml.safe_load((DEPLOY / "run_config.k8s.yaml").read_text())
     dg.validate_run_config(job, run_config)

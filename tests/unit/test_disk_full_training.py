@@ -1,6 +1,7 @@
 """A full or read-only disk while training writes checkpoints, saves the adapter, or saves the merged model: the
 error names the path, and the previous adapter / merged model stays whole. Real small tmpfs mounts (root only),
 real tiny models."""
+
 import hashlib
 import json
 import subprocess
@@ -76,8 +77,12 @@ def test_saving_the_adapter_on_a_full_disk_keeps_the_previous_one(base, tmp_path
     tokenizer = AutoTokenizer.from_pretrained(base)
     # the one-process view of a Trainer that save_best_adapter uses (it also runs under torchrun ranks)
     accelerator = SimpleNamespace(unwrap_model=lambda model: model, wait_for_everyone=lambda: None)
-    trainer = SimpleNamespace(model=tiny_lora_model(seed=0), processing_class=tokenizer, accelerator=accelerator,
-                              is_world_process_zero=lambda: True)
+    trainer = SimpleNamespace(
+        model=tiny_lora_model(seed=0),
+        processing_class=tokenizer,
+        accelerator=accelerator,
+        is_world_process_zero=lambda: True,
+    )
     save_best_adapter(trainer, disk / "adapter")
     before = _digest(disk / "adapter")
     trainer.model = tiny_lora_model(seed=1)
@@ -91,9 +96,18 @@ def test_checkpoints_on_a_full_disk_name_the_folder(tmp_path, small_disk):
 
     disk = small_disk("64k")  # less than one checkpoint (adapter + optimizer state)
     out = disk / "checkpoints"
-    args = TrainingArguments(output_dir=str(out), max_steps=2, save_steps=1, save_strategy="steps",
-                             per_device_train_batch_size=4, report_to=[], use_cpu=True, dataloader_num_workers=0,
-                             remove_unused_columns=False, disable_tqdm=True)
+    args = TrainingArguments(
+        output_dir=str(out),
+        max_steps=2,
+        save_steps=1,
+        save_strategy="steps",
+        per_device_train_batch_size=4,
+        report_to=[],
+        use_cpu=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+    )
     trainer = Trainer(model=tiny_lora_model(), args=args, train_dataset=random_examples(), data_collator=pad_collate)
     with pytest.raises(ArtifactPathError, match=rf"could not write checkpoints to '{out}': No space left on device"):
         fit(trainer, out, "fingerprint")

@@ -1,5 +1,6 @@
 """Downloads against a real HTTP server on 127.0.0.1: resume after a dropped connection, timeouts and
 retries, atomic writes, permanent errors; the MultiWOZ archive through the same path."""
+
 import http.server
 import io
 import json

@@ -1,6 +1,7 @@
 """A MultiWOZ archive download cut off mid-file (connection dropped, or the process SIGKILLed) leaves nothing that
 a later run takes for a complete download: the later run downloads again and reads every dialogue.
 A local HTTP server stands in for GitHub (no network here)."""
+
 import http.client
 import http.server
 import json
@@ -78,8 +79,10 @@ def test_dropped_connection_leaves_nothing(server, tmp_path, path):
 def test_sigkill_mid_file_is_not_taken_for_a_complete_download(server, tmp_path):
     url, size = server
     dest = tmp_path / "dl"
-    code = ("import sys; from llama_sft_dagster.core.sources.multiwoz import download_multiwoz_archive as d; "
-            "d(sys.argv[1], sys.argv[2])")
+    code = (
+        "import sys; from llama_sft_dagster.core.sources.multiwoz import download_multiwoz_archive as d; "
+        "d(sys.argv[1], sys.argv[2])"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code, f"{url}/stall", str(dest)], cwd=REPO)
     deadline = time.monotonic() + 60
     while not any(p.stat().st_size > 0 for p in dest.rglob("*") if p.is_file()):  # bytes are arriving

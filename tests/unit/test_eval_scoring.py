@@ -1,5 +1,6 @@
 """Reply-token scoring and generation on a tiny random Llama, the demo pretraining's packing, and the
 demo's held-out dialogues."""
+
 import pytest
 
 from llama_sft_dagster.core.demo.pretrain import lr_at, pack
@@ -14,8 +15,13 @@ def tiny(tmp_path_factory):
 
     from llama_sft_dagster.core.training.base_model import build_demo_base_model
 
-    folder = build_demo_base_model(TEXTS, tmp_path_factory.mktemp("tiny"), seed=0, vocab_size=400,
-                                   pretrain={"steps": 3, "batch_size": 2, "seq_len": 32, "learning_rate": 1e-3})
+    folder = build_demo_base_model(
+        TEXTS,
+        tmp_path_factory.mktemp("tiny"),
+        seed=0,
+        vocab_size=400,
+        pretrain={"steps": 3, "batch_size": 2, "seq_len": 32, "learning_rate": 1e-3},
+    )
     return AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder), folder
 
 

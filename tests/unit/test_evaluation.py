@@ -1,4 +1,5 @@
 """Evaluation logic on plain lists: grouped metrics, sample pick, champion rule, retention, rank-sweep figures."""
+
 import math
 
 import numpy as np
@@ -11,8 +12,15 @@ from llama_sft_dagster.core.evaluation.samples import pick_samples, samples_mark
 
 
 def row(set_="validation", source="bitext", intent="cancel_order", category="ORDER", nll=10.0, tokens=5, correct=2):
-    return {"set": set_, "source": source, "intent": intent, "category": category, "nll": nll, "tokens": tokens,
-            "correct": correct}
+    return {
+        "set": set_,
+        "source": source,
+        "intent": intent,
+        "category": category,
+        "nll": nll,
+        "tokens": tokens,
+        "correct": correct,
+    }
 
 
 def test_groups_bitext_and_multiwoz():
@@ -67,30 +75,38 @@ def test_pick_samples_per_group_and_stable():
 
 
 def test_samples_markdown_escapes_and_cuts():
-    md = samples_markdown([{"group": "intent:a", "prompt": "x|y", "reference": "r" * 500, "base_reply": "b",
-                            "tuned_reply": "t\nu"}], max_chars=20)
+    md = samples_markdown(
+        [{"group": "intent:a", "prompt": "x|y", "reference": "r" * 500, "base_reply": "b", "tuned_reply": "t\nu"}],
+        max_chars=20,
+    )
     assert "x\\|y" in md and "r" * 19 + "…" in md and "t u" in md
 
 
-@pytest.mark.parametrize("challenger, base, champion, margin, promote, words", [
-    (1.0, 2.0, None, 0.0, True, "no champion yet"),
-    (2.5, 2.0, None, 0.0, False, "does not beat its base"),
-    (1.0, 2.0, 1.2, 0.0, True, "beats champion"),
-    (1.3, 2.0, 1.2, 0.0, False, "does not beat champion"),
-    (1.19, 2.0, 1.2, 0.05, False, "by more than 5.0%"),
-    (1.0, 2.0, 1.0, 0.0, False, "does not beat champion"),  # a tie keeps the champion
-])
+@pytest.mark.parametrize(
+    "challenger, base, champion, margin, promote, words",
+    [
+        (1.0, 2.0, None, 0.0, True, "no champion yet"),
+        (2.5, 2.0, None, 0.0, False, "does not beat its base"),
+        (1.0, 2.0, 1.2, 0.0, True, "beats champion"),
+        (1.3, 2.0, 1.2, 0.0, False, "does not beat champion"),
+        (1.19, 2.0, 1.2, 0.05, False, "by more than 5.0%"),
+        (1.0, 2.0, 1.0, 0.0, False, "does not beat champion"),  # a tie keeps the champion
+    ],
+)
 def test_decide(challenger, base, champion, margin, promote, words):
     d = decide(challenger, base, champion, margin)
     assert d.promote is promote and words in d.reason
 
 
-@pytest.mark.parametrize("names, keep, promoted, current, removed", [
-    (["a", "b", "c", "d"], 2, (), "d", ["a", "b"]),
-    (["a", "b", "c", "d"], 1, {"a"}, "d", ["b", "c"]),
-    (["a", "b", "c"], 1, (), "b", ["a"]),  # current is never removed, even when not the newest
-    (["a"], 3, (), "a", []),
-])
+@pytest.mark.parametrize(
+    "names, keep, promoted, current, removed",
+    [
+        (["a", "b", "c", "d"], 2, (), "d", ["a", "b"]),
+        (["a", "b", "c", "d"], 1, {"a"}, "d", ["b", "c"]),
+        (["a", "b", "c"], 1, (), "b", ["a"]),  # current is never removed, even when not the newest
+        (["a"], 3, (), "a", []),
+    ],
+)
 def test_retention(names, keep, promoted, current, removed):
     assert to_remove(names, keep, promoted, current) == removed
 
@@ -119,7 +135,11 @@ def test_rank_utilisation_bad_adapter():
 def test_spread_and_sweep_table():
     assert rank_sweep.spread([1.0, 3.0]) == {"intent_loss_std": 1.0, "intent_loss_min": 1.0, "intent_loss_max": 3.0}
     assert math.isnan(rank_sweep.spread([])["intent_loss_std"])
-    md = rank_sweep.sweep_markdown([{"lora_r": 16, "lora_alpha": 32, "best_eval_loss": 1.5, "trainable_params": 12345},
-                                    {"lora_r": 8, "lora_alpha": 16, "best_eval_loss": 1.6}])
+    md = rank_sweep.sweep_markdown(
+        [
+            {"lora_r": 16, "lora_alpha": 32, "best_eval_loss": 1.5, "trainable_params": 12345},
+            {"lora_r": 8, "lora_alpha": 16, "best_eval_loss": 1.6},
+        ]
+    )
     lines = md.splitlines()
     assert lines[2].startswith("| 8 | 16 | 1.6000 |") and "12,345" in lines[3] and "| - |" in lines[2]

@@ -1,4 +1,5 @@
 """Pure-logic tests of the seed's four filters on plain lists: each case checks the drop reason."""
+
 import pytest
 
 from llama_sft_dagster.core.data import filters
@@ -42,8 +43,16 @@ def test_token_limit_counts_joined_text_with_bos(n_chars, reason):
 @pytest.mark.parametrize(
     "instruction, response, reason",
     [
-        ("I would like to cancel the order I placed yesterday", "Of course, I can help you cancel that order right away.", None),
-        ("Je voudrais annuler la commande que j'ai passée hier", "Bien sûr, je peux vous aider à annuler cette commande.", "language_french"),
+        (
+            "I would like to cancel the order I placed yesterday",
+            "Of course, I can help you cancel that order right away.",
+            None,
+        ),
+        (
+            "Je voudrais annuler la commande que j'ai passée hier",
+            "Bien sûr, je peux vous aider à annuler cette commande.",
+            "language_french",
+        ),
         ("我想取消我昨天下的订单", "当然，我可以帮您取消这个订单。", "language_chinese"),
         ("12345 67890", "0000 1111", "language_unknown"),
     ],

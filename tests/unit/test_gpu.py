@@ -1,4 +1,5 @@
 """GPU resource decisions (no GPU here: torch.cuda facts are monkeypatched, the one allowed mock)."""
+
 import logging
 
 import pytest
@@ -8,12 +9,15 @@ from llama_sft_dagster.resources import gpu as gpu_mod
 from llama_sft_dagster.resources.gpu import GpuResource
 
 
-@pytest.mark.parametrize("facts,device,dtype,attn,optim", [
-    (MachineFacts(True, True, True, "H100", 80.0), "cuda", "bfloat16", "flash_attention_2", "adamw_torch_fused"),
-    (MachineFacts(True, True, False, "A100", 40.0), "cuda", "bfloat16", "sdpa", "adamw_torch_fused"),
-    (MachineFacts(True, False, True, "T4", 15.0), "cuda", "float32", "sdpa", "adamw_torch_fused"),
-    (MachineFacts(False), "cpu", "float32", "sdpa", "adamw_torch"),
-])
+@pytest.mark.parametrize(
+    "facts,device,dtype,attn,optim",
+    [
+        (MachineFacts(True, True, True, "H100", 80.0), "cuda", "bfloat16", "flash_attention_2", "adamw_torch_fused"),
+        (MachineFacts(True, True, False, "A100", 40.0), "cuda", "bfloat16", "sdpa", "adamw_torch_fused"),
+        (MachineFacts(True, False, True, "T4", 15.0), "cuda", "float32", "sdpa", "adamw_torch_fused"),
+        (MachineFacts(False), "cpu", "float32", "sdpa", "adamw_torch"),
+    ],
+)
 def test_auto_decisions(facts, device, dtype, attn, optim):
     plan = plan_device("auto", facts)
     assert (plan.device, plan.dtype, plan.attn_implementation, plan.optim) == (device, dtype, attn, optim)
@@ -48,7 +52,12 @@ def test_resource_reads_cuda_facts(monkeypatch):
     monkeypatch.setattr(gpu_mod, "_flash_attn_importable", lambda: True)
     plan = GpuResource().plan()
     assert (plan.device, plan.dtype, plan.attn_implementation, plan.device_name, plan.total_memory_gb) == (
-        "cuda", "bfloat16", "flash_attention_2", "Fake H100", 80.0)
+        "cuda",
+        "bfloat16",
+        "flash_attention_2",
+        "Fake H100",
+        80.0,
+    )
     assert plan.tf32 and plan.gradient_checkpointing and plan.optim == "adamw_torch_fused"
     plan = GpuResource(flash_attention=False, gradient_checkpointing=False).plan()
     assert plan.attn_implementation == "sdpa" and not plan.gradient_checkpointing
@@ -114,8 +123,12 @@ def test_full_profile_on_cuda_without_flash_attn_fails_with_one_line():
 
 @pytest.mark.parametrize("explicit", ["sdpa", "eager"])
 def test_explicit_attention_kernel_is_used_without_flash_attn(explicit):
-    plan = plan_device("auto", MachineFacts(True, True, False, "H100", 80.0), require_flash_attention=True,
-                       attn_implementation=explicit)
+    plan = plan_device(
+        "auto",
+        MachineFacts(True, True, False, "H100", 80.0),
+        require_flash_attention=True,
+        attn_implementation=explicit,
+    )
     assert plan.attn_implementation == explicit and plan.metadata()["attn_implementation"] == explicit
 
 
@@ -133,8 +146,15 @@ def test_flash_attention_is_required_on_the_full_code_path(profile, required):
     import subprocess
     import sys
 
-    code = ("from llama_sft_dagster.resources.gpu import GpuResource as G; g = G(); "
-            "print(g.require_flash_attention, g.attn_implementation)")
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "SFT_PROFILE": profile},
-                         capture_output=True, text=True, timeout=120)
+    code = (
+        "from llama_sft_dagster.resources.gpu import GpuResource as G; g = G(); "
+        "print(g.require_flash_attention, g.attn_implementation)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "SFT_PROFILE": profile},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.stdout.split() == [str(required), "None"], out.stderr[-2000:]

@@ -1,5 +1,6 @@
 """benchmarks/gpu_check.py: one line and exit 0 without CUDA; its code path (the project's trainer setup,
 masking check, timed steps, MFU) run on the CPU with the rehearsal shape so it is not dead code."""
+
 import json
 import subprocess
 import sys
@@ -8,8 +9,13 @@ from support.paths import REPO, shared_file
 
 
 def run(*args, timeout=600):
-    return subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_without_cuda_it_says_so_in_one_line_and_exits_0():
@@ -20,8 +26,9 @@ def test_without_cuda_it_says_so_in_one_line_and_exits_0():
 
 def test_the_code_path_runs_on_cpu_with_the_rehearsal_shape():
     shared_file("llama31_tokenizer")
-    proc = run("--shape", "rehearsal", "--allow-cpu", "--steps", "1", "--warmup", "0", "--rows", "8",
-               "--modes", "padding_free")  # one mode: each costs a model, a masking check and a step
+    proc = run(
+        "--shape", "rehearsal", "--allow-cpu", "--steps", "1", "--warmup", "0", "--rows", "8", "--modes", "padding_free"
+    )  # one mode: each costs a model, a masking check and a step
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert [(r["kernel"], r["mode"]) for r in report["results"]] == [("sdpa", "padding_free")]

@@ -1,4 +1,5 @@
 """Hub calls with a fake client (no hub here): revision cache, retries, gated repos and HF_TOKEN."""
+
 import json
 from types import SimpleNamespace
 

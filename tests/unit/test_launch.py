@@ -1,6 +1,7 @@
 """The launch of a training job: accelerate arguments (checked by accelerate's own parser and
 validation), multi-node settings from the environment, the shipped configs, failure reports, and the
 devices a multi-process step locks."""
+
 from __future__ import annotations
 
 import json
@@ -77,11 +78,14 @@ def test_multi_node_settings_come_from_the_environment(tmp_path):
     assert cluster_from_env({}) == Cluster()
 
 
-@pytest.mark.parametrize("env,message", [
-    ({"SFT_NNODES": "2"}, "rendezvous host"),
-    ({"SFT_NNODES": "2", "SFT_NODE_RANK": "2", "MASTER_ADDR": "h"}, "must be below the node count"),
-    ({"SFT_NNODES": "two"}, "SFT_NNODES='two' must be a non-negative integer"),
-])
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        ({"SFT_NNODES": "2"}, "rendezvous host"),
+        ({"SFT_NNODES": "2", "SFT_NODE_RANK": "2", "MASTER_ADDR": "h"}, "must be below the node count"),
+        ({"SFT_NNODES": "two"}, "SFT_NNODES='two' must be a non-negative integer"),
+    ],
+)
 def test_bad_multi_node_settings_name_the_variable(env, message):
     with pytest.raises(ValueError, match=message):
         cluster_from_env(env)
@@ -101,8 +105,18 @@ def test_failure_report_names_the_rank_and_shows_its_last_lines(tmp_path):
     (logs / "stdout.log").write_text("".join(f"step {i}\n" for i in range(40)))
     (logs / "stderr.log").write_text("")
     failure = tmp_path / "failure.json"
-    failure.write_text(json.dumps({"rank": 1, "local_rank": 1, "exitcode": -9, "signal": "SIGKILL", "pid": 42,
-                                   "message": "Signal 9 (SIGKILL) received by PID 42"}))
+    failure.write_text(
+        json.dumps(
+            {
+                "rank": 1,
+                "local_rank": 1,
+                "exitcode": -9,
+                "signal": "SIGKILL",
+                "pid": 42,
+                "message": "Signal 9 (SIGKILL) received by PID 42",
+            }
+        )
+    )
     message, tail = describe_failure(failure, tmp_path / "logs", "code 1")
     assert message.startswith("training failed: rank 1 (local rank 1, pid 42) was killed by SIGKILL")
     assert tail.splitlines()[0] == "--- rank 1 stdout (last 20 lines) ---" and tail.splitlines()[-1] == "step 39"
@@ -126,8 +140,9 @@ def test_root_failure_is_the_rank_that_died_not_the_one_torchrun_stopped(tmp_pat
     from llama_sft_dagster.launch.command import root_failure
 
     def failure(local_rank: int, exitcode: int, timestamp: int) -> ProcessFailure:
-        f = ProcessFailure(local_rank=local_rank, pid=100 + local_rank, exitcode=exitcode,
-                           error_file=str(tmp_path / "none"))
+        f = ProcessFailure(
+            local_rank=local_rank, pid=100 + local_rank, exitcode=exitcode, error_file=str(tmp_path / "none")
+        )
         f.timestamp = timestamp
         return f
 
@@ -140,6 +155,7 @@ def test_root_failure_is_the_rank_that_died_not_the_one_torchrun_stopped(tmp_pat
 
 
 # --- the devices a multi-process step holds ------------------------------------------------------------
+
 
 def _cuda():
     return plan_device("auto", MachineFacts(True, True, False, "H100", 80.0))
@@ -188,9 +204,21 @@ def test_process_count(monkeypatch):
 def test_job_spec_round_trips(tmp_path):
     from llama_sft_dagster.launch.job import TrainJob
 
-    job = TrainJob(base_dir="b", train_path="t", validation_path="v", fmt={"max_length": 8}, hp={"seed": 1},
-                   lora={"r": 2}, plan={"device": "cpu"}, out_dir=str(tmp_path), run_fingerprint="fp",
-                   monitor_log_every=1, monitor_deep_every=2, processes=2, accelerate_config="ddp")
+    job = TrainJob(
+        base_dir="b",
+        train_path="t",
+        validation_path="v",
+        fmt={"max_length": 8},
+        hp={"seed": 1},
+        lora={"r": 2},
+        plan={"device": "cpu"},
+        out_dir=str(tmp_path),
+        run_fingerprint="fp",
+        monitor_log_every=1,
+        monitor_deep_every=2,
+        processes=2,
+        accelerate_config="ddp",
+    )
     assert TrainJob.read(job.write(tmp_path / "job.json")) == job
     assert job.failure_file == Path(tmp_path) / "launch" / "failure.json"
 
@@ -200,8 +228,10 @@ def test_rank_and_launcher_modules_import_no_dagster():
     import subprocess
     import sys
 
-    code = ("import sys, llama_sft_dagster.launch.launcher, llama_sft_dagster.launch.train; "
-            "print(sorted(m for m in sys.modules if m == 'dagster' or m.startswith('dagster.')))")
+    code = (
+        "import sys, llama_sft_dagster.launch.launcher, llama_sft_dagster.launch.train; "
+        "print(sorted(m for m in sys.modules if m == 'dagster' or m.startswith('dagster.')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -213,6 +243,10 @@ def test_train_adapter_code_version_covers_the_code_the_ranks_run():
     from llama_sft_dagster.core.versions import code_sources
 
     sources = code_sources(train_adapter.op.compute_fn.decorated_fn)
-    for reached in ("llama_sft_dagster.launch.launcher.main", "llama_sft_dagster.launch.train.train",
-                    "llama_sft_dagster.core.training.trainer.fit", "llama_sft_dagster.core.training.trainer.setup"):
+    for reached in (
+        "llama_sft_dagster.launch.launcher.main",
+        "llama_sft_dagster.launch.train.train",
+        "llama_sft_dagster.core.training.trainer.fit",
+        "llama_sft_dagster.core.training.trainer.setup",
+    ):
         assert reached in sources, reached

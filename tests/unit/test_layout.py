@@ -1,5 +1,6 @@
 """The package keeps its promises about where things are: `core/` never imports Dagster, so every stage's
 logic can be tested on a Python list."""
+
 import subprocess
 import sys
 
@@ -15,8 +16,9 @@ print(sorted(n for n in sys.modules if n == 'dagster' or n.startswith('dagster.'
 
 
 def test_core_imports_no_dagster():
-    proc = subprocess.run([sys.executable, "-c", IMPORT_ALL_CORE], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", IMPORT_ALL_CORE], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "[]"
 
@@ -37,8 +39,9 @@ print('llama_sft_dagster.core.training.monitoring.TrainingMonitor' in reached)
 def test_definitions_load_without_the_training_libraries():
     """Loading the code location (and computing every code version, which walks into the training code that
     imports transformers) leaves torch/transformers/peft/trl unimported: they load in the step that trains."""
-    proc = subprocess.run([sys.executable, "-c", LOAD_DEFINITIONS], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", LOAD_DEFINITIONS], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     heavy, reached_monitoring = proc.stdout.strip().splitlines()[-2:]
     assert heavy == "[]"

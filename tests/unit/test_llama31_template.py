@@ -2,6 +2,7 @@
 project's own code: the token filter's count, one BOS and the stock system header in what the trainer
 trains on, the reserved pad token, masking batches from every source, no silent truncation, and the stop
 token of a saved model. The end-to-end run of the rehearsal profile is tests/e2e/test_rehearsal.py."""
+
 import json
 import shutil
 
@@ -11,8 +12,10 @@ import pytest
 from llama_sft_dagster.core.training.chat_format import SYSTEM_PROMPT
 from support.paths import shared_file
 
-STOCK = ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
-         "Today Date: 26 Jul 2024\n\n")
+STOCK = (
+    "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
+    "Today Date: 26 Jul 2024\n\n"
+)
 BOS, EOT, PAD_ID, EOT_ID = 128000, 128009, 128004, 128009
 
 
@@ -64,8 +67,16 @@ def _trainer(model_dir, tmp_path, rows, **hp):
     from llama_sft_dagster.core.training.trainer import setup
 
     train = TrainConfig(max_steps=2, eval_steps=1, save_steps=1, **hp)
-    return setup(model_dir, rows, rows[:4], train.trainer_kwargs(), train.lora_kwargs(),
-                 SftDatasetConfig().model_dump(), plan_device("cpu", MachineFacts(False)), tmp_path)
+    return setup(
+        model_dir,
+        rows,
+        rows[:4],
+        train.trainer_kwargs(),
+        train.lora_kwargs(),
+        SftDatasetConfig().model_dump(),
+        plan_device("cpu", MachineFacts(False)),
+        tmp_path,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -96,15 +107,17 @@ def test_template_check_catches_double_bos_and_a_missing_header(tokenizer):
     from llama_sft_dagster.core.training.chat_format import conversation, prompt_completion_row
     from llama_sft_dagster.core.training.template_check import template_problems
 
-    text = tokenizer.apply_chat_template(conversation(prompt_completion_row("where is my order?", "Let me look.")),
-                                         tokenize=False)
+    text = tokenizer.apply_chat_template(
+        conversation(prompt_completion_row("where is my order?", "Let me look.")), tokenize=False
+    )
     good = tokenizer(text, add_special_tokens=False).input_ids
     doubled = tokenizer(text).input_ids  # the classic bug: the template's BOS plus the tokenizer's
     assert template_problems(tokenizer, good, SYSTEM_PROMPT) == []
     assert doubled[:2] == [BOS, BOS]
     assert "2 <|begin_of_text|>" in template_problems(tokenizer, doubled, SYSTEM_PROMPT)[0]
-    no_header = tokenizer(text.replace("Cutting Knowledge Date: December 2023\n", ""),
-                          add_special_tokens=False).input_ids
+    no_header = tokenizer(
+        text.replace("Cutting Knowledge Date: December 2023\n", ""), add_special_tokens=False
+    ).input_ids
     assert any("system turn" in p for p in template_problems(tokenizer, no_header, SYSTEM_PROMPT))
     other_prompt = template_problems(tokenizer, good, "You are a pirate.")
     assert any("system turn" in p for p in other_prompt)
@@ -172,12 +185,18 @@ def test_templated_samples_over_max_length_are_dropped_with_a_reason_by_default(
     from llama_sft_dagster.core.training.chat_format import sft_table
 
     instructions, responses = bitext_rows
-    pairs = pa.table({"pair_id": [f"bitext:x:{i}" for i in range(200)], "instruction": instructions[:200],
-                      "response": responses[:200]})
+    pairs = pa.table(
+        {
+            "pair_id": [f"bitext:x:{i}" for i in range(200)],
+            "instruction": instructions[:200],
+            "response": responses[:200],
+        }
+    )
     config = SftDatasetConfig(max_length=200)
     assert config.filter_on_templated_length  # the default: no silent truncation
-    table, rejects, counts, lengths = sft_table(pairs, tokenizer, config.dataset_format, config.max_length,
-                                                config.filter_on_templated_length)
+    table, rejects, counts, lengths = sft_table(
+        pairs, tokenizer, config.dataset_format, config.max_length, config.filter_on_templated_length
+    )
     assert counts.dropped["templated_too_long"] == rejects.num_rows > 0 and max(lengths) <= 200
     assert counts.balanced() and all(d.startswith("templated_tokens=") for d in rejects.column("detail").to_pylist())
     kept, _, _, kept_lengths = sft_table(pairs, tokenizer, config.dataset_format, 200, False)  # truncation asked for

@@ -1,11 +1,13 @@
 """Masking helpers on plain lists: reply span, leaks, holes, truncation, padding, length report."""
+
 import pytest
 
 from llama_sft_dagster.core.training.masking import check_row, length_report, reply_mask
 
-H, E, BLANK = 3, 4, 9   # <|end_header_id|>, <|eot_id|>, a "\n\n" token
+H, E, BLANK = 3, 4, 9  # <|end_header_id|>, <|eot_id|>, a "\n\n" token
 X = -100
-# bos, header "system", H, \n\n, sys text, eot, header "user", H, \n\n, user, eot, header "assistant", H, \n\n, r1, r2, eot
+# bos, header "system", H, \n\n, sys text, eot, header "user", H, \n\n, user, eot,
+# header "assistant", H, \n\n, r1, r2, eot
 IDS = [0, 2, 50, H, BLANK, 60, E, 2, 51, H, BLANK, 61, E, 2, 52, H, BLANK, 70, 71, E]
 REPLY = {17, 18, 19}
 
@@ -29,7 +31,9 @@ def test_correct_labels_pass():
     assert r.ok and r.supervised == r.reply_tokens == 3 and r.metrics()["token_efficiency"] == pytest.approx(3 / 20)
 
 
-@pytest.mark.parametrize("pos,field", [(11, "leaked"), (16, "leaked"), (19, "unsupervised_reply"), (17, "unsupervised_reply")])
+@pytest.mark.parametrize(
+    "pos,field", [(11, "leaked"), (16, "leaked"), (19, "unsupervised_reply"), (17, "unsupervised_reply")]
+)
 def test_each_kind_of_error_fails(pos, field):
     labels = good_labels()
     labels[pos] = X if pos in REPLY else IDS[pos]

@@ -1,4 +1,5 @@
 """CPU merge: logits agree with the adapter, differ from the base, early return, base read from the adapter."""
+
 import json
 
 import pytest

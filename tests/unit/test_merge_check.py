@@ -1,4 +1,5 @@
 """Layer-wise merge check (what fits a 24 GiB host for 8B) and the choice between it and the logits check."""
+
 import pytest
 
 from llama_sft_dagster.core.training import merge

@@ -1,4 +1,5 @@
 """The base model's version is read from its stamp while the folder is unchanged, and re-hashed when not."""
+
 import os
 
 import pytest

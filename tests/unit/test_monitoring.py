@@ -1,4 +1,5 @@
 """Training monitor: token counts, layer lookup, and a real tiny-Llama LoRA run read back from TensorBoard."""
+
 import math
 
 import pytest
@@ -76,10 +77,23 @@ def _event_tags(log_dir):
 def test_tensorboard_holds_every_tag(trained):
     monitor, _, _, log_dir = trained
     acc, tags = _event_tags(log_dir)
-    expected = {"monitor/token_efficiency", "monitor/padding_share", "grad_norm/lora_total", "memory/rss_gb",
-                "act_norm/layer_0", "act_norm/layer_1"}
-    for metric in ("grad_norm", "lora_drift", "lora_drift_A", "lora_drift_B", "eff_rank_entropy",
-                   "eff_rank_nuc_frob", "stable_rank"):
+    expected = {
+        "monitor/token_efficiency",
+        "monitor/padding_share",
+        "grad_norm/lora_total",
+        "memory/rss_gb",
+        "act_norm/layer_0",
+        "act_norm/layer_1",
+    }
+    for metric in (
+        "grad_norm",
+        "lora_drift",
+        "lora_drift_A",
+        "lora_drift_B",
+        "eff_rank_entropy",
+        "eff_rank_nuc_frob",
+        "stable_rank",
+    ):
         expected |= {f"{metric}/{p}" for p in PROJECTIONS}
     assert expected <= tags
     assert tags == monitor.tags

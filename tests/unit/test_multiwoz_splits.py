@@ -1,5 +1,6 @@
 """MultiWOZ splits are a config choice (default train only, as the seed); the real excerpts in the
 published layout (../shared/data/multiwoz_2.2/hf_dummy_fixtures: 17 train, 2 dev, 2 test dialogues)."""
+
 import pytest
 from pydantic import ValidationError
 

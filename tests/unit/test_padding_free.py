@@ -7,6 +7,7 @@ the demo model are <= 1e-6 (fp32 epsilon 1.2e-7 times losses of ~8 nats). The bo
 that, and the same batch with sample boundaries hidden (all-ones attention_mask, so one causal row)
 moves per-token losses by ~0.08 here: the negative control asserts it exceeds 1e-3, so the test can fail.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,6 +27,7 @@ CPU = plan_device("cpu", MachineFacts(False))
 
 
 # --- pure decisions ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("attn", BOUNDARY_AWARE_ATTENTION)
 def test_padding_free_on_where_the_kernel_separates_samples(attn):
@@ -65,16 +67,20 @@ def test_split_samples_counts_boundary_errors_and_supervised_padding():
 
 # --- the real trainer on the demo model ------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """A demo base model (tokenizer trained on the rows) and 96 train / 16 eval prompt-completion rows."""
+    from llama_sft_dagster.core.demo.corpus import generate_bitext_rows
     from llama_sft_dagster.core.training.base_model import build_demo_base_model
     from llama_sft_dagster.core.training.chat_format import build_rows
-    from llama_sft_dagster.core.demo.corpus import generate_bitext_rows
 
     t = generate_bitext_rows(seed=13, n_rows=400)
-    pairs = [(i, r) for i, r in zip(t.column("instruction").to_pylist(), t.column("response").to_pylist())
-             if r and 5 < len(r.split()) < 120 and i.isascii()][:112]
+    pairs = [
+        (i, r)
+        for i, r in zip(t.column("instruction").to_pylist(), t.column("response").to_pylist())
+        if r and 5 < len(r.split()) < 120 and i.isascii()
+    ][:112]
     base = build_demo_base_model((f"{i} {r}" for i, r in pairs), tmp_path_factory.mktemp("base"), vocab_size=1024)
     rows = build_rows([p[0] for p in pairs], [p[1] for p in pairs])
     return base, rows[:96], rows[96:]
@@ -85,8 +91,16 @@ def make_trainer(demo, tmp_path, attn="sdpa", **train):
 
     base, train_rows, eval_rows = demo
     hp = TrainConfig(**{"max_steps": 3, "eval_steps": 3, "save_steps": 3, "logging_steps": 1, **train})
-    return setup(base, train_rows, eval_rows, hp.trainer_kwargs(), hp.lora_kwargs(), SftDatasetConfig().model_dump(),
-                 dataclasses.replace(CPU, attn_implementation=attn), tmp_path)
+    return setup(
+        base,
+        train_rows,
+        eval_rows,
+        hp.trainer_kwargs(),
+        hp.lora_kwargs(),
+        SftDatasetConfig().model_dump(),
+        dataclasses.replace(CPU, attn_implementation=attn),
+        tmp_path,
+    )
 
 
 def token_losses(model, batch):

@@ -3,29 +3,45 @@
 import pyarrow as pa
 import pytest
 
-from llama_sft_dagster.core.sources.bitext import RAW_BITEXT_SCHEMA, load_bitext_file
-from llama_sft_dagster.core.sources.multiwoz import TURN_SCHEMA, load_multiwoz_folder
 from llama_sft_dagster.core.data.pairs import extract_pairs, pairs_balanced
 from llama_sft_dagster.core.data.schema import PAIR_SCHEMA, REJECT_SCHEMA
-
+from llama_sft_dagster.core.sources.bitext import RAW_BITEXT_SCHEMA, load_bitext_file
+from llama_sft_dagster.core.sources.multiwoz import TURN_SCHEMA, load_multiwoz_folder
 from support.paths import shared_file
 
 
 def bitext_table(rows: list[tuple[str | None, str | None]]) -> pa.Table:
     n = len(rows)
-    return pa.table({"flags": ["B"] * n, "instruction": [r[0] for r in rows], "category": ["ORDER"] * n,
-                     "intent": ["cancel_order"] * n, "response": [r[1] for r in rows],
-                     "source_file": ["b.csv"] * n, "row_index": list(range(n))}, schema=RAW_BITEXT_SCHEMA)
+    return pa.table(
+        {
+            "flags": ["B"] * n,
+            "instruction": [r[0] for r in rows],
+            "category": ["ORDER"] * n,
+            "intent": ["cancel_order"] * n,
+            "response": [r[1] for r in rows],
+            "source_file": ["b.csv"] * n,
+            "row_index": list(range(n)),
+        },
+        schema=RAW_BITEXT_SCHEMA,
+    )
 
 
 def turns_table(dialogues: dict[str, list[tuple[str, str]]]) -> pa.Table:
     cols = {name: [] for name in TURN_SCHEMA.names}
     for did, turns in dialogues.items():
         for i, (speaker, text) in enumerate(turns):
-            for name, value in (("dialogue_id", did), ("split", "train"), ("source_file", "train/d.json"),
-                                ("services", "hotel"), ("turn_index", i), ("turn_id", str(i)), ("speaker", speaker),
-                                ("utterance", text), ("active_intent", "find_hotel" if speaker == "USER" else None),
-                                ("domain", "hotel" if speaker == "USER" else None)):
+            for name, value in (
+                ("dialogue_id", did),
+                ("split", "train"),
+                ("source_file", "train/d.json"),
+                ("services", "hotel"),
+                ("turn_index", i),
+                ("turn_id", str(i)),
+                ("speaker", speaker),
+                ("utterance", text),
+                ("active_intent", "find_hotel" if speaker == "USER" else None),
+                ("domain", "hotel" if speaker == "USER" else None),
+            ):
                 cols[name].append(value)
     return pa.table(cols, schema=TURN_SCHEMA)
 
@@ -44,8 +60,11 @@ U, S = "USER", "SYSTEM"
         ([(U, "u0"), (S, "s1"), (S, "s2")], [(0, "u0", "s1")], [(2, "system_turn_without_user")]),
         ([(U, "u0"), (S, "  \n")], [], [(0, "user_turn_reply_dropped"), (1, "empty_utterance")]),
         ([(U, ""), (S, "s1")], [], [(0, "empty_utterance"), (1, "system_turn_without_user")]),
-        ([(U, "u0"), ("AGENT", "a1"), (U, "u2"), (S, "s3")], [(2, "u2", "s3")],
-         [(0, "user_turn_reply_dropped"), (1, "unknown_speaker")]),
+        (
+            [(U, "u0"), ("AGENT", "a1"), (U, "u2"), (S, "s3")],
+            [(2, "u2", "s3")],
+            [(0, "user_turn_reply_dropped"), (1, "unknown_speaker")],
+        ),
         ([(U, "x" * 31), (S, "s1")], [], [(0, "utterance_too_long"), (1, "system_turn_without_user")]),
         ([(U, "u\x00 0\x1b"), (S, "s\x7f1")], [(0, "u 0", "s1")], []),  # control characters stripped, not dropped
     ],
@@ -61,27 +80,53 @@ def test_multiwoz_turn_pairing_and_drop_reasons(turns, pairs, drops):
 
 
 def test_pair_does_not_cross_dialogues():
-    pairs, rejects, counts = extract_pairs(NO_BITEXT, turns_table({"A": [(U, "a0")], "B": [(S, "b0"), (U, "b1"), (S, "b2")]}))
+    pairs, rejects, counts = extract_pairs(
+        NO_BITEXT, turns_table({"A": [(U, "a0")], "B": [(S, "b0"), (U, "b1"), (S, "b2")]})
+    )
     assert [r["pair_id"] for r in pairs.to_pylist()] == ["multiwoz:B:1"]
     assert [(r["pair_id"], r["reason"]) for r in rejects.to_pylist()] == [
-        ("multiwoz:A:0", "user_turn_without_reply"), ("multiwoz:B:0", "system_turn_without_user")]
+        ("multiwoz:A:0", "user_turn_without_reply"),
+        ("multiwoz:B:0", "system_turn_without_user"),
+    ]
     assert pairs_balanced(counts) and counts["rows_in"] == 4 and counts["rows_out"] == 2
 
 
 def test_pair_fields_and_reject_mapping():
     pairs, rejects, _ = extract_pairs(NO_BITEXT, turns_table({"D": [(U, "u0"), (S, "s1"), (S, "s2")]}))
     row = pairs.to_pylist()[0]
-    assert row == {"pair_id": "multiwoz:D:0", "source": "multiwoz", "instruction": "u0", "response": "s1",
-                   "intent": "find_hotel", "category": "hotel", "services": "hotel", "flags": None,
-                   "source_file": "train/d.json", "row_index": None, "dialogue_id": "D", "turn_index": 0}
+    assert row == {
+        "pair_id": "multiwoz:D:0",
+        "source": "multiwoz",
+        "instruction": "u0",
+        "response": "s1",
+        "intent": "find_hotel",
+        "category": "hotel",
+        "services": "hotel",
+        "flags": None,
+        "source_file": "train/d.json",
+        "row_index": None,
+        "dialogue_id": "D",
+        "turn_index": 0,
+    }
     rej = rejects.to_pylist()[0]
-    assert (rej["instruction"], rej["response"], rej["stage"], rej["detail"]) == ("", "s2", "raw_pairs", "speaker=SYSTEM")
+    assert (rej["instruction"], rej["response"], rej["stage"], rej["detail"]) == (
+        "",
+        "s2",
+        "raw_pairs",
+        "speaker=SYSTEM",
+    )
 
 
 @pytest.mark.parametrize(
     "instruction, response, reason",
-    [("cancel it", "done", None), (None, "r", "blank_instruction"), ("  \t", "r", "blank_instruction"),
-     ("i", None, "blank_response"), ("i", "", "blank_response"), ("", "", "blank_instruction")],
+    [
+        ("cancel it", "done", None),
+        (None, "r", "blank_instruction"),
+        ("  \t", "r", "blank_instruction"),
+        ("i", None, "blank_response"),
+        ("i", "", "blank_response"),
+        ("", "", "blank_instruction"),
+    ],
 )
 def test_bitext_blank_cells_dropped_with_reason(instruction, response, reason):
     pairs, rejects, counts = extract_pairs(bitext_table([(instruction, response)]), turns_table({}))
@@ -98,8 +143,12 @@ def test_schemas_counts_and_balance_check():
     pairs, rejects, counts = extract_pairs(bt, turns_table({"D": [(U, "u"), (S, "s"), (U, "v")]}))
     assert pairs.schema.equals(PAIR_SCHEMA) and rejects.schema.equals(REJECT_SCHEMA)
     assert pairs.column("response").to_pylist() == ["c d", "s"]
-    assert (counts["rows_in"], counts["rows_out"], counts["dropped_blank_response"],
-            counts["dropped_user_turn_without_reply"]) == (5, 3, 1, 1)
+    assert (
+        counts["rows_in"],
+        counts["rows_out"],
+        counts["dropped_blank_response"],
+        counts["dropped_user_turn_without_reply"],
+    ) == (5, 3, 1, 1)
     assert counts["bitext_rows_control_characters_stripped"] == 1
     assert pairs_balanced(counts)
     assert not pairs_balanced({**counts, "rows_out": counts["rows_out"] + 1})
@@ -107,10 +156,10 @@ def test_schemas_counts_and_balance_check():
     assert pairs_balanced({**counts, "dropped_total": 99})  # an aggregate key is not a reason
 
 
-
-
 def test_real_samples_give_the_documented_pair_counts():
-    bt = load_bitext_file(shared_file("bitext/Bitext_Sample_Customer_Support_Training_Dataset_27K_responses-v11.head5000.csv"))
+    bt = load_bitext_file(
+        shared_file("bitext/Bitext_Sample_Customer_Support_Training_Dataset_27K_responses-v11.head5000.csv")
+    )
     studio = load_multiwoz_folder(shared_file("multiwoz_2.2/samples/dialogstudio_original_examples.json"))
     pairs, rejects, counts = extract_pairs(bt, studio)
     assert (counts["bitext_pairs_out"], counts["multiwoz_pairs_out"], rejects.num_rows) == (5000, 23, 0)

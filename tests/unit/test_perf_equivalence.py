@@ -3,6 +3,7 @@
 Each test compares a batch function with the seed's per-row formulation on inputs chosen to sit on
 the edges (the Jaccard boundary, texts around the token limit, unicode, repeated texts).
 """
+
 import random
 
 import pytest
@@ -11,7 +12,22 @@ from llama_sft_dagster.core.data import filters
 from llama_sft_dagster.core.data.dedup import NearDuplicateIndex, shingle_strings, word_shingles
 from support.paths import shared_file
 
-WORDS = ["order", "Order", "refund", "the", "a", "é", "café", "naïve", "送货", "🙂", "x" * 30, "#1234567", "tab\tsep", "l'adresse"]
+WORDS = [
+    "order",
+    "Order",
+    "refund",
+    "the",
+    "a",
+    "é",
+    "café",
+    "naïve",
+    "送货",
+    "🙂",
+    "x" * 30,
+    "#1234567",
+    "tab\tsep",
+    "l'adresse",
+]
 
 
 def random_text(rng: random.Random, n: int) -> str:
@@ -37,10 +53,18 @@ def byte_level_tokenizer(request):
     rng = random.Random(1)
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=request.param)
-    tok.train_from_iterator([random_text(rng, 30) for _ in range(500)],
-                            trainers.BpeTrainer(vocab_size=400, special_tokens=["<s>"], show_progress=False,
-                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    tok.train_from_iterator(
+        [random_text(rng, 30) for _ in range(500)],
+        trainers.BpeTrainer(
+            vocab_size=400,
+            special_tokens=["<s>"],
+            show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>")
 
 

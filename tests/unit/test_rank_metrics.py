@@ -1,4 +1,5 @@
 """Rank measures on matrices whose spectra are known by construction."""
+
 import math
 
 import numpy as np

@@ -1,5 +1,6 @@
 """What a person reads after a run: tidy metadata, the funnel, dropped-row samples, the inline loss
 curve, MLflow metric families and the training progress line (pure logic, no Dagster)."""
+
 import io
 import math
 from collections import Counter
@@ -21,15 +22,33 @@ from llama_sft_dagster.core.report.tidy import round_float, tidy
 from llama_sft_dagster.core.training.monitoring import mlflow_families
 
 
-@pytest.mark.parametrize("value,expected", [(7.952795028686523, 7.953), (0.00020000001, 0.0002), (12345.678, 12346.0),
-                                            (0.5361234, 0.5361), (0.0, 0.0), (-3.14159, -3.142)])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        (7.952795028686523, 7.953),
+        (0.00020000001, 0.0002),
+        (12345.678, 12346.0),
+        (0.5361234, 0.5361),
+        (0.0, 0.0),
+        (-3.14159, -3.142),
+    ],
+)
 def test_round_float_keeps_four_significant_digits(value, expected):
     assert round_float(value) == expected
 
 
 def test_tidy_rounds_and_leaves_out_empty_values():
-    tidied = tidy({"loss": 7.952795028686523, "resumed_from": None, "revision": "", "steps": 40, "ok": False,
-                   "nan": math.nan, "tags": []})
+    tidied = tidy(
+        {
+            "loss": 7.952795028686523,
+            "resumed_from": None,
+            "revision": "",
+            "steps": 40,
+            "ok": False,
+            "nan": math.nan,
+            "tags": [],
+        }
+    )
     assert list(tidied) == ["loss", "steps", "ok", "nan"]
     assert tidied["loss"] == 7.953 and tidied["steps"] == 40 and tidied["ok"] is False and math.isnan(tidied["nan"])
 
@@ -50,10 +69,17 @@ def test_stage_line_and_funnel_state_units():
 
 
 def test_drop_samples_per_reason_with_the_kept_twin():
-    rejects = [{"pair_id": f"b:{i}", "instruction": f"ask {i}", "response": f"reply {i}", "reason": reason,
-                "detail": detail} for i, (reason, detail) in enumerate(
-        [("near_duplicate", "duplicate_of=b:100"), ("near_duplicate", "duplicate_of=b:101"),
-         ("near_duplicate", "duplicate_of=b:102"), ("too_many_tokens", "tokens=812")])]
+    rejects = [
+        {"pair_id": f"b:{i}", "instruction": f"ask {i}", "response": f"reply {i}", "reason": reason, "detail": detail}
+        for i, (reason, detail) in enumerate(
+            [
+                ("near_duplicate", "duplicate_of=b:100"),
+                ("near_duplicate", "duplicate_of=b:101"),
+                ("near_duplicate", "duplicate_of=b:102"),
+                ("too_many_tokens", "tokens=812"),
+            ]
+        )
+    ]
     kept = {"b:100": {"pair_id": "b:100", "instruction": "the original ask", "response": "the original reply"}}
     samples = sample_drops(rejects, per_reason=2, kept_by_id=kept)
     assert [s["pair_id"] for s in samples["near_duplicate"]] == ["b:0", "b:1"]  # two per reason
@@ -79,12 +105,24 @@ def test_loss_sketch_is_a_png_small_enough_to_show_inline():
 
 
 def test_mlflow_gets_one_series_per_family():
-    metrics = {"grad_norm/q_proj": 1.0, "grad_norm/v_proj": 3.0, "grad_norm/lora_total": 5.0,
-               "stable_rank/q_proj": 2.0, "act_norm/layer_0": 4.0, "act_norm/layer_3": 6.0,
-               "monitor/token_efficiency": 0.4, "memory/rss_gb": 1.5}
-    assert mlflow_families(metrics) == {"grad_norm/mean_over_modules": 2.0, "grad_norm/lora_total": 5.0,
-                                        "stable_rank/mean_over_modules": 2.0, "act_norm/mean_over_layers": 5.0,
-                                        "monitor/token_efficiency": 0.4, "memory/rss_gb": 1.5}
+    metrics = {
+        "grad_norm/q_proj": 1.0,
+        "grad_norm/v_proj": 3.0,
+        "grad_norm/lora_total": 5.0,
+        "stable_rank/q_proj": 2.0,
+        "act_norm/layer_0": 4.0,
+        "act_norm/layer_3": 6.0,
+        "monitor/token_efficiency": 0.4,
+        "memory/rss_gb": 1.5,
+    }
+    assert mlflow_families(metrics) == {
+        "grad_norm/mean_over_modules": 2.0,
+        "grad_norm/lora_total": 5.0,
+        "stable_rank/mean_over_modules": 2.0,
+        "act_norm/mean_over_layers": 5.0,
+        "monitor/token_efficiency": 0.4,
+        "memory/rss_gb": 1.5,
+    }
 
 
 def test_progress_line_every_n_steps_and_after_each_evaluation():
@@ -101,8 +139,13 @@ def test_progress_line_every_n_steps_and_after_each_evaluation():
             progress.on_log(None, state, None, logs={"eval_loss": 9.0 - step / 10})
     progress.on_log(None, state, None, logs={"train_runtime": 12.0, "train_loss": 8.0})  # the closing summary
     assert [line.split("  ")[0] for line in lines] == [
-        "train step 10/40", "train step 20/40", "train step 20/40", "train step 30/40", "train step 40/40",
-        "train step 40/40"]
+        "train step 10/40",
+        "train step 20/40",
+        "train step 20/40",
+        "train step 30/40",
+        "train step 40/40",
+        "train step 40/40",
+    ]
     assert "loss 9" in lines[0] and "tokens/s" in lines[0] and "ETA" in lines[0]
     assert "eval_loss 7" in lines[2] and "loss 8" not in lines[2]
     # train logs every 2 steps, progress every 5: the first train log past each multiple of 5
@@ -124,6 +167,7 @@ def test_tensorboard_run_folder_name_is_readable():
 
     from llama_sft_dagster.core.training.progress import tensorboard_run_dir
 
-    folder = tensorboard_run_dir(Path("tb"), "4e65c4c3-d042-4860", 64, 2e-4, -1,
-                                 now=datetime(2026, 11, 29, 6, 37, 2, tzinfo=UTC))
+    folder = tensorboard_run_dir(
+        Path("tb"), "4e65c4c3-d042-4860", 64, 2e-4, -1, now=datetime(2026, 11, 29, 6, 37, 2, tzinfo=UTC)
+    )
     assert folder == Path("tb/2026-11-29_063702_r64_lr0.0002_epochs_4e65c4c3")

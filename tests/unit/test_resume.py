@@ -1,4 +1,5 @@
 """Resume rules of train_adapter's checkpoints folder (the kill-resume test drives these through a real run)."""
+
 import json
 
 from llama_sft_dagster.core.training.trainer import RUN_CONFIG, resume_checkpoint

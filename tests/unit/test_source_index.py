@@ -1,4 +1,5 @@
 """Code versions read the project's source without executing it (core/source_index.py, core/versions.py)."""
+
 from llama_sft_dagster.core import source_index
 from llama_sft_dagster.core.source_index import Constant, Definition, External, Module, resolve
 

@@ -1,4 +1,5 @@
 """Atomic storage, path confinement and the accounting identity."""
+
 import pyarrow as pa
 import pytest
 

@@ -1,5 +1,6 @@
 """sft_dataset's stored token ids are what TRL would compute, TRL then skips tokenizing, and the masking check's
 model-free preparation (trainer.prepare_data) equals a real SFTTrainer's processed datasets and collator."""
+
 from __future__ import annotations
 
 import pytest
@@ -58,8 +59,12 @@ def test_real_llama_tokenizer_stored_ids_equal_trls_and_skip_its_tokenization(tm
     from llama_sft_dagster.core.training.trainer import load_tokenizer
 
     tok_dir = shared_file("llama31_tokenizer")
-    pairs = bitext_pairs(40) + [("trailing space ", " lead and  double"), ("a\n\nb", "train ."),
-                                ("typed <|eot_id|> in text", "<|start_header_id|>x"), ("ünïcödé 🙂", "\n\nok")]
+    pairs = bitext_pairs(40) + [
+        ("trailing space ", " lead and  double"),
+        ("a\n\nb", "train ."),
+        ("typed <|eot_id|> in text", "<|start_header_id|>x"),
+        ("ünïcödé 🙂", "\n\nok"),
+    ]
     rows = build_rows([p[0] for p in pairs], [p[1] for p in pairs])
     calls = count_tokenizations(monkeypatch)
     from_text = prepared(tok_dir, rows, rows[:8], tmp_path)
@@ -89,8 +94,9 @@ def test_messages_rows_with_assistant_only_loss(base, tmp_path):
         trainer_tokens(tok, rows, assistant_only_loss=True)
 
 
-@pytest.mark.parametrize("train", [{}, {"padding_free": False}, {"packing": True}],
-                         ids=["padding_free", "padded", "packed"])
+@pytest.mark.parametrize(
+    "train", [{}, {"padding_free": False}, {"packing": True}], ids=["padding_free", "padded", "packed"]
+)
 def test_prepare_data_equals_the_real_trainers_without_loading_the_model(base, tmp_path, monkeypatch, train):
     import torch
     import transformers
@@ -98,7 +104,7 @@ def test_prepare_data_equals_the_real_trainers_without_loading_the_model(base, t
     from llama_sft_dagster.core.training.trainer import load_tokenizer, setup
 
     words = ["my order", "has not arrived", "please help me track it", "order 7"]
-    rows = build_rows([" ".join(words[: 1 + i % 4]) for i in range(24)], [" ".join(words[i % 3:]) for i in range(24)])
+    rows = build_rows([" ".join(words[: 1 + i % 4]) for i in range(24)], [" ".join(words[i % 3 :]) for i in range(24)])
     rows = with_tokens(rows, load_tokenizer(base))
     hp = TrainConfig(**{"max_steps": 1, "eval_steps": 1, "save_steps": 1, **train})
     data = SftDatasetConfig().model_dump()
@@ -108,8 +114,9 @@ def test_prepare_data_equals_the_real_trainers_without_loading_the_model(base, t
         raise AssertionError("prepare_data loaded the model")
 
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_weights)
-    light = prepared(base, rows, rows[:6], tmp_path / "l", **{"max_steps": 1, "eval_steps": 1, "save_steps": 1,
-                                                               **train})
+    light = prepared(
+        base, rows, rows[:6], tmp_path / "l", **{"max_steps": 1, "eval_steps": 1, "save_steps": 1, **train}
+    )
     for split in ("train_dataset", "eval_dataset"):
         assert getattr(light, split).to_dict() == getattr(trainer, split).to_dict()
     real, mine = trainer.data_collator, light.data_collator

@@ -1,1 +1,2 @@
-"""Data stages as plain functions: pair schema, Parquet storage, row accounting, the stage runner, filters, dedup, split."""
+"""Data stages as plain functions: pair schema, Parquet storage, row accounting, the stage runner, filters,
+dedup, split."""

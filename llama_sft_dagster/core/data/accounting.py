@@ -4,6 +4,7 @@ A filter only says, for each row, `None` (keep) or a short reason string (drop).
 the rejects table, the `dropped_<reason>` counts, the `rows_in == rows_out + sum(dropped)` identity —
 comes from here, so no stage can lose a row without it being counted.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -24,7 +25,7 @@ class StageCounts:
     rows_out: int = 0
     dropped: Counter = field(default_factory=Counter)
 
-    def add(self, other: "StageCounts") -> None:
+    def add(self, other: StageCounts) -> None:
         self.rows_in += other.rows_in
         self.rows_out += other.rows_out
         self.dropped.update(other.dropped)
@@ -74,4 +75,7 @@ def check_balance(rows_in: int, rows_out: int, dropped: dict[str, int]) -> tuple
     total = sum(dropped.values())
     if rows_in == rows_out + total:
         return True, f"{rows_in} in = {rows_out} kept + {total} dropped"
-    return False, f"{rows_in} in != {rows_out} kept + {total} dropped: {rows_in - rows_out - total} rows unaccounted for"
+    return (
+        False,
+        f"{rows_in} in != {rows_out} kept + {total} dropped: {rows_in - rows_out - total} rows unaccounted for",
+    )

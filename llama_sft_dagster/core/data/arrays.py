@@ -6,6 +6,7 @@ first filter of a benchmark run). Nothing else in a data stage needs pandas, so 
 the stages build from Python (keep masks, reason/detail strings) are assembled from buffers here.
 Same arrays as `pa.array(values, type=...)` (tests/unit/test_perf_equivalence.py).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

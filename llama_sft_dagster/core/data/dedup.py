@@ -19,6 +19,7 @@ LSH reads only those 117 values, so rensa sketches exactly 117), so the two diff
 family: rows far from the threshold get the same decision, pairs near it may fall either way
 (measured kept-set agreement in the README's Performance section).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -60,7 +61,7 @@ def byte_shingles(text: str, n: int) -> list[bytes]:
 
 
 def exact_key(instruction: str, response: str) -> bytes:
-    return hashlib.blake2b(f"{instruction}\x00{response}".encode("utf-8"), digest_size=16).digest()
+    return hashlib.blake2b(f"{instruction}\x00{response}".encode(), digest_size=16).digest()
 
 
 class NearDuplicateIndex:
@@ -71,8 +72,14 @@ class NearDuplicateIndex:
     seed does (query, then insert only if nothing was found).
     """
 
-    def __init__(self, threshold: float = 0.8, num_perm: int = 128, shingle_size: int = 5, seed: int = 1,
-                 backend: str = "datasketch"):
+    def __init__(
+        self,
+        threshold: float = 0.8,
+        num_perm: int = 128,
+        shingle_size: int = 5,
+        seed: int = 1,
+        backend: str = "datasketch",
+    ):
         if backend not in BACKENDS:
             raise ValueError(f"dedup backend {backend!r} is not one of {BACKENDS}")
         from datasketch import MinHashLSH

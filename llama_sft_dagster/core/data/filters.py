@@ -7,6 +7,7 @@ short detail that explains it. Counting, rejects files and the accounting identi
 
 Thresholds are the seed's (see the Config classes in `llama_sft_dagster.config.data`).
 """
+
 from __future__ import annotations
 
 import json
@@ -88,8 +89,12 @@ def counting_tokenizer(folder: Path):
     folder = Path(folder)
     tok_json, cfg_json = folder / "tokenizer.json", folder / "tokenizer_config.json"
     cfg = json.loads(cfg_json.read_text()) if cfg_json.exists() else {}
-    plain = (tok_json.exists() and cfg.get("tokenizer_class", "PreTrainedTokenizerFast") in PLAIN_TOKENIZER_CLASSES
-             and "add_bos_token" not in cfg and "add_eos_token" not in cfg)
+    plain = (
+        tok_json.exists()
+        and cfg.get("tokenizer_class", "PreTrainedTokenizerFast") in PLAIN_TOKENIZER_CLASSES
+        and "add_bos_token" not in cfg
+        and "add_eos_token" not in cfg
+    )
     if plain:
         st = tok_json.stat()
         tok = _load_counting_tokenizer(str(folder.resolve()), (st.st_size, st.st_mtime_ns))

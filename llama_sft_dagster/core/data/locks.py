@@ -6,6 +6,7 @@ housekeeping frees it. A `flock` cannot be granted twice and the kernel drops it
 
     python -c "from llama_sft_dagster.core.data.locks import FileLock; l = FileLock('/tmp/x.lock'); l.acquire('me')"
 """
+
 from __future__ import annotations
 
 import fcntl

@@ -15,6 +15,7 @@ any band. This module computes the same values for every row of a batch in a few
 - `BandIndex` keeps, per band, the rows whose band values are equal: the candidates `MinHashLSH.query`
   returns, without its per-row storage layer.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,15 +36,15 @@ CHUNK_SHINGLES = 16_384  # rows are grouped so a chunk's (shingles x permutation
 def sha1_hash32(shingles: Sequence[bytes]) -> np.ndarray:
     """datasketch.hashfunc.sha1_hash32 of every shingle, as uint64."""
     sha1 = hashlib.sha1
-    return np.fromiter((int.from_bytes(sha1(s).digest()[:4], "little") for s in shingles), dtype=np.uint64,
-                       count=len(shingles))
+    return np.fromiter(
+        (int.from_bytes(sha1(s).digest()[:4], "little") for s in shingles), dtype=np.uint64, count=len(shingles)
+    )
 
 
 class BatchSketcher:
     """MinHash values (the first `n_values` of datasketch's `num_perm` permutations) for many rows."""
 
-    def __init__(self, num_perm: int, seed: int, n_values: int, threads: int | None = None,
-                 scheme: str | None = None):
+    def __init__(self, num_perm: int, seed: int, n_values: int, threads: int | None = None, scheme: str | None = None):
         from datasketch import MinHash
 
         ref = MinHash(num_perm=num_perm, seed=seed, scheme=scheme)
@@ -77,14 +78,14 @@ class BatchSketcher:
         # Arrow's dictionary encoding finds the distinct ones in C++
         encoded = binary_array([s for row in shingle_sets for s in row]).dictionary_encode()
         idx = encoded.indices  # int32; read from its buffer (`to_numpy` would import pandas, see arrays.py)
-        codes = np.frombuffer(idx.buffers()[1], dtype=np.int32, count=len(idx) + idx.offset)[idx.offset:]
+        codes = np.frombuffer(idx.buffers()[1], dtype=np.int32, count=len(idx) + idx.offset)[idx.offset :]
         hv = sha1_hash32(encoded.dictionary.to_pylist())[codes]
         ends = np.cumsum(sizes)
         starts = ends - sizes
         # cut between rows every ~CHUNK_SHINGLES shingles
         cuts = np.searchsorted(ends, np.arange(CHUNK_SHINGLES, ends[-1], CHUNK_SHINGLES), side="left") + 1
         bounds = [0, *sorted(set(cuts.tolist()) - {0, len(sizes)}), len(sizes)]
-        jobs = [(hv[starts[r0]:ends[r1 - 1]], starts[r0:r1] - starts[r0]) for r0, r1 in zip(bounds, bounds[1:])]
+        jobs = [(hv[starts[r0] : ends[r1 - 1]], starts[r0:r1] - starts[r0]) for r0, r1 in zip(bounds, bounds[1:])]
         if len(jobs) == 1 or self.threads == 1:
             parts = [self._chunk(*job) for job in jobs]
         else:
@@ -98,7 +99,7 @@ def band_keys(values: np.ndarray, bands: int, rows: int) -> list[list[bytes]]:
     byte-swapped bytes; any injective encoding selects the same candidates)."""
     out = []
     for j in range(bands):
-        band = np.ascontiguousarray(values[:, j * rows:(j + 1) * rows])
+        band = np.ascontiguousarray(values[:, j * rows : (j + 1) * rows])
         out.append(band.view(np.dtype((np.void, band.dtype.itemsize * rows))).ravel().tolist())
     return out
 

@@ -24,6 +24,7 @@ Rejected MultiWOZ turns map onto REJECT_SCHEMA as: pair_id "multiwoz:<dialogue_i
 the utterance in `instruction` for USER turns and in `response` for SYSTEM (and unknown-speaker)
 turns, the other text column "", `turn_index` = the rejected turn's own index, `detail` = speaker.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -42,8 +43,13 @@ MAX_UTTERANCE_CHARS = 20_000
 CONTROL_CHARS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
 BITEXT_REASONS = ("repeated_header", "blank_instruction", "blank_response")
 MULTIWOZ_REASONS = (
-    "unknown_speaker", "empty_utterance", "utterance_too_long", "user_turn_followed_by_user",
-    "user_turn_reply_dropped", "user_turn_without_reply", "system_turn_without_user",
+    "unknown_speaker",
+    "empty_utterance",
+    "utterance_too_long",
+    "user_turn_followed_by_user",
+    "user_turn_reply_dropped",
+    "user_turn_without_reply",
+    "system_turn_without_user",
 )
 
 
@@ -69,22 +75,39 @@ def _bitext_pairs(bitext: pa.Table) -> tuple[pa.Table, pa.Table, dict[str, int]]
     blank_ins = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(instruction), ""), True)
     blank_resp = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(response), ""), True)
     header = _repeated_header(bitext)
-    reasons = pc.if_else(header, "repeated_header",
-                         pc.if_else(blank_ins, "blank_instruction", pc.if_else(blank_resp, "blank_response", None)))
+    reasons = pc.if_else(
+        header,
+        "repeated_header",
+        pc.if_else(blank_ins, "blank_instruction", pc.if_else(blank_resp, "blank_response", None)),
+    )
     n = bitext.num_rows
     source_file = bitext.column("source_file")
     row_index = bitext.column("row_index")
     pair_id = pc.binary_join_element_wise("bitext", source_file, pc.cast(row_index, pa.string()), ":")
     nulls = pa.nulls(n, pa.string())
     table = pa.Table.from_arrays(
-        [pair_id, pa.array(["bitext"] * n, pa.string()), pc.fill_null(instruction, ""), pc.fill_null(response, ""),
-         bitext.column("intent"), bitext.column("category"), nulls, bitext.column("flags"),
-         source_file, row_index, nulls, pa.nulls(n, pa.int64())],
+        [
+            pair_id,
+            pa.array(["bitext"] * n, pa.string()),
+            pc.fill_null(instruction, ""),
+            pc.fill_null(response, ""),
+            bitext.column("intent"),
+            bitext.column("category"),
+            nulls,
+            bitext.column("flags"),
+            source_file,
+            row_index,
+            nulls,
+            pa.nulls(n, pa.int64()),
+        ],
         schema=PAIR_SCHEMA,
     )
     kept, rejects, counts = partition(table, reasons.to_pylist(), STAGE)
-    out = {"bitext_rows_in": n, "bitext_pairs_out": kept.num_rows,
-           "bitext_rows_control_characters_stripped": n_stripped}
+    out = {
+        "bitext_rows_in": n,
+        "bitext_pairs_out": kept.num_rows,
+        "bitext_rows_control_characters_stripped": n_stripped,
+    }
     out.update({f"bitext_dropped_{r}": counts.dropped.get(r, 0) for r in BITEXT_REASONS})
     return kept, rejects, out
 
@@ -102,8 +125,10 @@ def _turn_reason(speaker: str, text: str, max_chars: int) -> str | None:
 def _multiwoz_pairs(turns: pa.Table, max_chars: int) -> tuple[pa.Table, pa.Table, dict[str, int]]:
     utterance, mask = _strip_control(turns.column("utterance"))
     n_stripped = pc.sum(mask).as_py() or 0
-    cols = {name: turns.column(name).to_pylist() for name in
-            ("dialogue_id", "services", "turn_index", "speaker", "source_file", "active_intent", "domain")}
+    cols = {
+        name: turns.column(name).to_pylist()
+        for name in ("dialogue_id", "services", "turn_index", "speaker", "source_file", "active_intent", "domain")
+    }
     cols["utterance"] = utterance.to_pylist()
     pairs: list[tuple[int, int]] = []
     dropped: list[tuple[int, str]] = []
@@ -135,34 +160,44 @@ def _multiwoz_pairs(turns: pa.Table, max_chars: int) -> tuple[pa.Table, pa.Table
         return f"multiwoz:{cols['dialogue_id'][i]}:{cols['turn_index'][i]}"
 
     pair_rows = {
-        "pair_id": [pid(u) for u, _ in pairs], "source": ["multiwoz"] * len(pairs),
+        "pair_id": [pid(u) for u, _ in pairs],
+        "source": ["multiwoz"] * len(pairs),
         "instruction": [cols["utterance"][u] for u, _ in pairs],
         "response": [cols["utterance"][s] for _, s in pairs],
         "intent": [cols["active_intent"][u] for u, _ in pairs],
         "category": [cols["domain"][u] for u, _ in pairs],
-        "services": [cols["services"][u] for u, _ in pairs], "flags": [None] * len(pairs),
-        "source_file": [cols["source_file"][u] for u, _ in pairs], "row_index": [None] * len(pairs),
+        "services": [cols["services"][u] for u, _ in pairs],
+        "flags": [None] * len(pairs),
+        "source_file": [cols["source_file"][u] for u, _ in pairs],
+        "row_index": [None] * len(pairs),
         "dialogue_id": [cols["dialogue_id"][u] for u, _ in pairs],
         "turn_index": [cols["turn_index"][u] for u, _ in pairs],
     }
     dropped.sort()
     is_user = [cols["speaker"][i] == "USER" for i, _ in dropped]
     reject_rows = {
-        "pair_id": [pid(i) for i, _ in dropped], "source": ["multiwoz"] * len(dropped),
+        "pair_id": [pid(i) for i, _ in dropped],
+        "source": ["multiwoz"] * len(dropped),
         "instruction": [cols["utterance"][i] if u else "" for (i, _), u in zip(dropped, is_user)],
         "response": [cols["utterance"][i] if not u else "" for (i, _), u in zip(dropped, is_user)],
         "intent": [cols["active_intent"][i] for i, _ in dropped],
         "category": [cols["domain"][i] for i, _ in dropped],
-        "services": [cols["services"][i] for i, _ in dropped], "flags": [None] * len(dropped),
-        "source_file": [cols["source_file"][i] for i, _ in dropped], "row_index": [None] * len(dropped),
+        "services": [cols["services"][i] for i, _ in dropped],
+        "flags": [None] * len(dropped),
+        "source_file": [cols["source_file"][i] for i, _ in dropped],
+        "row_index": [None] * len(dropped),
         "dialogue_id": [cols["dialogue_id"][i] for i, _ in dropped],
         "turn_index": [cols["turn_index"][i] for i, _ in dropped],
-        "stage": [STAGE] * len(dropped), "reason": [r for _, r in dropped],
+        "stage": [STAGE] * len(dropped),
+        "reason": [r for _, r in dropped],
         "detail": [f"speaker={cols['speaker'][i]}" for i, _ in dropped],
     }
     reasons = Counter(r for _, r in dropped)
-    out = {"multiwoz_turns_in": n, "multiwoz_pairs_out": len(pairs),
-           "multiwoz_turns_control_characters_stripped": n_stripped}
+    out = {
+        "multiwoz_turns_in": n,
+        "multiwoz_pairs_out": len(pairs),
+        "multiwoz_turns_control_characters_stripped": n_stripped,
+    }
     out.update({f"multiwoz_dropped_turns_{r}": reasons.get(r, 0) for r in MULTIWOZ_REASONS})
     return pa.table(pair_rows, schema=PAIR_SCHEMA), pa.table(reject_rows, schema=REJECT_SCHEMA), out
 
@@ -183,7 +218,7 @@ def extract_pairs(
     for key, value in counts.items():
         for prefix in ("bitext_dropped_", "multiwoz_dropped_turns_"):
             if key.startswith(prefix):
-                combined[key[len(prefix):]] += value
+                combined[key[len(prefix) :]] += value
     counts.update({f"dropped_{r}": v for r, v in sorted(combined.items())})
     pairs = pa.concat_tables([b_pairs, m_pairs])
     rejects = pa.concat_tables([b_rejects.cast(REJECT_SCHEMA), m_rejects])
@@ -195,6 +230,7 @@ def pairs_balanced(counts: dict[str, int]) -> bool:
 
     Sums `dropped_<reason>` keys, ignoring an aggregate `dropped_total` if a caller added one.
     """
+
     def dropped(prefix: str) -> int:
         return sum(v for k, v in counts.items() if k.startswith(prefix) and k != "dropped_total")
 

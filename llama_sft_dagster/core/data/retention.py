@@ -5,6 +5,7 @@ Version folder names start with a UTC timestamp (`20260301T030000-<run id>`), so
 
     python -c "from llama_sft_dagster.core.data.retention import to_remove; print(to_remove(['a', 'b', 'c'], 1))"
 """
+
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence

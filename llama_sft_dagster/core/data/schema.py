@@ -3,6 +3,7 @@
 Every pair keeps its provenance (source, file, row or dialogue/turn) so that a dropped or trained
 sample can be traced back to the raw row, and so later evaluation can group by intent/category.
 """
+
 from __future__ import annotations
 
 import pyarrow as pa

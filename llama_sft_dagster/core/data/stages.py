@@ -3,6 +3,7 @@
 One function serves every filter and the dedup stage, so they all count rows the same way:
 `rows_in == rows_out + sum(dropped_<reason>)` holds by construction and is re-checked by asset checks.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -30,7 +31,9 @@ class StageOutput:
     counts: StageCounts
 
 
-def run_stage(stage: str, in_path: Path, out_dir: Path, decide: Decide, batch_rows: int = DEFAULT_BATCH_ROWS) -> StageOutput:
+def run_stage(
+    stage: str, in_path: Path, out_dir: Path, decide: Decide, batch_rows: int = DEFAULT_BATCH_ROWS
+) -> StageOutput:
     """Apply `decide` to each batch of `in_path`; write `data.parquet` and `rejects.parquet` in `out_dir`."""
     out_dir = Path(out_dir)
     kept_writer = ParquetBatchWriter(out_dir / "data.parquet", PAIR_SCHEMA)

@@ -4,6 +4,7 @@ Every data asset is one folder `<artifact_root>/<asset_name>/` holding `data.par
 filters, `rejects.parquet`). Writers go to a temporary file in the same folder and `os.replace` it
 into place, so a kill mid-write leaves the previous version intact and no reader sees a partial file.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -69,8 +70,12 @@ def atomic_path(final: Path) -> Iterator[Path]:
 # errno of a write refused by the file system (full, quota, read-only, permissions)
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 # libraries that hide the errno in their own exception (safetensors: "os error 28")
-WRITE_MARKERS = {"No space left on device": "No space left on device", "os error 28": "No space left on device",
-                 "Read-only file system": "Read-only file system", "Disk quota exceeded": "Disk quota exceeded"}
+WRITE_MARKERS = {
+    "No space left on device": "No space left on device",
+    "os error 28": "No space left on device",
+    "Read-only file system": "Read-only file system",
+    "Disk quota exceeded": "Disk quota exceeded",
+}
 # torch.save on a full disk says only "unexpected pos 576 vs 534": below this much free space, that is the cause
 FULL_BELOW_BYTES = 1 << 20
 

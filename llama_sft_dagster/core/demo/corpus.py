@@ -19,6 +19,7 @@ double_user 4 % (two USER turns in a row). All other rows are "normal".
 
     python -c "from llama_sft_dagster.core.demo.corpus import planted_counts; print(planted_counts())"
 """
+
 from __future__ import annotations
 
 import json
@@ -28,16 +29,24 @@ from pathlib import Path
 import pyarrow as pa
 
 from llama_sft_dagster.core.demo import text as T
-from llama_sft_dagster.core.sources.bitext import BITEXT_COLUMNS, RAW_BITEXT_SCHEMA
 from llama_sft_dagster.core.demo.dialogues import dialogue
+from llama_sft_dagster.core.sources.bitext import BITEXT_COLUMNS, RAW_BITEXT_SCHEMA
 from llama_sft_dagster.core.sources.multiwoz import turns_from_dialogues
 
 DEFAULT_BITEXT_ROWS = 3600
 DEFAULT_DIALOGUES = 300
 BITEXT_SOURCE_FILE = "demo/bitext.csv"
 MULTIWOZ_SOURCE_FILE = "demo/multiwoz_dialogues.json"
-PLANTED_BITEXT = {"short": 0.03, "overlong": 0.02, "french": 0.02, "chinese": 0.02, "parroting": 0.02,
-                  "near_duplicate": 0.03, "exact_duplicate": 0.02, "blank": 0.0025}
+PLANTED_BITEXT = {
+    "short": 0.03,
+    "overlong": 0.02,
+    "french": 0.02,
+    "chinese": 0.02,
+    "parroting": 0.02,
+    "near_duplicate": 0.03,
+    "exact_duplicate": 0.02,
+    "blank": 0.0025,
+}
 PLANTED_MULTIWOZ = {"trailing_user": 0.04, "double_user": 0.04}
 
 
@@ -60,12 +69,18 @@ def _plan(rng: random.Random, n: int, fractions: dict[str, float], counts: dict[
 def _fill(rng: random.Random) -> dict[str, str]:
     name = rng.choice(T.NAMES)
     return {
-        "name": name, "prod": f"{rng.choice(T.ADJECTIVES)} {rng.choice(T.PRODUCTS)}", "city": rng.choice(T.CITIES),
+        "name": name,
+        "prod": f"{rng.choice(T.ADJECTIVES)} {rng.choice(T.PRODUCTS)}",
+        "city": rng.choice(T.CITIES),
         "ord": rng.choice(["{{Order Number}}", f"#{rng.randint(100000, 999999)}", f"{rng.randint(10**7, 10**8 - 1)}"]),
-        "acct": f"AC-{rng.randint(10000, 99999)}", "inv": rng.choice(["{{Invoice Number}}", f"INV-{rng.randint(1000, 99999)}"]),
-        "email": f"{name.lower()}{rng.randint(1, 999)}@example.com", "tier": rng.choice(T.TIERS),
-        "date": f"{rng.choice(T.MONTHS)} {rng.randint(1, 28)}", "amount": f"${rng.randint(5, 900)}.{rng.randint(0, 99):02d}",
-        "days": str(rng.randint(2, 14)), "mins": str(rng.choice([5, 10, 15, 30, 45])),
+        "acct": f"AC-{rng.randint(10000, 99999)}",
+        "inv": rng.choice(["{{Invoice Number}}", f"INV-{rng.randint(1000, 99999)}"]),
+        "email": f"{name.lower()}{rng.randint(1, 999)}@example.com",
+        "tier": rng.choice(T.TIERS),
+        "date": f"{rng.choice(T.MONTHS)} {rng.randint(1, 28)}",
+        "amount": f"${rng.randint(5, 900)}.{rng.randint(0, 99):02d}",
+        "days": str(rng.randint(2, 14)),
+        "mins": str(rng.choice([5, 10, 15, 30, 45])),
         "ref": f"{rng.choice('BCDFGHKMPRTX')}{rng.randint(100000, 999999)}",
     }
 
@@ -87,7 +102,9 @@ def _normal_row(rng: random.Random, intent: str) -> tuple[str, str]:
     ask = rng.choice(asks).format(**s)
     greet = rng.choice(T.GREETINGS)
     frame = rng.choice(T.FRAMES).format(ask=ask)
-    instruction = greet + (frame[0].lower() if greet else frame[0].upper()) + frame[1:] + rng.choice(T.TAILS).format(**s)
+    instruction = (
+        greet + (frame[0].lower() if greet else frame[0].upper()) + frame[1:] + rng.choice(T.TAILS).format(**s)
+    )
     steps_pool = _fitting(T.STEPS, instruction, s)
     steps = sorted(rng.sample(range(len(steps_pool)), rng.randint(3, 5)))
     numbered = [f"{n}. {steps_pool[i].format(**s)}" for n, i in enumerate(steps, 1)]
@@ -105,7 +122,9 @@ def _overlong_response(rng: random.Random, intent: str) -> str:
     return "\n\n".join(sentences)
 
 
-def _planted_row(rng: random.Random, kind: str, intent: str, normals: list[tuple[str, str, str]]) -> tuple[str, str, str]:
+def _planted_row(
+    rng: random.Random, kind: str, intent: str, normals: list[tuple[str, str, str]]
+) -> tuple[str, str, str]:
     """(instruction, response, intent): a copy carries its original's intent, every other kind `intent`."""
     if kind in ("exact_duplicate", "near_duplicate"):
         return _copy_row(rng, kind, normals)
@@ -154,8 +173,9 @@ def _bitext_rows(seed: int, n_rows: int) -> tuple[pa.Table, list[str]]:
     ]
     normals: list[tuple[str, str, str]] = []  # normal rows before row i: copies follow their original
     for i, kind in enumerate(kinds):
-        ins, resp, intent = texts[i] or _planted_row(rng, kind, intents[i % len(intents)],
-                                                     normals or [t for t in texts if t])
+        ins, resp, intent = texts[i] or _planted_row(
+            rng, kind, intents[i % len(intents)], normals or [t for t in texts if t]
+        )
         if kind == "normal":
             normals.append((ins, resp, intent))
         rows["flags"].append("".join(sorted(rng.sample("BCILMPQWZ", rng.randint(1, 3)))))

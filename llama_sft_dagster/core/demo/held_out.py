@@ -6,6 +6,7 @@ with ids "DEMO-DEV-00000.json" / "DEMO-TEST-00000.json", so no dialogue of the t
 
     python -c "from llama_sft_dagster.core.demo.held_out import held_out_turns; print(held_out_turns().num_rows)"
 """
+
 from __future__ import annotations
 
 import random

@@ -10,6 +10,7 @@ left for the fine-tune to learn. Deterministic: same texts, seed and settings gi
 
     python -c "from llama_sft_dagster.core.demo.pretrain import pack; print(pack([[1, 2], [3]], 0, 2))"
 """
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,18 @@ def lr_at(step: int, steps: int, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def pretrain(model, tokenizer, texts: Iterable[str], *, steps: int, batch_size: int, seq_len: int,
-             learning_rate: float, seed: int, warmup: int = 20) -> dict:
+def pretrain(
+    model,
+    tokenizer,
+    texts: Iterable[str],
+    *,
+    steps: int,
+    batch_size: int,
+    seq_len: int,
+    learning_rate: float,
+    seed: int,
+    warmup: int = 20,
+) -> dict:
     """Train `model` in place on `texts` for `steps` AdamW steps; returns the loss figures (no timings: the
     figures are saved with the model, whose content version must not change from one build to the next)."""
     import torch
@@ -68,6 +79,11 @@ def pretrain(model, tokenizer, texts: Iterable[str], *, steps: int, batch_size: 
         losses.append(loss.item())
     model.eval()
     tail = losses[-10:]
-    return {"pretrain_steps": steps, "pretrain_blocks": len(blocks), "pretrain_batch_size": batch_size,
-            "pretrain_tokens_seen": steps * batch_size * seq_len,
-            "pretrain_first_loss": round(losses[0], 4), "pretrain_final_loss": round(sum(tail) / len(tail), 4)}
+    return {
+        "pretrain_steps": steps,
+        "pretrain_blocks": len(blocks),
+        "pretrain_batch_size": batch_size,
+        "pretrain_tokens_seen": steps * batch_size * seq_len,
+        "pretrain_first_loss": round(losses[0], 4),
+        "pretrain_final_loss": round(sum(tail) / len(tail), 4),
+    }

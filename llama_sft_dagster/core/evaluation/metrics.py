@@ -13,6 +13,7 @@ is next-token (argmax) accuracy on reply tokens, `samples` the number of rows.
 
     python -c "from llama_sft_dagster.core.evaluation.metrics import aggregate; print(aggregate([]))"
 """
+
 from __future__ import annotations
 
 import math
@@ -44,9 +45,13 @@ def aggregate(rows: Iterable[Mapping]) -> dict[tuple[str, str], dict]:
     out = {}
     for key, (samples, nll, tokens, correct) in sums.items():
         loss = nll / tokens if tokens else float("nan")
-        out[key] = {"samples": samples, "tokens": tokens, "loss": loss,
-                    "perplexity": math.exp(loss) if tokens else float("nan"),
-                    "accuracy": correct / tokens if tokens else float("nan")}
+        out[key] = {
+            "samples": samples,
+            "tokens": tokens,
+            "loss": loss,
+            "perplexity": math.exp(loss) if tokens else float("nan"),
+            "accuracy": correct / tokens if tokens else float("nan"),
+        }
     return out
 
 
@@ -91,12 +96,16 @@ def pooled_loss(rows: Iterable[Mapping]) -> float:
 
 def markdown_table(table: Sequence[Mapping], kinds: Sequence[str] = ("overall", "intent", "category", "domain")) -> str:
     """The comparison as a Markdown table (base vs tuned loss and accuracy), groups of the given kinds."""
-    lines = ["| set | group | n | base loss | tuned loss | base ppl | tuned ppl | base acc | tuned acc |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| set | group | n | base loss | tuned loss | base ppl | tuned ppl | base acc | tuned acc |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in table:
         if r["group"].split(":", 1)[0] not in kinds:
             continue
-        lines.append(f"| {r['set']} | {r['group']} | {r['samples']} | {r['base_loss']:.3f} | {r['tuned_loss']:.3f} | "
-                     f"{r['base_perplexity']:.1f} | {r['tuned_perplexity']:.1f} | {r['base_accuracy']:.3f} | "
-                     f"{r['tuned_accuracy']:.3f} |")
+        lines.append(
+            f"| {r['set']} | {r['group']} | {r['samples']} | {r['base_loss']:.3f} | {r['tuned_loss']:.3f} | "
+            f"{r['base_perplexity']:.1f} | {r['tuned_perplexity']:.1f} | {r['base_accuracy']:.3f} | "
+            f"{r['tuned_accuracy']:.3f} |"
+        )
     return "\n".join(lines)

@@ -1,4 +1,5 @@
 """PNG charts of the evaluation group (Agg backend, see core/training/plots.py for the helpers)."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -7,8 +8,12 @@ from pathlib import Path
 from llama_sft_dagster.core.training.plots import _figure, _save
 
 
-def plot_group_losses(table: Sequence[Mapping], path: str | Path, set_name: str = "validation",
-                      kinds: Sequence[str] = ("intent", "domain")) -> Path | None:
+def plot_group_losses(
+    table: Sequence[Mapping],
+    path: str | Path,
+    set_name: str = "validation",
+    kinds: Sequence[str] = ("intent", "domain"),
+) -> Path | None:
     """Horizontal bars: base vs tuned reply-token loss per intent (and domain) of one evaluation set."""
     rows = [r for r in table if r["set"] == set_name and r["group"].split(":", 1)[0] in kinds]
     if not rows:

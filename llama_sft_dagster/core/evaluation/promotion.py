@@ -8,6 +8,7 @@ this module holds the rule so it can be read and tested apart from MLflow:
 - otherwise its pooled reply-token loss on the current evaluation set must be lower than the
   champion's on the SAME rows by more than `min_improvement` (relative), so noise does not flip it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,15 +20,22 @@ class Decision:
     reason: str
 
 
-def decide(challenger_loss: float, base_loss: float, champion_loss: float | None,
-           min_improvement: float = 0.0) -> Decision:
+def decide(
+    challenger_loss: float, base_loss: float, champion_loss: float | None, min_improvement: float = 0.0
+) -> Decision:
     if not challenger_loss < base_loss:
         return Decision(False, f"challenger loss {challenger_loss:.4f} does not beat its base model's {base_loss:.4f}")
     if champion_loss is None:
         return Decision(True, f"no champion yet; challenger loss {challenger_loss:.4f} beats base {base_loss:.4f}")
     bar = champion_loss * (1 - min_improvement)
     if challenger_loss < bar:
-        return Decision(True, f"challenger loss {challenger_loss:.4f} beats champion {champion_loss:.4f}"
-                              + (f" by more than {min_improvement:.1%}" if min_improvement else ""))
-    return Decision(False, f"challenger loss {challenger_loss:.4f} does not beat champion {champion_loss:.4f}"
-                           + (f" by more than {min_improvement:.1%}" if min_improvement else ""))
+        return Decision(
+            True,
+            f"challenger loss {challenger_loss:.4f} beats champion {champion_loss:.4f}"
+            + (f" by more than {min_improvement:.1%}" if min_improvement else ""),
+        )
+    return Decision(
+        False,
+        f"challenger loss {challenger_loss:.4f} does not beat champion {champion_loss:.4f}"
+        + (f" by more than {min_improvement:.1%}" if min_improvement else ""),
+    )

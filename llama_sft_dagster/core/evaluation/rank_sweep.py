@@ -8,6 +8,7 @@ demo model (hidden 64) cannot have rank above 64, so r=128 there is at most 0.5 
 
     python -c "from llama_sft_dagster.core.evaluation.rank_sweep import spread; print(spread([1.0, 2.0]))"
 """
+
 from __future__ import annotations
 
 import statistics
@@ -34,23 +35,38 @@ def rank_utilisation(tensors: Mapping[str, object], r: int, alpha: float) -> dic
     from llama_sft_dagster.core.training.rank_metrics import entropy_effective_rank, lora_singular_values
 
     ranks = [entropy_effective_rank(lora_singular_values(a, b, alpha / r)) for a, b in lora_pairs(tensors).values()]
-    return {"rank_utilisation": statistics.fmean(ranks) / r, "rank_utilisation_min": min(ranks) / r,
-            "rank_utilisation_max": max(ranks) / r, "entropy_rank_mean": statistics.fmean(ranks)}
+    return {
+        "rank_utilisation": statistics.fmean(ranks) / r,
+        "rank_utilisation_min": min(ranks) / r,
+        "rank_utilisation_max": max(ranks) / r,
+        "entropy_rank_mean": statistics.fmean(ranks),
+    }
 
 
 def spread(losses: Sequence[float]) -> dict[str, float]:
     """Spread of per-intent losses: standard deviation, best and worst intent."""
     if not losses:
         return {"intent_loss_std": float("nan"), "intent_loss_min": float("nan"), "intent_loss_max": float("nan")}
-    return {"intent_loss_std": statistics.pstdev(losses), "intent_loss_min": min(losses),
-            "intent_loss_max": max(losses)}
+    return {
+        "intent_loss_std": statistics.pstdev(losses),
+        "intent_loss_min": min(losses),
+        "intent_loss_max": max(losses),
+    }
 
 
-SWEEP_COLUMNS = (("lora_r", "r", "{}"), ("lora_alpha", "alpha", "{}"), ("best_eval_loss", "best eval loss", "{:.4f}"),
-                 ("validation_loss", "val reply loss", "{:.4f}"), ("intent_loss_std", "intent loss std", "{:.4f}"),
-                 ("intent_loss_max", "worst intent loss", "{:.4f}"), ("trainable_params", "trainable params", "{:,}"),
-                 ("train_runtime_s", "train s", "{:.1f}"), ("peak_memory_gb", "peak mem GB", "{:.2f}"),
-                 ("rank_utilisation", "eff. rank / r", "{:.3f}"), ("entropy_rank_mean", "entropy rank", "{:.1f}"))
+SWEEP_COLUMNS = (
+    ("lora_r", "r", "{}"),
+    ("lora_alpha", "alpha", "{}"),
+    ("best_eval_loss", "best eval loss", "{:.4f}"),
+    ("validation_loss", "val reply loss", "{:.4f}"),
+    ("intent_loss_std", "intent loss std", "{:.4f}"),
+    ("intent_loss_max", "worst intent loss", "{:.4f}"),
+    ("trainable_params", "trainable params", "{:,}"),
+    ("train_runtime_s", "train s", "{:.1f}"),
+    ("peak_memory_gb", "peak mem GB", "{:.2f}"),
+    ("rank_utilisation", "eff. rank / r", "{:.3f}"),
+    ("entropy_rank_mean", "entropy rank", "{:.1f}"),
+)
 
 
 def sweep_markdown(rows: Sequence[Mapping]) -> str:

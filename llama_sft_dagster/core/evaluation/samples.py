@@ -3,6 +3,7 @@ intent and per MultiWOZ domain, so that two evaluations of two adapters show rep
 
     pick_samples(rows, per_group=2, seed=0) -> indices into rows, sorted
 """
+
 from __future__ import annotations
 
 import random
@@ -32,11 +33,15 @@ def pick_samples(rows: Sequence[Mapping], per_group: int, seed: int) -> list[int
 
 def samples_markdown(samples: Sequence[Mapping], max_chars: int = 300) -> str:
     """Prompt, reference, base and tuned reply per sample as a Markdown table (cells cut at max_chars)."""
+
     def cell(text: str) -> str:
         text = " ".join(str(text).split()).replace("|", "\\|")
         return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
 
     lines = ["| group | prompt | reference | base reply | tuned reply |", "|---|---|---|---|---|"]
-    lines += [f"| {s['group']} | {cell(s['prompt'])} | {cell(s['reference'])} | {cell(s['base_reply'])} | "
-              f"{cell(s['tuned_reply'])} |" for s in samples]
+    lines += [
+        f"| {s['group']} | {cell(s['prompt'])} | {cell(s['reference'])} | {cell(s['base_reply'])} | "
+        f"{cell(s['tuned_reply'])} |"
+        for s in samples
+    ]
     return "\n".join(lines)

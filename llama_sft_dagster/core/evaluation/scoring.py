@@ -8,6 +8,7 @@ and its <|eot_id|>) is scored. Rows longer than `max_length` are cut there, as t
     scores = score_rows(model, tok, rows, max_length=512, batch_size=16)   # [{"nll", "tokens", "correct"}]
     replies = generate_replies(model, tok, prompts, max_new_tokens=128, batch_size=8)
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -21,14 +22,16 @@ def load_model(path, plan):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, plan.dtype),
-                                                 attn_implementation=plan.attn_implementation)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=getattr(torch, plan.dtype), attn_implementation=plan.attn_implementation
+    )
     return model.to(plan.device).eval(), tokenizer
 
 
 def _ids(tokenizer, messages: list[dict], generation_prompt: bool) -> list[int]:
-    out = tokenizer.apply_chat_template([messages], tokenize=True, return_dict=True,
-                                        add_generation_prompt=generation_prompt)
+    out = tokenizer.apply_chat_template(
+        [messages], tokenize=True, return_dict=True, add_generation_prompt=generation_prompt
+    )
     return list(out["input_ids"][0])
 
 
@@ -37,8 +40,10 @@ def reply_span(tokenizer, row: Mapping, max_length: int) -> tuple[list[int], int
     conv = conversation(row)
     prompt, full = _ids(tokenizer, conv[:-1], True), _ids(tokenizer, conv, False)
     if full[: len(prompt)] != prompt:
-        raise ValueError(f"row {row.get('pair_id', '?')}: the chat template renders the prompt differently alone "
-                         "and inside the conversation, so the reply tokens cannot be located")
+        raise ValueError(
+            f"row {row.get('pair_id', '?')}: the chat template renders the prompt differently alone "
+            "and inside the conversation, so the reply tokens cannot be located"
+        )
     return full[:max_length], len(prompt)
 
 
@@ -66,13 +71,15 @@ def score_rows(model, tokenizer, rows: Sequence[Mapping], *, max_length: int, ba
         nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target.clamp(min=0), reduction="none")
         correct = (logits.argmax(-1) == target) & keep
         for i in range(len(chunk)):
-            out.append({"nll": float((nll[i] * keep[i]).sum()), "tokens": int(keep[i].sum()),
-                        "correct": int(correct[i].sum())})
+            out.append(
+                {"nll": float((nll[i] * keep[i]).sum()), "tokens": int(keep[i].sum()), "correct": int(correct[i].sum())}
+            )
     return out
 
 
-def generate_replies(model, tokenizer, prompts: Sequence[list[dict]], *, max_new_tokens: int,
-                     batch_size: int) -> list[str]:
+def generate_replies(
+    model, tokenizer, prompts: Sequence[list[dict]], *, max_new_tokens: int, batch_size: int
+) -> list[str]:
     """Greedy replies to chat prompts, stopping at <|eot_id|> (left-padded batches)."""
     import torch
 
@@ -85,7 +92,13 @@ def generate_replies(model, tokenizer, prompts: Sequence[list[dict]], *, max_new
         ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=device)
         mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=device)
         with torch.no_grad():
-            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                                 eos_token_id=eot, pad_token_id=pad)
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=eot,
+                pad_token_id=pad,
+            )
         replies += [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
     return replies

@@ -10,6 +10,7 @@ Pure logic on plain values; `assets/report.py` reads the stages' Parquet files a
 `unit` says what is counted: the raw sources count Bitext rows and MultiWOZ *turns*, every stage after
 `raw_pairs` counts instruction/response *pairs* (a MultiWOZ pair uses two turns).
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -67,8 +68,9 @@ def _clip(text: str | None, chars: int = SAMPLE_CHARS) -> str:
     return text if len(text) <= chars else text[: chars - 1] + "…"
 
 
-def sample_drops(rejects: Sequence[Mapping], per_reason: int = 2,
-                 kept_by_id: Mapping[str, Mapping] | None = None) -> dict[str, list[dict]]:
+def sample_drops(
+    rejects: Sequence[Mapping], per_reason: int = 2, kept_by_id: Mapping[str, Mapping] | None = None
+) -> dict[str, list[dict]]:
     """{reason: the first `per_reason` dropped rows}; a row whose detail is `duplicate_of=<pair_id>` gets
     the kept twin from `kept_by_id` (pair_id -> row) under "kept_twin"."""
     out: dict[str, list[dict]] = {}
@@ -79,7 +81,7 @@ def sample_drops(rejects: Sequence[Mapping], per_reason: int = 2,
         sample = {k: row.get(k) for k in ("pair_id", "instruction", "response", "detail")}
         detail = row.get("detail") or ""
         if detail.startswith("duplicate_of=") and kept_by_id is not None:
-            twin = kept_by_id.get(detail[len("duplicate_of="):])
+            twin = kept_by_id.get(detail[len("duplicate_of=") :])
             if twin is not None:
                 sample["kept_twin"] = {k: twin.get(k) for k in ("pair_id", "instruction", "response")}
         picked.append(sample)
@@ -92,10 +94,13 @@ def samples_markdown(samples: Mapping[str, list[dict]]) -> str:
     for reason, rows in sorted(samples.items()):
         lines.append(f"**{reason}**")
         for r in rows:
-            lines.append(f"- `{r['pair_id']}` {_clip(r['instruction'], 60)} → {_clip(r['response'], 60)}"
-                         + (f" ({r['detail']})" if r.get("detail") and "kept_twin" not in r else ""))
+            lines.append(
+                f"- `{r['pair_id']}` {_clip(r['instruction'], 60)} → {_clip(r['response'], 60)}"
+                + (f" ({r['detail']})" if r.get("detail") and "kept_twin" not in r else "")
+            )
             if "kept_twin" in r:
                 t = r["kept_twin"]
-                lines.append(f"  - kept twin `{t['pair_id']}`: {_clip(t['instruction'], 60)} → "
-                             f"{_clip(t['response'], 60)}")
+                lines.append(
+                    f"  - kept twin `{t['pair_id']}`: {_clip(t['instruction'], 60)} → {_clip(t['response'], 60)}"
+                )
     return "\n".join(lines)

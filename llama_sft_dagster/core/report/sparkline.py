@@ -5,6 +5,7 @@ characters; a longer one hides behind "[Show Markdown]". A full matplotlib PNG a
 of kilobytes, so the run report also carries this 1-bit sketch (train loss solid, eval loss as dots),
 a few hundred bytes, which the UI shows without a click. The full plots stay one click away and in MLflow.
 """
+
 from __future__ import annotations
 
 import base64
@@ -21,8 +22,9 @@ def _scale(points: Sequence[tuple[float, float]], x_range, y_range, width: int, 
     return [(pad + (x - x0) * sx, height - pad - (y - y0) * sy) for x, y in points]
 
 
-def loss_sketch_png(train: Sequence[tuple[float, float]], evals: Sequence[tuple[float, float]] = (),
-                    width: int = 240, height: int = 64) -> bytes:
+def loss_sketch_png(
+    train: Sequence[tuple[float, float]], evals: Sequence[tuple[float, float]] = (), width: int = 240, height: int = 64
+) -> bytes:
     """PNG bytes (1-bit): train loss as a line, eval loss as 3x3 dots, on a frame."""
     from PIL import Image, ImageDraw
 

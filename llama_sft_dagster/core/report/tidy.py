@@ -6,6 +6,7 @@ Floats keep 4 significant digits (a loss of 7.953, a learning rate of 0.0002, a 
 never lose integer digits (12345.678 -> 12346.0):
 enough to compare runs, short enough to read. Values that are not plain numbers pass through.
 """
+
 from __future__ import annotations
 
 import math

@@ -9,6 +9,7 @@ stay as they are ("" in CSV, null in Parquet); `core.pairs.extract_pairs` drops 
 
     python -c "from llama_sft_dagster.core.sources.bitext import load_bitext_file as f; print(f('x.csv'))"
 """
+
 from __future__ import annotations
 
 import csv
@@ -55,8 +56,10 @@ def delimiter_hint(header: list[str]) -> str:
     for sep, label in ((";", "semicolon"), ("\t", "tab")):
         parts = [p.strip().strip('"') for p in header[0].split(sep)]
         if set(BITEXT_COLUMNS) - {"flags"} <= set(parts) and ({"flags", "tags"} & set(parts)):
-            return (f"; the header splits on {label}s into {parts}: the file looks {label}-separated, "
-                    "but Bitext CSV files must be comma-separated (re-export it with ',')")
+            return (
+                f"; the header splits on {label}s into {parts}: the file looks {label}-separated, "
+                "but Bitext CSV files must be comma-separated (re-export it with ',')"
+            )
     return ""
 
 
@@ -67,14 +70,20 @@ def _as_text(col: pa.ChunkedArray, name: str, shown: str) -> pa.ChunkedArray:
         return col
     # the same strings in another layout: a lossless cast
     values = t.value_type if pa.types.is_dictionary(t) else t
-    stringy = (pa.types.is_string(values) or pa.types.is_large_string(values) or pa.types.is_string_view(values)
-               or pa.types.is_null(t))
+    stringy = (
+        pa.types.is_string(values)
+        or pa.types.is_large_string(values)
+        or pa.types.is_string_view(values)
+        or pa.types.is_null(t)
+    )
     # integers and booleans have one spelling per value; floats do not (113542617735902 -> 1.13542617735902e+14)
     lossless = name not in TEXT_COLUMNS and (pa.types.is_integer(t) or pa.types.is_boolean(t))
     if not (stringy or lossless):
         allowed = "a string column" if name in TEXT_COLUMNS else "a string, integer or boolean column"
-        raise RawDataError(f"{shown}: column {name!r} has type {t}, not text; it is not converted because that "
-                           f"could change its values (write it as {allowed})")
+        raise RawDataError(
+            f"{shown}: column {name!r} has type {t}, not text; it is not converted because that "
+            f"could change its values (write it as {allowed})"
+        )
     return pc.cast(col, pa.string())
 
 
@@ -143,8 +152,10 @@ def _read_csv(path: Path, name: str) -> pa.Table:
         if bad is None:  # the csv module reads it fine: keep Arrow's own words
             raise RawDataError(f"{name}: malformed CSV: {exc}{delimiter_hint(header)}") from exc
         line, fields = bad
-        raise RawDataError(f"{name}: malformed CSV at line {line}: expected {len(header)} columns as in the "
-                           f"header, found {fields}{delimiter_hint(header)}") from exc
+        raise RawDataError(
+            f"{name}: malformed CSV at line {line}: expected {len(header)} columns as in the "
+            f"header, found {fields}{delimiter_hint(header)}"
+        ) from exc
 
 
 def load_bitext_file(path: str | Path, source_file: str | None = None) -> pa.Table:
@@ -187,7 +198,8 @@ def load_bitext_hub(
 
     sha = hub_revision(dataset_id, revision, token)  # timeout and retries
     # datasets keeps finished files in its cache and writes each one under a temporary name: a retry resumes
-    dataset = hub_retrying(lambda: load_dataset(dataset_id, revision=sha, split=split, token=token),
-                           f"hub dataset {dataset_id}")
+    dataset = hub_retrying(
+        lambda: load_dataset(dataset_id, revision=sha, split=split, token=token), f"hub dataset {dataset_id}"
+    )
     table = dataset.with_format("arrow")[:]
     return normalise_bitext_table(table, f"{dataset_id}@{sha[:12]}/{split}"), sha

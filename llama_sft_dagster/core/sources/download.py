@@ -8,6 +8,7 @@ HTTP errors (404, 403...) fail at once with the URL and the status.
 
     python -c "from llama_sft_dagster.core.sources.download import download; download('http://...', 'x.zip')"
 """
+
 from __future__ import annotations
 
 import http.client
@@ -33,8 +34,15 @@ class _Incomplete(OSError):
     """The connection ended before the announced length: resume."""
 
 
-def retrying(call: Callable[[], T], *, retries: int, backoff_s: float, transient: Callable[[BaseException], bool],
-             what: str, sleep: Callable[[float], None] | None = None) -> T:
+def retrying(
+    call: Callable[[], T],
+    *,
+    retries: int,
+    backoff_s: float,
+    transient: Callable[[BaseException], bool],
+    what: str,
+    sleep: Callable[[float], None] | None = None,
+) -> T:
     """`call()`, retried up to `retries` times on errors `transient` accepts (backoff_s, 2x, 4x ...)."""
     sleep = sleep or time.sleep  # looked up per call, so tests can patch time.sleep
     for attempt in range(retries + 1):
@@ -52,8 +60,9 @@ def retrying(call: Callable[[], T], *, retries: int, backoff_s: float, transient
 def _transient(exc: BaseException) -> bool:
     if isinstance(exc, urllib.error.HTTPError):
         return exc.code in TRANSIENT_HTTP
-    return isinstance(exc, (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException,
-                            _Incomplete))
+    return isinstance(
+        exc, (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException, _Incomplete)
+    )
 
 
 def _fetch(url: str, part: Path, timeout: float) -> None:
@@ -84,8 +93,15 @@ def _fetch(url: str, part: Path, timeout: float) -> None:
         raise _Incomplete(f"got {size} of {expected} bytes")
 
 
-def download(url: str, dest: str | Path, *, timeout: float = 60.0, retries: int = 4, backoff_s: float = 2.0,
-             sleep: Callable[[float], None] | None = None) -> Path:
+def download(
+    url: str,
+    dest: str | Path,
+    *,
+    timeout: float = 60.0,
+    retries: int = 4,
+    backoff_s: float = 2.0,
+    sleep: Callable[[float], None] | None = None,
+) -> Path:
     """Download `url` to `dest` atomically, resuming a partial `<dest>.part`; returns `dest`."""
     dest = Path(dest)
     if dest.is_file():
@@ -93,8 +109,14 @@ def download(url: str, dest: str | Path, *, timeout: float = 60.0, retries: int 
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     try:
-        retrying(lambda: _fetch(url, part, timeout), retries=retries, backoff_s=backoff_s, transient=_transient,
-                 what=url, sleep=sleep)
+        retrying(
+            lambda: _fetch(url, part, timeout),
+            retries=retries,
+            backoff_s=backoff_s,
+            transient=_transient,
+            what=url,
+            sleep=sleep,
+        )
     except urllib.error.HTTPError as exc:
         raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
     os.replace(part, dest)

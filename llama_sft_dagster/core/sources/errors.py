@@ -3,6 +3,7 @@
 A `RawDataError` always names the file and, where it applies, the row, dialogue, turn or column,
 so a user can open the file and find the problem.
 """
+
 from __future__ import annotations
 
 
@@ -18,5 +19,5 @@ def decode_utf8(data: bytes, source: str) -> str:
         line = data[: exc.start].count(b"\n") + 1
         raise RawDataError(
             f"{source}: invalid UTF-8 at byte offset {exc.start} (line {line}): "
-            f"{data[exc.start:exc.end]!r} ({exc.reason})"
+            f"{data[exc.start : exc.end]!r} ({exc.reason})"
         ) from exc

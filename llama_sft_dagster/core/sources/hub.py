@@ -7,6 +7,7 @@
 - `hub_retrying`: timeouts, connection errors, 429 and 5xx are retried with backoff; 401/403/404 are not.
 `api` is an `HfApi`-like object (tests pass a fake one: no network here).
 """
+
 from __future__ import annotations
 
 import json
@@ -41,13 +42,19 @@ def hub_transient(exc: BaseException) -> bool:
     return isinstance(exc, (http_client.TransportError, TimeoutError, ConnectionError))
 
 
-def hub_retrying(call: Callable[[], T], what: str, retries: int = 4, backoff_s: float = 2.0,
-                 sleep: Callable[[float], None] | None = None) -> T:
+def hub_retrying(
+    call: Callable[[], T],
+    what: str,
+    retries: int = 4,
+    backoff_s: float = 2.0,
+    sleep: Callable[[float], None] | None = None,
+) -> T:
     return retrying(call, retries=retries, backoff_s=backoff_s, transient=hub_transient, what=what, sleep=sleep)
 
 
-def cached_revision(key: str, resolve: Callable[[], str], max_age_s: float, cache_file: Path,
-                    now: Callable[[], float] = time.time) -> str:
+def cached_revision(
+    key: str, resolve: Callable[[], str], max_age_s: float, cache_file: Path, now: Callable[[], float] = time.time
+) -> str:
     """`resolve()` at most once per `max_age_s` for `key`; the answer is kept in `cache_file` (JSON)."""
     cache_file = Path(cache_file)
     try:
@@ -68,22 +75,30 @@ def cached_revision(key: str, resolve: Callable[[], str], max_age_s: float, cach
 
 def gated_message(repo_id: str, has_token: bool) -> str:
     if has_token:
-        return (f"{repo_id} is a gated hub repository and HF_TOKEN has no access to it: accept its license on the "
-                "model page with the account of that token")
-    return (f"{repo_id} is a gated hub repository: set HF_TOKEN to a read token of an account that accepted "
-            "its license (public data needs no token)")
+        return (
+            f"{repo_id} is a gated hub repository and HF_TOKEN has no access to it: accept its license on the "
+            "model page with the account of that token"
+        )
+    return (
+        f"{repo_id} is a gated hub repository: set HF_TOKEN to a read token of an account that accepted "
+        "its license (public data needs no token)"
+    )
 
 
-def resolve_model(repo_id: str, revision: str | None, token: str | None, api=None,
-                  timeout: float = HUB_TIMEOUT_S, retries: int = 4) -> str:
+def resolve_model(
+    repo_id: str, revision: str | None, token: str | None, api=None, timeout: float = HUB_TIMEOUT_S, retries: int = 4
+) -> str:
     """Commit sha of `revision` of model `repo_id`; one line naming HF_TOKEN for a gated repo without access."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import GatedRepoError
 
     api = api or HfApi()
     try:
-        info = hub_retrying(lambda: api.model_info(repo_id, revision=revision, timeout=timeout, token=token),
-                            f"hub model {repo_id}", retries)
+        info = hub_retrying(
+            lambda: api.model_info(repo_id, revision=revision, timeout=timeout, token=token),
+            f"hub model {repo_id}",
+            retries,
+        )
     except GatedRepoError as exc:
         raise HubTokenMissing(gated_message(repo_id, bool(token))) from exc
     if getattr(info, "gated", False) and not token:

@@ -11,6 +11,7 @@ are kept; `core.pairs.extract_pairs` decides what to do with them and counts eve
 
     python -c "from llama_sft_dagster.core.sources.multiwoz import load_multiwoz_folder as f; print(f('MultiWOZ_2.2'))"
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,9 +44,7 @@ TURN_SCHEMA = pa.schema(
     ]
 )
 # Pinned snapshot of budzianowski/multiwoz (the 2.2 data last changed in 44f0f84, 2021-04-12).
-MULTIWOZ_ARCHIVE_URL = (
-    "https://github.com/budzianowski/multiwoz/archive/fe0c8e65cfcd8462bd33c86e35f21addc84ca82b.zip"
-)
+MULTIWOZ_ARCHIVE_URL = "https://github.com/budzianowski/multiwoz/archive/fe0c8e65cfcd8462bd33c86e35f21addc84ca82b.zip"
 MULTIWOZ_22_DIR = "data/MultiWOZ_2.2"
 
 
@@ -75,8 +74,14 @@ def _read_dialogues(path: Path, shown: str) -> list:
     return data
 
 
-def _append_dialogues(rows: dict[str, list], dialogues: list, rel: str, split: str,
-                      seen: dict[str, tuple[str, int]], shown: str | None = None) -> None:
+def _append_dialogues(
+    rows: dict[str, list],
+    dialogues: list,
+    rel: str,
+    split: str,
+    seen: dict[str, tuple[str, int]],
+    shown: str | None = None,
+) -> None:
     """Append one file's turns; `rel` goes into the table, `shown` (default `rel`) into messages."""
     shown = shown or rel
     for d_idx, dialogue in enumerate(dialogues):
@@ -89,8 +94,11 @@ def _append_dialogues(rows: dict[str, list], dialogues: list, rel: str, split: s
         where = f"{shown}: dialogue {d_idx} ({dialogue_id})"
         if dialogue_id in seen:
             first_file, first_idx = seen[dialogue_id]
-            places = (f"dialogues {first_idx} and {d_idx} of {shown}" if first_file == shown
-                      else f"dialogue {first_idx} of {first_file} and dialogue {d_idx} of {shown}")
+            places = (
+                f"dialogues {first_idx} and {d_idx} of {shown}"
+                if first_file == shown
+                else f"dialogue {first_idx} of {first_file} and dialogue {d_idx} of {shown}"
+            )
             raise RawDataError(f"duplicate dialogue_id {dialogue_id!r}: {places}")
         seen[dialogue_id] = (shown, d_idx)
         turns = dialogue.get("turns")
@@ -128,8 +136,9 @@ def _dialogue_files(folder: Path, splits: Sequence[str] = SPLITS) -> list[tuple[
     return found
 
 
-def load_multiwoz_folder(folder: str | Path, split: str = "train", unexpected_files: str = "fail",
-                         splits: Sequence[str] = SPLITS) -> pa.Table:
+def load_multiwoz_folder(
+    folder: str | Path, split: str = "train", unexpected_files: str = "fail", splits: Sequence[str] = SPLITS
+) -> pa.Table:
     """Read the `splits` of the published layout (or one JSON file of dialogues, recorded under `split`).
 
     Every file under a folder is read or skipped with a reason (`multiwoz_files.survey`); files outside
@@ -145,8 +154,9 @@ def load_multiwoz_folder(folder: str | Path, split: str = "train", unexpected_fi
     elif path.is_dir():
         found = survey(folder, unexpected_files)
         files = [f for f in found.read if f[2] in splits]
-        skipped = found.skipped + [(rel, f"split {s!r} not selected (splits: {list(splits)})")
-                                   for _, rel, s in found.read if s not in splits]
+        skipped = found.skipped + [
+            (rel, f"split {s!r} not selected (splits: {list(splits)})") for _, rel, s in found.read if s not in splits
+        ]
         if not files:
             raise RawDataError(
                 f"{folder}: no dialogue files; expected {', '.join(s + '/' for s in splits)} "

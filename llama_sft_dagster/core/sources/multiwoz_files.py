@@ -10,6 +10,7 @@ Every file under the folder gets exactly one verdict, so nothing is ignored with
 
     python -c "from llama_sft_dagster.core.sources.multiwoz_files import survey; print(survey('MultiWOZ_2.2'))"
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,7 @@ from llama_sft_dagster.core.sources.errors import RawDataError
 SPLITS = ("train", "dev", "test")
 DIALOGUE_FILE = re.compile(r"dialogues_\d{3}\.json")
 # Top-level files of budzianowski/multiwoz:data/MultiWOZ_2.2/ that hold no dialogues.
-PUBLISHED_EXTRAS = ("schema.json", "dialog_acts.json", "README.md", "convert_to_multiwoz_format.py",
-                    "requirements.txt")
+PUBLISHED_EXTRAS = ("schema.json", "dialog_acts.json", "README.md", "convert_to_multiwoz_format.py", "requirements.txt")
 UNEXPECTED_POLICIES = ("fail", "skip")
 META_SKIPPED_FILES = b"multiwoz_skipped_files"
 

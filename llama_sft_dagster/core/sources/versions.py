@@ -27,7 +27,9 @@ def local_version(path: str | Path) -> str:
 
 def demo_version(seed: int) -> str:
     """The demo corpus is a pure function of its seed and its generator's code."""
-    return fingerprint({"seed": seed, **{name: file_version(DEMO_GENERATOR_DIR / name) for name in DEMO_GENERATOR_FILES}})
+    return fingerprint(
+        {"seed": seed, **{name: file_version(DEMO_GENERATOR_DIR / name) for name in DEMO_GENERATOR_FILES}}
+    )
 
 
 def hub_revision(dataset_id: str, revision: str | None, token: str | None = None, api=None) -> str:
@@ -37,15 +39,21 @@ def hub_revision(dataset_id: str, revision: str | None, token: str | None = None
     from llama_sft_dagster.core.sources.hub import HUB_TIMEOUT_S, hub_retrying
 
     api = api or HfApi()
-    return hub_retrying(lambda: api.dataset_info(dataset_id, revision=revision, token=token,
-                                                 timeout=HUB_TIMEOUT_S).sha, f"hub dataset {dataset_id}")
+    return hub_retrying(
+        lambda: api.dataset_info(dataset_id, revision=revision, token=token, timeout=HUB_TIMEOUT_S).sha,
+        f"hub dataset {dataset_id}",
+    )
 
 
-def cached_hub_revision(dataset_id: str, revision: str | None, token: str | None, max_age_s: float,
-                        cache_file: Path, api=None) -> str:
+def cached_hub_revision(
+    dataset_id: str, revision: str | None, token: str | None, max_age_s: float, cache_file: Path, api=None
+) -> str:
     """`hub_revision`, asked at most once per `max_age_s` (the answer is kept in `cache_file`)."""
     from llama_sft_dagster.core.sources.hub import cached_revision
 
-    return cached_revision(f"dataset:{dataset_id}@{revision or 'default'}",
-                           lambda: hub_revision(dataset_id, revision, token, api), max_age_s, cache_file)
-
+    return cached_revision(
+        f"dataset:{dataset_id}@{revision or 'default'}",
+        lambda: hub_revision(dataset_id, revision, token, api),
+        max_age_s,
+        cache_file,
+    )

@@ -5,6 +5,7 @@ special tokens and chat template, and a random-init LlamaForCausalLM (hidden 64,
 2 KV heads) saved as safetensors. Deterministic: the same texts and seed give the same files.
 Full: `huggingface_hub.snapshot_download` of safetensors weights + tokenizer at a resolved revision.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,15 @@ LLAMA3_CHAT_TEMPLATE = (
 )
 
 # Tiny-model shape: the issue's "hidden 64, 2 layers, 4 heads, 2 KV heads" (GQA like Llama-3).
-DEMO_MODEL = dict(hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, max_position_embeddings=1024, rope_theta=500000.0)
+DEMO_MODEL = dict(
+    hidden_size=64,
+    intermediate_size=176,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=1024,
+    rope_theta=500000.0,
+)
 DEMO_VOCAB_SIZE = 4096
 PRETRAINING_FILE = "pretraining.json"  # the demo pretraining's loss and time, for the asset's metadata
 
@@ -50,20 +58,35 @@ def train_demo_tokenizer(texts: Iterable[str], vocab_size: int = DEMO_VOCAB_SIZE
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(texts, trainer)
     # add_special_tokens=True prepends <|begin_of_text|>, as the Llama-3 tokenizer does
-    tok.post_processor = processors.TemplateProcessing(single=f"{BEGIN} $A", pair=f"{BEGIN} $A {BEGIN} $B",
-                                                       special_tokens=[(BEGIN, tok.token_to_id(BEGIN))])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BEGIN, eos_token=EOT, pad_token=PAD,
-                                   model_max_length=DEMO_MODEL["max_position_embeddings"])
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BEGIN} $A", pair=f"{BEGIN} $A {BEGIN} $B", special_tokens=[(BEGIN, tok.token_to_id(BEGIN))]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=BEGIN,
+        eos_token=EOT,
+        pad_token=PAD,
+        model_max_length=DEMO_MODEL["max_position_embeddings"],
+    )
     fast.chat_template = LLAMA3_CHAT_TEMPLATE
     return fast
 
 
-def build_demo_base_model(texts: Iterable[str], out_dir: Path, seed: int = 0, vocab_size: int = DEMO_VOCAB_SIZE,
-                          pretrain: Mapping | None = None) -> Path:
+def build_demo_base_model(
+    texts: Iterable[str],
+    out_dir: Path,
+    seed: int = 0,
+    vocab_size: int = DEMO_VOCAB_SIZE,
+    pretrain: Mapping | None = None,
+) -> Path:
     """Train the demo tokenizer on `texts`, build a tiny Llama, save both to `out_dir`.
 
     `pretrain` (keyword arguments of core.demo.pretrain.pretrain: steps, batch_size, seq_len,
@@ -73,9 +96,14 @@ def build_demo_base_model(texts: Iterable[str], out_dir: Path, seed: int = 0, vo
 
     out_dir, texts = Path(out_dir), list(texts)
     tokenizer = train_demo_tokenizer(texts, vocab_size)
-    config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                         tie_word_embeddings=False, **DEMO_MODEL)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+        **DEMO_MODEL,
+    )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -90,8 +118,15 @@ def build_demo_base_model(texts: Iterable[str], out_dir: Path, seed: int = 0, vo
     return out_dir
 
 
-def resolve_hub_base_model(model_id: str, revision: str | None, token: str | None, out_dir: Path,
-                           api=None, timeout: float = 30.0, retries: int = 4) -> tuple[Path, str]:
+def resolve_hub_base_model(
+    model_id: str,
+    revision: str | None,
+    token: str | None,
+    out_dir: Path,
+    api=None,
+    timeout: float = 30.0,
+    retries: int = 4,
+) -> tuple[Path, str]:
     """Download safetensors weights + tokenizer of `model_id` at `revision`; return (folder, commit sha).
 
     The commit sha is the asset's data version: a new upstream revision makes training stale.
@@ -107,9 +142,18 @@ def resolve_hub_base_model(model_id: str, revision: str | None, token: str | Non
 
     sha = resolve_model(model_id, revision, token, api=api, timeout=timeout, retries=retries)
     try:
-        path = hub_retrying(lambda: snapshot_download(
-            model_id, revision=sha, token=token, local_dir=Path(out_dir), etag_timeout=timeout,
-            allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.jinja"]), f"hub model {model_id}", retries)
+        path = hub_retrying(
+            lambda: snapshot_download(
+                model_id,
+                revision=sha,
+                token=token,
+                local_dir=Path(out_dir),
+                etag_timeout=timeout,
+                allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.jinja"],
+            ),
+            f"hub model {model_id}",
+            retries,
+        )
     except GatedRepoError as exc:
         raise HubTokenMissing(gated_message(model_id, bool(token))) from exc
     set_pad_token(Path(path))

@@ -11,6 +11,7 @@ TRL removed `DataCollatorForCompletionOnlyLM`; `completion_only_loss=True` on pl
 silently supervises every token (there is no completion mask to apply), so core/training/masking.py verifies
 the labels instead of trusting the settings.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -28,8 +29,10 @@ def prompt_messages(instruction: str, system_prompt: str = SYSTEM_PROMPT) -> lis
 
 def prompt_completion_row(instruction: str, response: str, system_prompt: str = SYSTEM_PROMPT) -> dict:
     """One training row: {"prompt": [system, user], "completion": [assistant]}."""
-    return {"prompt": prompt_messages(instruction, system_prompt),
-            "completion": [{"role": "assistant", "content": response}]}
+    return {
+        "prompt": prompt_messages(instruction, system_prompt),
+        "completion": [{"role": "assistant", "content": response}],
+    }
 
 
 def messages_row(instruction: str, response: str, system_prompt: str = SYSTEM_PROMPT) -> dict:
@@ -38,8 +41,12 @@ def messages_row(instruction: str, response: str, system_prompt: str = SYSTEM_PR
     return {"messages": row["prompt"] + row["completion"]}
 
 
-def build_rows(instructions: Sequence[str], responses: Sequence[str], dataset_format: str = "prompt_completion",
-               system_prompt: str = SYSTEM_PROMPT) -> list[dict]:
+def build_rows(
+    instructions: Sequence[str],
+    responses: Sequence[str],
+    dataset_format: str = "prompt_completion",
+    system_prompt: str = SYSTEM_PROMPT,
+) -> list[dict]:
     if dataset_format not in ("prompt_completion", "messages"):
         raise ValueError(f"dataset_format {dataset_format!r}: choose 'prompt_completion' or 'messages'")
     make = prompt_completion_row if dataset_format == "prompt_completion" else messages_row
@@ -65,8 +72,16 @@ def templated_lengths(tokenizer, rows: Iterable[dict]) -> list[int]:
     return [len(x) for x in ids]
 
 
-def sft_table(pairs, tokenizer, dataset_format: str, max_length: int, filter_on_templated_length: bool,
-              system_prompt: str = SYSTEM_PROMPT, stage: str = "sft_dataset", assistant_only_loss: bool = False):
+def sft_table(
+    pairs,
+    tokenizer,
+    dataset_format: str,
+    max_length: int,
+    filter_on_templated_length: bool,
+    system_prompt: str = SYSTEM_PROMPT,
+    stage: str = "sft_dataset",
+    assistant_only_loss: bool = False,
+):
     """Pair table -> (training rows table, rejects table, StageCounts, templated lengths of kept rows).
 
     Rows keep `pair_id` for lineage, `templated_tokens` (length with the chat template) and the token columns
@@ -87,8 +102,9 @@ def sft_table(pairs, tokenizer, dataset_format: str, max_length: int, filter_on_
     details = [f"templated_tokens={n}>{max_length}" if t else None for n, t in zip(lengths, too_long)]
     _, rejects, counts = partition(pairs, reasons, stage, details)
     keep = [i for i, r in enumerate(reasons) if r is None]
-    table = pa.Table.from_pylist([{"pair_id": pairs.column("pair_id")[i].as_py(), **rows[i],
-                                   "templated_tokens": lengths[i]} for i in keep])
+    table = pa.Table.from_pylist(
+        [{"pair_id": pairs.column("pair_id")[i].as_py(), **rows[i], "templated_tokens": lengths[i]} for i in keep]
+    )
     # int32 ids (vocabularies < 2**31) and int8 masks: a quarter of the default int64's bytes on disk and in memory
     for name, values in tokens.items():
         kept = [values[i] for i in keep]

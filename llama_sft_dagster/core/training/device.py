@@ -1,5 +1,6 @@
 """Where and how training runs: device, dtype, attention kernel, tf32, optimizer. Pure decisions
 from facts about the machine (resources/gpu.py gathers the facts from torch)."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -16,9 +17,9 @@ class MachineFacts:
 
 @dataclass(frozen=True)
 class DevicePlan:
-    device: str                 # "cuda" | "cpu"
-    dtype: str                  # "bfloat16" | "float32"
-    attn_implementation: str    # "flash_attention_2" | "sdpa"
+    device: str  # "cuda" | "cpu"
+    dtype: str  # "bfloat16" | "float32"
+    attn_implementation: str  # "flash_attention_2" | "sdpa"
     tf32: bool
     gradient_checkpointing: bool
     optim: str
@@ -41,26 +42,36 @@ class FlashAttentionMissing(RuntimeError):
     """A CUDA run that should use flash-attn cannot import it (and no kernel was chosen explicitly)."""
 
 
-def _cuda_attention(facts: MachineFacts, dtype: str, allow_flash: bool, require_flash: bool,
-                    explicit: str | None) -> str:
+def _cuda_attention(
+    facts: MachineFacts, dtype: str, allow_flash: bool, require_flash: bool, explicit: str | None
+) -> str:
     if explicit is not None:
         if explicit == "flash_attention_2" and not (facts.flash_attn_importable and dtype == "bfloat16"):
             raise FlashAttentionMissing(
                 "attn_implementation='flash_attention_2' needs flash-attn importable and a bf16 GPU "
-                f"(flash-attn importable: {facts.flash_attn_importable}, dtype {dtype})")
+                f"(flash-attn importable: {facts.flash_attn_importable}, dtype {dtype})"
+            )
         return explicit
     if facts.flash_attn_importable and allow_flash and dtype == "bfloat16":
         return "flash_attention_2"
     if require_flash and allow_flash and not facts.flash_attn_importable:
         raise FlashAttentionMissing(
             f"flash-attn is not importable on this CUDA machine ({facts.device_name}): install it "
-            "(pip install -e '.[gpu]') or set the gpu resource's attn_implementation, e.g. 'sdpa'")
+            "(pip install -e '.[gpu]') or set the gpu resource's attn_implementation, e.g. 'sdpa'"
+        )
     return "sdpa"
 
 
-def plan_device(requested: str, facts: MachineFacts, *, gradient_checkpointing: bool = True,
-                allow_flash_attention: bool = True, allow_tf32: bool = True, require_flash_attention: bool = False,
-                attn_implementation: str | None = None) -> DevicePlan:
+def plan_device(
+    requested: str,
+    facts: MachineFacts,
+    *,
+    gradient_checkpointing: bool = True,
+    allow_flash_attention: bool = True,
+    allow_tf32: bool = True,
+    require_flash_attention: bool = False,
+    attn_implementation: str | None = None,
+) -> DevicePlan:
     """`requested` is "auto", "cuda" or "cpu". "cuda" without CUDA is an error (a GPU run was meant);
     "auto" falls back to CPU with the reason recorded. On CUDA, `attn_implementation` (when given) is
     used as is; otherwise flash_attention_2 when flash-attn imports, else an error when
@@ -76,11 +87,28 @@ def plan_device(requested: str, facts: MachineFacts, *, gradient_checkpointing: 
         # bf16 where the GPU has it (Ampere+), as the seed trained; fp16 is not offered (needs loss scaling)
         dtype = "bfloat16" if facts.bf16_supported else "float32"
         attn = _cuda_attention(facts, dtype, allow_flash_attention, require_flash_attention, attn_implementation)
-        return DevicePlan("cuda", dtype, attn, tf32=allow_tf32, gradient_checkpointing=gradient_checkpointing,
-                          optim="adamw_torch_fused", device_name=facts.device_name, total_memory_gb=facts.total_memory_gb)
+        return DevicePlan(
+            "cuda",
+            dtype,
+            attn,
+            tf32=allow_tf32,
+            gradient_checkpointing=gradient_checkpointing,
+            optim="adamw_torch_fused",
+            device_name=facts.device_name,
+            total_memory_gb=facts.total_memory_gb,
+        )
     reason = "device='cpu' requested" if requested == "cpu" else "torch.cuda.is_available() is False"
     # CPU: fp32 (bf16 matmuls on CPU are slow and lossy for a tiny model), no tf32 (a CUDA setting), plain
     # AdamW (the fused kernel is CUDA-only here), no checkpointing (recomputing a tiny model only costs time)
     attn = attn_implementation if attn_implementation in ("sdpa", "eager") else "sdpa"  # no flash-attn on CPU
-    return DevicePlan("cpu", "float32", attn, tf32=False, gradient_checkpointing=False, optim="adamw_torch",
-                      device_name=facts.device_name, total_memory_gb=facts.total_memory_gb, fallback_reason=reason)
+    return DevicePlan(
+        "cpu",
+        "float32",
+        attn,
+        tf32=False,
+        gradient_checkpointing=False,
+        optim="adamw_torch",
+        device_name=facts.device_name,
+        total_memory_gb=facts.total_memory_gb,
+        fallback_reason=reason,
+    )

@@ -11,6 +11,7 @@ tokenizer ships without one, and TRL would otherwise pad with eos = `<|eot_id|>`
 
     python -c "from llama_sft_dagster.core.training.llama31 import build_rehearsal_base_model as b; b('tok', 'out')"
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,22 +21,41 @@ PAD = "<|finetune_right_pad_id|>"  # id 128004: reserved by Meta for right paddi
 
 # meta-llama/Llama-3.1-8B-Instruct config.json (transformers names)
 LLAMA31_8B_INSTRUCT = dict(
-    vocab_size=128256, bos_token_id=128000, eos_token_id=[128001, 128008, 128009],
-    hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-    num_key_value_heads=8, head_dim=128, hidden_act="silu", max_position_embeddings=131072,
-    rms_norm_eps=1e-5, rope_theta=500000.0, tie_word_embeddings=False, attention_bias=False, mlp_bias=False,
-    rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                  "original_max_position_embeddings": 8192},
+    vocab_size=128256,
+    bos_token_id=128000,
+    eos_token_id=[128001, 128008, 128009],
+    hidden_size=4096,
+    intermediate_size=14336,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    head_dim=128,
+    hidden_act="silu",
+    max_position_embeddings=131072,
+    rms_norm_eps=1e-5,
+    rope_theta=500000.0,
+    tie_word_embeddings=False,
+    attention_bias=False,
+    mlp_bias=False,
+    rope_scaling={
+        "rope_type": "llama3",
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+    },
 )
 # its generation_config.json: sampling defaults and the three stop ids (<|end_of_text|>, <|eom_id|>, <|eot_id|>)
-LLAMA31_GENERATION = dict(bos_token_id=128000, eos_token_id=[128001, 128008, 128009], do_sample=True,
-                          temperature=0.6, top_p=0.9)
+LLAMA31_GENERATION = dict(
+    bos_token_id=128000, eos_token_id=[128001, 128008, 128009], do_sample=True, temperature=0.6, top_p=0.9
+)
 LLAMA31_DTYPE = "bfloat16"
 
 # Tiny widths, real everything else. The 128,256-row embedding and lm_head dominate (8.2 M of 8.3 M
 # parameters at hidden 32), so hidden stays small; 4 heads over 2 KV heads keeps GQA.
-REHEARSAL_SHAPE = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                       num_key_value_heads=2, head_dim=8)
+REHEARSAL_SHAPE = dict(
+    hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=8
+)
 
 
 class PadTokenError(ValueError):
@@ -68,16 +88,19 @@ def rehearsal_config(shape: dict | None = None, pad_token_id: int | None = None)
     return config
 
 
-def build_rehearsal_base_model(tokenizer_dir: str | Path, out_dir: str | Path, seed: int = 0,
-                               shape: dict | None = None) -> Path:
+def build_rehearsal_base_model(
+    tokenizer_dir: str | Path, out_dir: str | Path, seed: int = 0, shape: dict | None = None
+) -> Path:
     """Copy the local Llama-3.1 tokenizer (pad token set) and a random-init Llama-3.1-shaped model to `out_dir`."""
     import torch
     from transformers import AutoTokenizer, GenerationConfig, LlamaForCausalLM
 
     tokenizer_dir, out_dir = Path(tokenizer_dir), Path(out_dir)
     if not (tokenizer_dir / "tokenizer.json").is_file():
-        raise FileNotFoundError(f"{tokenizer_dir}: no tokenizer.json (the rehearsal needs a local Llama-3.1 "
-                                "tokenizer folder; set BaseModelConfig.tokenizer_dir)")
+        raise FileNotFoundError(
+            f"{tokenizer_dir}: no tokenizer.json (the rehearsal needs a local Llama-3.1 "
+            "tokenizer folder; set BaseModelConfig.tokenizer_dir)"
+        )
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     if len(tokenizer) != LLAMA31_8B_INSTRUCT["vocab_size"]:
         raise ValueError(f"{tokenizer_dir}: {len(tokenizer)} tokens, Llama 3.1 has {LLAMA31_8B_INSTRUCT['vocab_size']}")

@@ -14,6 +14,7 @@ into samples by their lengths and counts a boundary error wherever `position_ids
 at a sample's first token and count up by one inside it (the attention kernels find the samples from
 exactly these position_ids, see core/training/trainer.py).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -25,23 +26,23 @@ IGNORE_INDEX = -100  # transformers' "no loss here" label
 @dataclass
 class MaskReport:
     rows: int = 0
-    positions: int = 0          # every position of every collated row, padding included
-    padding: int = 0            # attention_mask == 0
-    supervised: int = 0         # labels != -100
-    reply_tokens: int = 0       # positions the ids say are reply (+ <|eot_id|>)
-    leaked: int = 0             # supervised but outside the reply
-    unsupervised_reply: int = 0 # reply tokens labelled -100
-    label_mismatch: int = 0     # supervised label != input id (labels are not shifted in HF causal LMs)
-    truncated_rows: int = 0     # reply cut by max_length (no <|eot_id|> left)
-    text_mismatch: int = 0      # decoded supervised text != the row's reply
-    boundary_errors: int = 0    # padding-free rows: position_ids do not restart at a sample's start
-    template_errors: int = 0    # not exactly one BOS at the start, or the system header / prompt is not there
-    pad_errors: int = 0         # the collator pads with <|eot_id|> / eos (1 at most: one collator)
+    positions: int = 0  # every position of every collated row, padding included
+    padding: int = 0  # attention_mask == 0
+    supervised: int = 0  # labels != -100
+    reply_tokens: int = 0  # positions the ids say are reply (+ <|eot_id|>)
+    leaked: int = 0  # supervised but outside the reply
+    unsupervised_reply: int = 0  # reply tokens labelled -100
+    label_mismatch: int = 0  # supervised label != input id (labels are not shifted in HF causal LMs)
+    truncated_rows: int = 0  # reply cut by max_length (no <|eot_id|> left)
+    text_mismatch: int = 0  # decoded supervised text != the row's reply
+    boundary_errors: int = 0  # padding-free rows: position_ids do not restart at a sample's start
+    template_errors: int = 0  # not exactly one BOS at the start, or the system header / prompt is not there
+    pad_errors: int = 0  # the collator pads with <|eot_id|> / eos (1 at most: one collator)
     unchecked_sources: int = 0  # sources present in the split of which no sample was checked
     sources_checked: dict[str, int] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
 
-    def add(self, other: "MaskReport") -> None:
+    def add(self, other: MaskReport) -> None:
         for k, v in asdict(other).items():
             if k == "examples":
                 self.examples.extend(v[: max(0, 5 - len(self.examples))])
@@ -53,9 +54,20 @@ class MaskReport:
 
     @property
     def ok(self) -> bool:
-        return self.rows > 0 and self.reply_tokens > 0 and not (
-            self.leaked or self.unsupervised_reply or self.label_mismatch or self.text_mismatch or self.boundary_errors
-            or self.template_errors or self.pad_errors or self.unchecked_sources)
+        return (
+            self.rows > 0
+            and self.reply_tokens > 0
+            and not (
+                self.leaked
+                or self.unsupervised_reply
+                or self.label_mismatch
+                or self.text_mismatch
+                or self.boundary_errors
+                or self.template_errors
+                or self.pad_errors
+                or self.unchecked_sources
+            )
+        )
 
     def metrics(self) -> dict:
         out = {k: v for k, v in asdict(self).items() if k not in ("examples", "sources_checked")}
@@ -89,8 +101,15 @@ def reply_mask(ids: Sequence[int], end_header_id: int, eot_id: int, blank_ids: s
     return mask, truncated
 
 
-def check_row(ids: Sequence[int], labels: Sequence[int], attention: Sequence[int] | None, end_header_id: int,
-              eot_id: int, blank_ids: set[int], row_name: str = "row") -> MaskReport:
+def check_row(
+    ids: Sequence[int],
+    labels: Sequence[int],
+    attention: Sequence[int] | None,
+    end_header_id: int,
+    eot_id: int,
+    blank_ids: set[int],
+    row_name: str = "row",
+) -> MaskReport:
     """Compare one collated row's labels with the reply its ids contain."""
     attention = attention if attention is not None else [1] * len(ids)
     keep = [i for i, a in enumerate(attention) if a]
@@ -121,8 +140,13 @@ def _note(report: MaskReport, message: str) -> None:
         report.examples.append(message)
 
 
-def split_samples(ids: Sequence[int], labels: Sequence[int], position_ids: Sequence[int], lengths: Sequence[int],
-                  row_name: str = "row") -> tuple[list[tuple[list[int], list[int]]], MaskReport]:
+def split_samples(
+    ids: Sequence[int],
+    labels: Sequence[int],
+    position_ids: Sequence[int],
+    lengths: Sequence[int],
+    row_name: str = "row",
+) -> tuple[list[tuple[list[int], list[int]]], MaskReport]:
     """Cut one padding-free row into its samples ((ids, labels) each, `lengths` tokens long).
 
     The report counts positions after the last sample as padding (a leak if supervised) and a boundary
@@ -134,11 +158,14 @@ def split_samples(ids: Sequence[int], labels: Sequence[int], position_ids: Seque
         return [], r
     samples, start = [], 0
     for n in lengths:
-        if list(position_ids[start:start + n]) != list(range(n)):
+        if list(position_ids[start : start + n]) != list(range(n)):
             r.boundary_errors += 1
-            _note(r, f"{row_name} position {start}: position_ids {list(position_ids[start:start + 3])}... do not "
-                     "restart at 0 at a sample's first token")
-        samples.append((list(ids[start:start + n]), list(labels[start:start + n])))
+            _note(
+                r,
+                f"{row_name} position {start}: position_ids {list(position_ids[start : start + 3])}... do not "
+                "restart at 0 at a sample's first token",
+            )
+        samples.append((list(ids[start : start + n]), list(labels[start : start + n])))
         start += n
     r.positions = r.padding = len(ids) - start
     for pos in range(start, len(ids)):
@@ -153,24 +180,39 @@ def collated_samples(batch, rows, row_name) -> tuple[list[tuple[list[int], list[
     """(ids, labels, attention or None) per sample of a collated batch of dataset `rows`, padded or padding-free."""
     if "position_ids" not in batch or "attention_mask" in batch:
         attn = batch.get("attention_mask")
-        return [(batch["input_ids"][i].tolist(), batch["labels"][i].tolist(),
-                 attn[i].tolist() if attn is not None else None) for i in range(len(rows))], MaskReport()
+        return [
+            (
+                batch["input_ids"][i].tolist(),
+                batch["labels"][i].tolist(),
+                attn[i].tolist() if attn is not None else None,
+            )
+            for i in range(len(rows))
+        ], MaskReport()
     # padding-free: every row's samples end to end in batch row 0; packed rows carry their samples' seq_lengths
     lengths = [n for r in rows for n in (r["seq_lengths"] if "seq_lengths" in r else [len(r["input_ids"])])]
-    samples, report = split_samples(batch["input_ids"][0].tolist(), batch["labels"][0].tolist(),
-                                    batch["position_ids"][0].tolist(), lengths, row_name)
+    samples, report = split_samples(
+        batch["input_ids"][0].tolist(),
+        batch["labels"][0].tolist(),
+        batch["position_ids"][0].tolist(),
+        lengths,
+        row_name,
+    )
     return [(ids, labels, None) for ids, labels in samples], report
 
 
 def blank_token_ids(tokenizer) -> set[int]:
     """Ids of (non-special) tokens that decode to whitespace only, e.g. the template's "\\n\\n"."""
     special = set(tokenizer.all_special_ids)
-    return {i for tok, i in tokenizer.get_vocab().items()
-            if i not in special and tokenizer.decode([i]).strip() == "" and tokenizer.decode([i]) != ""}
+    return {
+        i
+        for tok, i in tokenizer.get_vocab().items()
+        if i not in special and tokenizer.decode([i]).strip() == "" and tokenizer.decode([i]) != ""
+    }
 
 
-def sample_batches(n_rows: int, batch_size: int, max_batches: int,
-                   sources: Sequence[str] | None = None) -> list[list[int]]:
+def sample_batches(
+    n_rows: int, batch_size: int, max_batches: int, sources: Sequence[str] | None = None
+) -> list[list[int]]:
     """Row indices of the batches the check collates: `max_batches` batches spread evenly over the whole
     dataset (first and last included), plus, for every source, batches spread over that source's rows,
     so a source that is rare or sits in one region (MultiWOZ after Bitext) is checked too."""
@@ -185,7 +227,7 @@ def sample_batches(n_rows: int, batch_size: int, max_batches: int,
     for rows in by_source.values():
         chosen = spread(range(len(rows)), per_source * batch_size)
         extra = [rows[j] for j in chosen if rows[j] not in seen]  # each row checked once
-        batches += [extra[k:k + batch_size] for k in range(0, len(extra), batch_size)]
+        batches += [extra[k : k + batch_size] for k in range(0, len(extra), batch_size)]
     return batches
 
 
@@ -199,8 +241,13 @@ def spread(items: range, k: int) -> list[int]:  # also picks train_adapter's eva
     return sorted({items[round(j * (n - 1) / (k - 1))] for j in range(k)})
 
 
-def verify_trainer_masking(trainer, max_batches: int = 8, split: str = "train", sources: Sequence[str] | None = None,
-                           system_prompt: str | None = None) -> MaskReport:
+def verify_trainer_masking(
+    trainer,
+    max_batches: int = 8,
+    split: str = "train",
+    sources: Sequence[str] | None = None,
+    system_prompt: str | None = None,
+) -> MaskReport:
     """Collate batches spread over the trainer's processed dataset (and over every source, `sources` giving
     each dataset row's source) with the trainer's own collator and check every row: labels, the decoded
     supervised text against the row's reply, one BOS, the system header (core/training/template_check.py),
@@ -258,6 +305,11 @@ def length_report(lengths: Sequence[int], max_length: int) -> dict:
     if not lengths:
         return {"samples": 0, "over_max_length": 0, "max_length": max_length}
     arr = np.asarray(lengths)
-    return {"samples": int(arr.size), "over_max_length": int((arr > max_length).sum()), "max_length": max_length,
-            "templated_tokens_max": int(arr.max()), "templated_tokens_p50": float(np.percentile(arr, 50)),
-            "templated_tokens_p95": float(np.percentile(arr, 95))}
+    return {
+        "samples": int(arr.size),
+        "over_max_length": int((arr > max_length).sum()),
+        "max_length": max_length,
+        "templated_tokens_max": int(arr.max()),
+        "templated_tokens_p50": float(np.percentile(arr, 50)),
+        "templated_tokens_p95": float(np.percentile(arr, 95)),
+    }

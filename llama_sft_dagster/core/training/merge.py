@@ -8,6 +8,7 @@ Output: `save_pretrained` folder (safetensors) + tokenizer + `merge_info.json`. 
 
     python -c "from llama_sft_dagster.core.training.merge import merge_lora; merge_lora('adapter', 'merged')"
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,13 @@ def already_merged(adapter_dir: Path, out_dir: Path) -> bool:
     return info.exists() and json.loads(info.read_text()).get("adapter_digest") == adapter_digest(adapter_dir)
 
 
-def merge_lora(adapter_dir: str | Path, out_dir: str | Path, dtype: str | None = None,
-               trust_remote_code: bool = False, token: str | None = None) -> Path:
+def merge_lora(
+    adapter_dir: str | Path,
+    out_dir: str | Path,
+    dtype: str | None = None,
+    trust_remote_code: bool = False,
+    token: str | None = None,
+) -> Path:
     """Merge `adapter_dir` into its base on CPU and save to `out_dir`; no-op if already merged.
 
     `dtype` defaults to the base config's dtype (bf16 for Llama-3.1, fp32 for the demo model)."""
@@ -50,15 +56,27 @@ def merge_lora(adapter_dir: str | Path, out_dir: str | Path, dtype: str | None =
         return out_dir
     base, revision = base_identity(adapter_dir)
     if dtype is None:
-        dtype = str(AutoConfig.from_pretrained(base, revision=revision, token=token).dtype or "float32").removeprefix("torch.")
-    model = AutoModelForCausalLM.from_pretrained(base, revision=revision, token=token, dtype=getattr(torch, dtype),
-                                                 device_map={"": "cpu"}, trust_remote_code=trust_remote_code)
+        dtype = str(AutoConfig.from_pretrained(base, revision=revision, token=token).dtype or "float32").removeprefix(
+            "torch."
+        )
+    model = AutoModelForCausalLM.from_pretrained(
+        base,
+        revision=revision,
+        token=token,
+        dtype=getattr(torch, dtype),
+        device_map={"": "cpu"},
+        trust_remote_code=trust_remote_code,
+    )
     merged = PeftModel.from_pretrained(model, adapter_dir, device_map={"": "cpu"}).merge_and_unload()
     with atomic_dir(out_dir) as tmp:  # a kill mid-save keeps the previous merged model whole
         merged.save_pretrained(tmp)
         AutoTokenizer.from_pretrained(adapter_dir).save_pretrained(tmp)
-        (tmp / MERGE_INFO).write_text(json.dumps({"adapter_digest": adapter_digest(adapter_dir), "base": base,
-                                                  "revision": revision, "dtype": dtype}, indent=2))
+        (tmp / MERGE_INFO).write_text(
+            json.dumps(
+                {"adapter_digest": adapter_digest(adapter_dir), "base": base, "revision": revision, "dtype": dtype},
+                indent=2,
+            )
+        )
     return out_dir
 
 
@@ -82,6 +100,10 @@ def probe_logits(adapter_dir: Path, merged_dir: Path, prompts: list[str], dtype:
         peft = PeftModel.from_pretrained(base_model, adapter_dir).eval()
         a = peft(**enc).logits
     keep = enc["attention_mask"].bool()
-    return {"max_abs_diff_merged_vs_adapter": float((m - a).abs()[keep].max()),
-            "max_abs_diff_merged_vs_base": float((m - b).abs()[keep].max()),
-            "max_abs_logit": float(m.abs()[keep].max()), "probe_prompts": len(prompts), "dtype": dtype}
+    return {
+        "max_abs_diff_merged_vs_adapter": float((m - a).abs()[keep].max()),
+        "max_abs_diff_merged_vs_base": float((m - b).abs()[keep].max()),
+        "max_abs_logit": float(m.abs()[keep].max()),
+        "probe_prompts": len(prompts),
+        "dtype": dtype,
+    }

@@ -11,6 +11,7 @@
 `plan_merge_check` runs the weight check always and the logits comparison when it fits in the RAM
 available (mode "auto"), or as told ("logits" / "weights").
 """
+
 from __future__ import annotations
 
 import json
@@ -56,11 +57,17 @@ def plan_merge_check(mode: str, model_size_bytes: int, available_bytes: int) -> 
     if mode == "weights":
         return {"weights": True, "logits": False, "reason": "mode=weights"}
     if mode == "logits" or need <= available_bytes:
-        return {"weights": True, "logits": True,
-                "reason": f"mode={mode}: logits need ~{need / gib:.1f} GiB, {available_bytes / gib:.1f} GiB available"}
-    return {"weights": True, "logits": False,
-            "reason": f"logits comparison needs ~{need / gib:.1f} GiB, only {available_bytes / gib:.1f} GiB available: "
-                      "layer-wise weight check only"}
+        return {
+            "weights": True,
+            "logits": True,
+            "reason": f"mode={mode}: logits need ~{need / gib:.1f} GiB, {available_bytes / gib:.1f} GiB available",
+        }
+    return {
+        "weights": True,
+        "logits": False,
+        "reason": f"logits comparison needs ~{need / gib:.1f} GiB, only {available_bytes / gib:.1f} GiB available: "
+        "layer-wise weight check only",
+    }
 
 
 def weight_check(adapter_dir: Path, merged_dir: Path, base_dir: Path) -> dict:
@@ -102,6 +109,11 @@ def weight_check(adapter_dir: Path, merged_dir: Path, base_dir: Path) -> dict:
         changed += int(bool((m != w).any()))
         del a, b, m, w, delta, expected, tol
     passed = bool(modules) and not missing and worst_rel <= 1.0 and changed > 0
-    return {"weights_modules_checked": len(modules) - len(missing), "weights_missing": len(missing),
-            "weights_max_error_over_bound": round(worst_rel, 4), "weights_modules_changed": changed,
-            "weights_merged_dtype": merged_dtype or "", "weights_passed": passed}
+    return {
+        "weights_modules_checked": len(modules) - len(missing),
+        "weights_missing": len(missing),
+        "weights_max_error_over_bound": round(worst_rel, 4),
+        "weights_modules_changed": changed,
+        "weights_merged_dtype": merged_dtype or "",
+        "weights_passed": passed,
+    }

@@ -50,13 +50,15 @@ plots (logged to MLflow as artifacts) and `history` keep every module. `total` c
 whole run (token_efficiency over all training micro-batches, the number train_adapter reports). transformers is imported
 at module level (the callback base class): import this module inside the training function.
 """
+
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from transformers import TrainerCallback
@@ -156,8 +158,16 @@ def _mean(values: list[float]) -> float:
 
 
 # families whose keys are `<family>/<module>`; `grad_norm/lora_total` is already a total and stays
-MODULE_FAMILIES = ("grad_norm", "act_norm", "lora_drift", "lora_drift_A", "lora_drift_B", "eff_rank_nuc_frob",
-                   "eff_rank_entropy", "stable_rank")
+MODULE_FAMILIES = (
+    "grad_norm",
+    "act_norm",
+    "lora_drift",
+    "lora_drift_A",
+    "lora_drift_B",
+    "eff_rank_nuc_frob",
+    "eff_rank_entropy",
+    "stable_rank",
+)
 KEEP_AS_IS = {"grad_norm/lora_total"}
 
 
@@ -171,16 +181,28 @@ def mlflow_families(metrics: Mapping[str, float]) -> dict[str, float]:
             groups.setdefault(family, []).append(value)
         else:
             out[key] = value
-    out.update({f"{family}/mean_over_{'layers' if family == 'act_norm' else 'modules'}": _mean(values)
-                for family, values in groups.items()})
+    out.update(
+        {
+            f"{family}/mean_over_{'layers' if family == 'act_norm' else 'modules'}": _mean(values)
+            for family, values in groups.items()
+        }
+    )
     return out
 
 
 class TrainingMonitor(TrainerCallback):
     """TrainerCallback computing the metrics in the module docstring; see there for wiring."""
 
-    def __init__(self, log_dir: str | Path, *, log_every: int = 10, deep_every: int = 50,
-                 activation_layers: int = 4, adapter_name: str = "default", use_mlflow: bool = True):
+    def __init__(
+        self,
+        log_dir: str | Path,
+        *,
+        log_every: int = 10,
+        deep_every: int = 50,
+        activation_layers: int = 4,
+        adapter_name: str = "default",
+        use_mlflow: bool = True,
+    ):
         if log_every < 1 or deep_every < 1:
             raise ValueError(f"log_every and deep_every must be >= 1, got {log_every}, {deep_every}")
         self.log_dir = Path(log_dir)
@@ -220,7 +242,9 @@ class TrainingMonitor(TrainerCallback):
         self._writer = SummaryWriter(log_dir=str(self.log_dir))
         self._sites = find_lora_sites(model, self.adapter_name)
         if not self._sites:
-            log.warning("TrainingMonitor: no LoRA layers with adapter %r; LoRA metrics will be absent", self.adapter_name)
+            log.warning(
+                "TrainingMonitor: no LoRA layers with adapter %r; LoRA metrics will be absent", self.adapter_name
+            )
         for site in self._sites:
             self._init[site.name] = (site.A.detach().clone(), site.B.detach().clone(), self._base_norm(site))
             for part, param in (("A", site.A), ("B", site.B)):
@@ -260,8 +284,10 @@ class TrainingMonitor(TrainerCallback):
             self._writer.close()
             self._writer = None
         if self._active and not self._observed_any:
-            log.warning("TrainingMonitor: observe_batch was never called, so monitor/token_efficiency and "
-                        "monitor/padding_share were not logged; call it from training_step (see module docstring)")
+            log.warning(
+                "TrainingMonitor: observe_batch was never called, so monitor/token_efficiency and "
+                "monitor/padding_share were not logged; call it from training_step (see module docstring)"
+            )
         self._active = False
         self._init.clear()
 
@@ -271,6 +297,7 @@ class TrainingMonitor(TrainerCallback):
             if self._capture and param.grad is not None:
                 # overwritten per micro-batch: the last one holds the step's accumulated, unclipped gradient
                 self._grad_sq[key] = param.grad.detach().float().pow(2).sum()
+
         return hook
 
     def _act_hook(self, index: int):
@@ -279,6 +306,7 @@ class TrainingMonitor(TrainerCallback):
                 hidden = output[0] if isinstance(output, (tuple, list)) else output
                 # gradient checkpointing re-runs the forward; the repeat has equal values, so the mean holds
                 self._act.setdefault(index, []).append(hidden.detach().float().norm(dim=-1).mean())
+
         return hook
 
     # metrics ----------------------------------------------------------------------------------
@@ -337,8 +365,11 @@ class TrainingMonitor(TrainerCallback):
                 put("eff_rank_entropy", site, measures["entropy_effective_rank"])
                 put("stable_rank", site, measures["stable_rank"])
         self.layer_history[step] = per_layer
-        return {f"{metric}/{kind}": _mean(list(layers.values()))
-                for metric, kinds in per_layer.items() for kind, layers in kinds.items()}
+        return {
+            f"{metric}/{kind}": _mean(list(layers.values()))
+            for metric, kinds in per_layer.items()
+            for kind, layers in kinds.items()
+        }
 
     # sinks ------------------------------------------------------------------------------------
     def _emit(self, step: int, metrics: dict[str, float]) -> None:

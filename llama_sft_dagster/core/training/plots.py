@@ -10,11 +10,13 @@ Each plot function returns the written path, or None when the history holds noth
 asset can say "no eval loss logged" instead of attaching an empty chart). matplotlib runs on the Agg
 backend, so no display is needed.
 """
+
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 RANK_METRICS = (
     ("eff_rank_nuc_frob", "nuclear/Frobenius ratio (ceiling sqrt(r))"),

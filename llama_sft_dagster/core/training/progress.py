@@ -13,6 +13,7 @@
   The Trainer's default folder is `<output_dir>/runs/...`, inside the checkpoints folder, which is
   cleared whenever the config changes; this one is not.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,9 @@ from transformers import TrainerCallback
 log = logging.getLogger(__name__)
 
 
-def tensorboard_run_dir(root: Path, run_id: str, lora_r: int, learning_rate: float, max_steps: int,
-                        now: datetime | None = None) -> Path:
+def tensorboard_run_dir(
+    root: Path, run_id: str, lora_r: int, learning_rate: float, max_steps: int, now: datetime | None = None
+) -> Path:
     """`<root>/2026-11-29_0642_r64_lr0.0002_steps40_2427fb30`: when, the main knobs, the Dagster run."""
     now = now or datetime.now(UTC)
     steps = f"steps{max_steps}" if max_steps > 0 else "epochs"
@@ -109,9 +111,11 @@ class TrainerLogsToMlflow(TrainerCallback):
         if self.failed or mlflow.active_run() is None or not state.is_world_process_zero:
             return
         # grouped as TensorBoardCallback names them (train/loss, eval/loss): one section per family in MLflow
-        metrics = {(f"eval/{k[5:]}" if k.startswith("eval_") else f"train/{k}"): float(v)
-                   for k, v in (logs or {}).items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch"}
+        metrics = {
+            (f"eval/{k[5:]}" if k.startswith("eval_") else f"train/{k}"): float(v)
+            for k, v in (logs or {}).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch"
+        }
         try:
             if metrics:
                 mlflow.log_metrics(metrics, step=state.global_step)

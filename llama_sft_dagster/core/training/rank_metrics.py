@@ -15,6 +15,7 @@ matrix — rather than nan, so logs and plots stay finite. Non-finite input give
 Pure numpy; torch is imported only inside `lora_singular_values`. Run the tests:
 `pytest -q tests/unit/test_rank_metrics.py`.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -9,6 +9,7 @@
   end-of-turn token makes configs and collators that go by id treat the one stop token as padding.
 Used by core/training/masking.py's `verify_trainer_masking` (the blocking masking check).
 """
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,10 @@ def pad_problem(tokenizer, pad_token_id: int | None) -> str | None:
     if pad_token_id is None:
         return "no pad token: TRL would pad with eos (<|eot_id|> for Llama 3.1)"
     if pad_token_id in stops:
-        return (f"pad token id {pad_token_id} ({tokenizer.convert_ids_to_tokens(pad_token_id)}) is a stop token; "
-                "pad with <|finetune_right_pad_id|>")
+        return (
+            f"pad token id {pad_token_id} ({tokenizer.convert_ids_to_tokens(pad_token_id)}) is a stop token; "
+            "pad with <|finetune_right_pad_id|>"
+        )
     return None
 
 
@@ -68,6 +71,11 @@ def stop_token_problems(model_dir) -> tuple[list[str], dict]:
         problems.append(f"generation_config eos_token_id {gen.eos_token_id} does not include {EOT} ({eot})")
     if tok.pad_token_id == eot or gen.pad_token_id == eot:
         problems.append(f"pad token is {EOT}: padding and the end of turn are the same token")
-    metadata = {"eot_id": eot, "tokenizer_eos": str(tok.eos_token), "generation_eos_token_id": json.dumps(eos),
-                "pad_token": str(tok.pad_token), "generation_pad_token_id": str(gen.pad_token_id)}
+    metadata = {
+        "eot_id": eot,
+        "tokenizer_eos": str(tok.eos_token),
+        "generation_eos_token_id": json.dumps(eos),
+        "pad_token": str(tok.pad_token),
+        "generation_pad_token_id": str(gen.pad_token_id),
+    }
     return problems, metadata

@@ -13,6 +13,7 @@ instead of tokenizing the dataset again each (tests/unit/test_tokenized.py compa
 
 The labels and the collated batches still come from TRL at training time; the masking check verifies them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -36,8 +37,9 @@ def training_chat_template(tokenizer, assistant_only_loss: bool) -> str | None:
 
 def _ids(tokenizer, conversations: list, chat_template: str | None, **kwargs) -> dict:
     # one batched call through the fast tokenizer (TRL's map calls apply_chat_template once per row)
-    return tokenizer.apply_chat_template(conversations, tokenize=True, return_dict=True, chat_template=chat_template,
-                                         tools=None, **kwargs)
+    return tokenizer.apply_chat_template(
+        conversations, tokenize=True, return_dict=True, chat_template=chat_template, tools=None, **kwargs
+    )
 
 
 def _template_ids(tokenizer, conversations: list, chat_template: str | None, **kwargs) -> list[list[int]]:
@@ -47,8 +49,9 @@ def _template_ids(tokenizer, conversations: list, chat_template: str | None, **k
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:  # a slow (Python) tokenizer
         return _ids(tokenizer, conversations, chat_template, **kwargs)["input_ids"]
-    texts = tokenizer.apply_chat_template(conversations, tokenize=False, chat_template=chat_template, tools=None,
-                                          **kwargs)
+    texts = tokenizer.apply_chat_template(
+        conversations, tokenize=False, chat_template=chat_template, tools=None, **kwargs
+    )
     return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
 
 
@@ -68,15 +71,18 @@ def trainer_tokens(tokenizer, rows: Sequence[dict], assistant_only_loss: bool = 
             n = common_prefix_length(prompt, ids)
             masks.append([0] * n + [1] * (len(ids) - n))
         return {"input_ids": full, "completion_mask": masks}
-    out = _ids(tokenizer, [list(r["messages"]) for r in rows], template,
-               return_assistant_tokens_mask=assistant_only_loss)
+    out = _ids(
+        tokenizer, [list(r["messages"]) for r in rows], template, return_assistant_tokens_mask=assistant_only_loss
+    )
     cols = {"input_ids": [list(x) for x in out["input_ids"]]}
     if assistant_only_loss:
         cols["assistant_masks"] = [list(m) for m in out["assistant_masks"]]
         empty = [i for i, m in enumerate(cols["assistant_masks"]) if 1 not in m]
         if empty:
-            raise AssistantMaskError(f"assistant_only_loss=True but row {empty[0]} (and {len(empty) - 1} more) has no "
-                                     "assistant token in the chat template's {% generation %} spans")
+            raise AssistantMaskError(
+                f"assistant_only_loss=True but row {empty[0]} (and {len(empty) - 1} more) has no "
+                "assistant token in the chat template's {% generation %} spans"
+            )
     return cols
 
 

@@ -11,6 +11,7 @@ DevicePlan (core/device.py). Every SFTConfig field that differs between TRL and 
 (bf16, gradient_checkpointing, logging_steps) is set explicitly. Weights are saved as safetensors
 only (transformers 5 and PEFT write nothing else). Heavy imports stay inside the functions.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,14 +53,18 @@ def batching(hp: Mapping, plan: DevicePlan) -> dict:
     if attn in BOUNDARY_AWARE_ATTENTION:
         return {"padding_free": padding_free or packing, "packing": packing, "padded_reason": None}
     if packing:
-        raise ValueError(f"packing=True needs an attention kernel that separates packed samples "
-                         f"({', '.join(BOUNDARY_AWARE_ATTENTION)}); attn_implementation={attn!r} would attend "
-                         "across them")
+        raise ValueError(
+            f"packing=True needs an attention kernel that separates packed samples "
+            f"({', '.join(BOUNDARY_AWARE_ATTENTION)}); attn_implementation={attn!r} would attend "
+            "across them"
+        )
     reason = f"attn_implementation={attn!r} does not separate samples in one row" if padding_free else None
     return {"padding_free": False, "packing": False, "padded_reason": reason}
 
 
-def build_sft_config(output_dir: Path, hp: Mapping, data: Mapping, plan: DevicePlan, report_to: Sequence[str] = ("none",)):
+def build_sft_config(
+    output_dir: Path, hp: Mapping, data: Mapping, plan: DevicePlan, report_to: Sequence[str] = ("none",)
+):
     """SFTConfig of the run. `padding_free` stays False here even when batches are padding-free: TRL 1.16
     refuses padding_free=True with max_length set and no packing (it would not truncate), so max_length
     truncation runs as in the padded run and `use_padding_free_collator` swaps the collator afterwards."""
@@ -71,17 +76,29 @@ def build_sft_config(output_dir: Path, hp: Mapping, data: Mapping, plan: DeviceP
     for key in ("padding_free", "packing"):  # TrainConfig names, applied below and in setup
         hp.pop(key, None)
     return SFTConfig(
-        output_dir=str(output_dir), **hp,
-        greater_is_better=False, eval_strategy="steps", save_strategy="steps", logging_first_step=True,
-        data_seed=hp.get("seed", 42), bf16=plan.bf16, tf32=plan.tf32 if plan.device == "cuda" else None,
+        output_dir=str(output_dir),
+        **hp,
+        greater_is_better=False,
+        eval_strategy="steps",
+        save_strategy="steps",
+        logging_first_step=True,
+        data_seed=hp.get("seed", 42),
+        bf16=plan.bf16,
+        tf32=plan.tf32 if plan.device == "cuda" else None,
         gradient_checkpointing=plan.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if plan.gradient_checkpointing else None,
-        optim=plan.optim, use_cpu=plan.device == "cpu",
-        max_length=data["max_length"], completion_only_loss=data["completion_only_loss"],
+        optim=plan.optim,
+        use_cpu=plan.device == "cpu",
+        max_length=data["max_length"],
+        completion_only_loss=data["completion_only_loss"],
         assistant_only_loss=data["assistant_only_loss"],
         # "bfd" keeps sample boundaries and truncates at max_length; TRL makes packed batches padding-free
-        packing=plan_batches["packing"], packing_strategy="bfd", padding_free=False,
-        trust_remote_code=trust_remote_code, report_to=list(report_to), disable_tqdm=True,
+        packing=plan_batches["packing"],
+        packing_strategy="bfd",
+        padding_free=False,
+        trust_remote_code=trust_remote_code,
+        report_to=list(report_to),
+        disable_tqdm=True,
         dataloader_num_workers=0,
     )
 
@@ -92,7 +109,8 @@ def use_padding_free_collator(trainer):
 
     padded = trainer.data_collator
     trainer.data_collator = DataCollatorForLanguageModeling(
-        pad_token_id=padded.pad_token_id, padding_free=True, pad_to_multiple_of=padded.pad_to_multiple_of)
+        pad_token_id=padded.pad_token_id, padding_free=True, pad_to_multiple_of=padded.pad_to_multiple_of
+    )
     trainer.padding_free = True
     return trainer
 
@@ -112,14 +130,28 @@ def load_base(base_dir: Path, plan: DevicePlan, trust_remote_code: bool = False)
     from transformers import AutoModelForCausalLM
 
     tokenizer = load_tokenizer(base_dir, trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=getattr(torch, plan.dtype),
-                                                 attn_implementation=plan.attn_implementation,
-                                                 trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(
+        base_dir,
+        dtype=getattr(torch, plan.dtype),
+        attn_implementation=plan.attn_implementation,
+        trust_remote_code=trust_remote_code,
+    )
     return model, tokenizer
 
 
-def setup(base_dir: Path, train_rows: list[dict], eval_rows: list[dict], hp: Mapping, lora: Mapping, data: Mapping,
-          plan: DevicePlan, output_dir: Path, report_to: Sequence[str] = ("none",), monitor=None, model=None):
+def setup(
+    base_dir: Path,
+    train_rows: list[dict],
+    eval_rows: list[dict],
+    hp: Mapping,
+    lora: Mapping,
+    data: Mapping,
+    plan: DevicePlan,
+    output_dir: Path,
+    report_to: Sequence[str] = ("none",),
+    monitor=None,
+    model=None,
+):
     """The SFTTrainer that trains (and, in the masking check, only prepares) the data. `model`: an already
     built base model to use instead of loading base_dir's weights (benchmarks/gpu_check.py: random 8B weights
     built on the GPU; the tokenizer still comes from base_dir)."""
@@ -140,9 +172,13 @@ def setup(base_dir: Path, train_rows: list[dict], eval_rows: list[dict], hp: Map
     args = build_sft_config(output_dir, hp, data, plan, report_to)
     # rows carrying sft_dataset's input_ids (core/training/tokenized.py) are "processed" to TRL: not tokenized again
     trainer = MonitoredSFTTrainer(
-        model=model, args=args, train_dataset=Dataset.from_list(train_rows),
-        eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None, processing_class=tokenizer,
-        peft_config=lora_config(lora), callbacks=[monitor] if monitor is not None else None,
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
+        processing_class=tokenizer,
+        peft_config=lora_config(lora),
+        callbacks=[monitor] if monitor is not None else None,
     )
     plan_batches = batching(hp, plan)
     if plan_batches["padding_free"] and not plan_batches["packing"]:
@@ -157,6 +193,7 @@ def setup(base_dir: Path, train_rows: list[dict], eval_rows: list[dict], hp: Map
 @dataclass
 class PreparedData:
     """What the masking check reads from a trainer (verify_trainer_masking), without the model."""
+
     processing_class: Any
     args: Any
     train_dataset: Any
@@ -164,8 +201,15 @@ class PreparedData:
     data_collator: Any
 
 
-def prepare_data(base_dir: Path, train_rows: list[dict], eval_rows: list[dict], hp: Mapping, data: Mapping,
-                 plan: DevicePlan, output_dir: Path) -> PreparedData:
+def prepare_data(
+    base_dir: Path,
+    train_rows: list[dict],
+    eval_rows: list[dict],
+    hp: Mapping,
+    data: Mapping,
+    plan: DevicePlan,
+    output_dir: Path,
+) -> PreparedData:
     """The processed datasets and the collator `setup`'s SFTTrainer would build, without loading the base model.
 
     The datasets go through TRL 1.16's own `SFTTrainer._prepare_dataset` (labels from the masks, truncation at
@@ -183,10 +227,16 @@ def prepare_data(base_dir: Path, train_rows: list[dict], eval_rows: list[dict], 
     tokenizer = load_tokenizer(base_dir, hp.get("trust_remote_code", False))
     args = build_sft_config(output_dir, hp, data, plan)
     train = Dataset.from_list(train_rows)
-    completion_only = ("prompt" in train.column_names and "completion" in train.column_names
-                       if args.completion_only_loss is None else args.completion_only_loss)
-    trainer_view = SimpleNamespace(_tokenizer=tokenizer, completion_only_loss=completion_only,
-                                   chat_template=training_chat_template(tokenizer, args.assistant_only_loss))
+    completion_only = (
+        "prompt" in train.column_names and "completion" in train.column_names
+        if args.completion_only_loss is None
+        else args.completion_only_loss
+    )
+    trainer_view = SimpleNamespace(
+        _tokenizer=tokenizer,
+        completion_only_loss=completion_only,
+        chat_template=training_chat_template(tokenizer, args.assistant_only_loss),
+    )
 
     def prepare(dataset, packing: bool, name: str):
         return SFTTrainer._prepare_dataset(trainer_view, dataset, tokenizer, args, packing, None, name)
@@ -194,14 +244,23 @@ def prepare_data(base_dir: Path, train_rows: list[dict], eval_rows: list[dict], 
     eval_packing = args.packing if args.eval_packing is None else args.eval_packing
     tokenizer.pad_token = args.pad_token or tokenizer.pad_token or tokenizer.eos_token  # as SFTTrainer.__init__
     collator = DataCollatorForLanguageModeling(
-        pad_token_id=tokenizer.pad_token_id, pad_to_multiple_of=args.pad_to_multiple_of,
-        padding_free=args.padding_free or (args.packing and args.packing_strategy in {"bfd", "bfd_split"}))
-    prepared = PreparedData(tokenizer, args, prepare(train, args.packing, "train"),
-                            prepare(Dataset.from_list(eval_rows), eval_packing, "eval") if eval_rows else None,
-                            collator)
+        pad_token_id=tokenizer.pad_token_id,
+        pad_to_multiple_of=args.pad_to_multiple_of,
+        padding_free=args.padding_free or (args.packing and args.packing_strategy in {"bfd", "bfd_split"}),
+    )
+    prepared = PreparedData(
+        tokenizer,
+        args,
+        prepare(train, args.packing, "train"),
+        prepare(Dataset.from_list(eval_rows), eval_packing, "eval") if eval_rows else None,
+        collator,
+    )
     plan_batches = batching(hp, plan)
-    return use_padding_free_collator(prepared) if plan_batches["padding_free"] and not plan_batches["packing"] \
+    return (
+        use_padding_free_collator(prepared)
+        if plan_batches["padding_free"] and not plan_batches["packing"]
         else prepared
+    )
 
 
 def attention_kernel(model) -> str:
@@ -237,8 +296,11 @@ def last_complete_checkpoint(output_dir: Path) -> str | None:
     so a kill mid-save would otherwise block every later run."""
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-    steps = sorted((int(p.name.rsplit("-", 1)[1]), p) for p in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")
-                   if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit())
+    steps = sorted(
+        (int(p.name.rsplit("-", 1)[1]), p)
+        for p in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+        if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit()
+    )
     for _, folder in reversed(steps):
         if (folder / "trainer_state.json").is_file():
             return str(folder)
@@ -275,8 +337,10 @@ def fit(trainer, output_dir: Path, run_fingerprint: str):
         reason = write_failure(exc, Path(output_dir))
         if reason is None:
             raise
-        raise ArtifactPathError(f"could not write checkpoints to {str(output_dir)!r}: {reason}; the previous "
-                                "adapter is kept, and a rerun resumes from the last complete checkpoint") from exc
+        raise ArtifactPathError(
+            f"could not write checkpoints to {str(output_dir)!r}: {reason}; the previous "
+            "adapter is kept, and a rerun resumes from the last complete checkpoint"
+        ) from exc
     return result, resumed_from
 
 
