@@ -14,18 +14,11 @@ from pathlib import Path
 
 import dagster as dg
 
+from llama_sft_dagster.assets.data_chain import FIRST_INPUT, STAGE_NAMES
 from llama_sft_dagster.core.report.funnel import StageRows, one_line
 
 PROGRESS_PREFIX = "train step "
-FUNNEL_ORDER = [
-    "raw_pairs",
-    "word_count_filtered",
-    "token_limit_filtered",
-    "english_filtered",
-    "parroting_filtered",
-    "deduplicated_pairs",
-    "sft_dataset",
-]
+FUNNEL_ORDER = [FIRST_INPUT, *STAGE_NAMES, "sft_dataset"]  # the data chain as declared (assets/data_chain.py)
 MLFLOW_CMD, TENSORBOARD_URL = "make mlflow", "http://127.0.0.1:6006"
 
 

@@ -106,14 +106,19 @@ class MultiwozSource(dg.ConfigurableResource):
         if self.location == NO_SOURCE:
             return multiwoz.TURN_SCHEMA.empty_table()
         if self.location == "archive":
-            folder = multiwoz.download_multiwoz_archive(
-                self.archive_url,
-                state_dir() / "downloads" / "multiwoz",
-                timeout=self.download_timeout_s,
-                retries=self.download_retries,
-            )
-            return multiwoz.load_multiwoz_folder(folder, splits=self.splits)
+            return multiwoz.load_multiwoz_folder(self._archive_folder(), splits=self.splits)
         return multiwoz.load_multiwoz_folder(self.location, unexpected_files=self.unexpected_files, splits=self.splits)
+
+    def _archive_folder(self) -> Path:
+        """The published archive, downloaded (resumably) into the state folder once."""
+        from llama_sft_dagster.core.sources import multiwoz
+
+        return multiwoz.download_multiwoz_archive(
+            self.archive_url,
+            state_dir() / "downloads" / "multiwoz",
+            timeout=self.download_timeout_s,
+            retries=self.download_retries,
+        )
 
     def load_held_out(self) -> pa.Table:
         """Turns of the dev and test dialogues not among `splits` (never trained on), for adapter_evaluation;
@@ -125,14 +130,7 @@ class MultiwozSource(dg.ConfigurableResource):
         held_out = [s for s in ("dev", "test") if s not in self.splits]
         if self.location == "demo":
             return held_out_turns(seed=self.demo_seed)
-        folder = self.location
-        if self.location == "archive":
-            folder = multiwoz.download_multiwoz_archive(
-                self.archive_url,
-                state_dir() / "downloads" / "multiwoz",
-                timeout=self.download_timeout_s,
-                retries=self.download_retries,
-            )
+        folder = self._archive_folder() if self.location == "archive" else self.location
         if (
             self.location == NO_SOURCE
             or not held_out

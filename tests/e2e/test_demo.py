@@ -8,19 +8,12 @@ import re
 
 import pytest
 
+from llama_sft_dagster.assets.data_chain import FIRST_INPUT, STAGE_NAMES
 from support.demo_cli import run_demo
 
 pytestmark = pytest.mark.slow
 
-STAGES = [
-    "raw_pairs",
-    "word_count_filtered",
-    "token_limit_filtered",
-    "english_filtered",
-    "parroting_filtered",
-    "deduplicated_pairs",
-    "sft_dataset",
-]
+STAGES = [FIRST_INPUT, *STAGE_NAMES, "sft_dataset"]
 
 
 def test_demo_prints_a_line_per_stage_progress_and_a_summary(demo_cli_run):

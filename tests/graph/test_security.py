@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from llama_sft_dagster.assets.data_chain import FIRST_INPUT, STAGE_NAMES
 from llama_sft_dagster.config.training import TrainConfig
 from llama_sft_dagster.core.data.storage import ArtifactPathError
 from llama_sft_dagster.resources.artifacts import ArtifactStore
@@ -142,12 +143,8 @@ def test_weights_are_safetensors_and_data_is_parquet(demo_state):
     data_assets = [
         "bitext_raw",
         "multiwoz_raw",
-        "raw_pairs",
-        "word_count_filtered",
-        "token_limit_filtered",
-        "english_filtered",
-        "parroting_filtered",
-        "deduplicated_pairs",
+        FIRST_INPUT,
+        *STAGE_NAMES,
         "train_pairs",
         "validation_pairs",
         "sft_dataset",
