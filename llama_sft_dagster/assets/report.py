@@ -14,6 +14,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from llama_sft_dagster.assets._metadata import count_table_md
+from llama_sft_dagster.assets._versioned import versioned_asset
 from llama_sft_dagster.assets.data_chain import DATA_STAGES, LAST_STAGE
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 
@@ -108,14 +109,10 @@ def losses_md(report: dict) -> str:
     return "\n".join(["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows.items())])
 
 
-# A hand-set version, unlike every other asset's: the run report reads the DATA_STAGES table, whose entries hold
-# functions and classes, and the derived version of such a value is not stable from one process to the next
-# (tried: make demo's run_report showed "new code version" in the UI right after the demo).
-@dg.asset(
+@versioned_asset(
     group_name="training",
     kinds={"markdown"},
     deps=["merged_model"],
-    code_version="1",
     description="One page for the whole run: row funnel with drop reasons, rows per source and intent, losses, "
     "check results, the MLflow run and the plots (inline loss curve).",
 )

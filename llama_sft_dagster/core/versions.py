@@ -18,6 +18,7 @@ import ast
 import hashlib
 import inspect
 import json
+import re
 import textwrap
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
@@ -178,6 +179,12 @@ def _definition_dump(definition: source_index.Definition) -> tuple[str, ast.AST]
     return ast.dump(tree, annotate_fields=False, include_attributes=False), tree
 
 
+def _stable_repr(value) -> str:
+    """repr without memory addresses: a constant that holds functions or classes (e.g. the DATA_STAGES table)
+    reprs as `<function f at 0x7f..>`, which differs in every process and would make the version unstable."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value))
+
+
 def code_sources(*objects: Callable) -> dict[str, str]:
     """Normalised source of `objects` and of every project function/class/constant they reach.
 
@@ -196,7 +203,7 @@ def code_sources(*objects: Callable) -> dict[str, str]:
         if isinstance(obj, source_index.Definition):
             seen[key], tree = _definition_dump(obj)
         elif (tree := _tree(obj)) is None:
-            seen[key] = repr(obj)
+            seen[key] = _stable_repr(obj)
             continue
         else:
             seen[key] = ast.dump(_normalise(tree), annotate_fields=False, include_attributes=False)
@@ -204,7 +211,7 @@ def code_sources(*objects: Callable) -> dict[str, str]:
             if isinstance(ref, source_index.Definition):
                 stack.append(ref)
             elif isinstance(ref, source_index.Constant) and isinstance(ref.value, _CONSTANT_TYPES):
-                seen.setdefault(f"{module}:{name}", repr(ref.value))
+                seen.setdefault(f"{module}:{name}", _stable_repr(ref.value))
     return seen
 
 
