@@ -26,22 +26,26 @@ ifneq ($(PIP_FIND_LINKS),)
 export UV_FIND_LINKS ?= $(PIP_FIND_LINKS)
 endif
 
-.PHONY: install demo test ui mlflow tensorboard browser stale sweep bench gpu-check clean
+.PHONY: lock install demo test ui mlflow tensorboard browser stale sweep bench gpu-check clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml deploy/requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	# uv installs in parallel (measured on 2 cores: see README "Quick start"); it is bootstrapped into the venv
 	$(BIN)/python -m pip install -q uv
 	# torch==2.13.0 is pinned in pyproject: the CPU build; an unpinned torch pulls a multi-GB CUDA build
-	$(UV) pip install -q --python $(BIN)/python -e '.[test,k8s]'
-	# deploy/ validation (tests/unit/test_deploy.py): the dagster-k8s/postgres matching dagster 1.13.28
-	# is not published, so 0.29.27 goes in without its dagster pin, as in deploy/Dockerfile
-	$(UV) pip install -q --python $(BIN)/python --no-deps dagster-k8s==0.29.27 dagster-postgres==0.29.27
+	# constrained by deploy/requirements.lock, the locked set deploy/Dockerfile installs (one Dagster family:
+	# dagster 1.13.27 + dagster-k8s/dagster-postgres 0.29.27 with their own pins); refresh it with `make lock`
+	$(UV) pip install -q --python $(BIN)/python -e '.[test,k8s]' -c deploy/requirements.lock
 	# `source .venv/bin/activate` then gives the project's instance and lets
 	# `dagster asset materialize --select ...` find the code location when typed in the repo root
 	# (dagster 1.13's `asset materialize` reads -m from this variable, not from pyproject).
 	printf '\n# llama-sft-dagster\nexport DAGSTER_HOME="$${DAGSTER_HOME:-$(DAGSTER_HOME)}"\nexport DAGSTER_CLI_ASSET_MATERIALIZE_MODULE_NAME=llama_sft_dagster.definitions\n' >> $(BIN)/activate
 	touch $@
+
+# the locked set (deploy/requirements.lock) from pyproject.toml, for linux/x86_64 and Python 3.11
+lock: $(BIN)/.installed
+	$(UV) pip compile pyproject.toml --extra k8s --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --no-header -q -o deploy/requirements.lock
 
 install: $(BIN)/.installed $(DAGSTER_HOME)/dagster.yaml
 

@@ -3,9 +3,8 @@ dagster-k8s / dagster-postgres class schemas, the training step's k8s tag turned
 Job by dagster-k8s, the k8s executor's run config against the job's run-config schema, and a dry check
 that the Dockerfile installs what pyproject.toml declares. Nothing is applied to a cluster or built.
 
-dagster-k8s/dagster-postgres are the `k8s` extra's companions; the release matching dagster 1.13.28 is
-not published, so `make install` adds 0.29.27 without its dagster pin (see Makefile) and these tests skip
-where they are missing.
+dagster-k8s/dagster-postgres are the `k8s` extra (0.29.27, the family of dagster 1.13.27, with their own
+pins); these tests skip where they are missing.
 """
 
 from __future__ import annotations
@@ -103,19 +102,29 @@ def test_k8s_executor_run_config_passes_the_jobs_schema():
         dg.validate_run_config(job, {"execution": {"config": {"no_such_field": 1}}})
 
 
-def test_dockerfile_installs_what_pyproject_declares():
-    """A dry check (no docker here): the image copies pyproject.toml and the package, installs them with
-    pip (so pyproject decides the dependencies), adds the same dagster-k8s/postgres as `make install`,
-    and serves the module pyproject names as the code location."""
+def test_dockerfile_installs_the_locked_set_make_install_is_constrained_by():
+    """A dry check (no docker here): the image installs deploy/requirements.lock, then the project without
+    resolving again; `make install` is constrained by the same file; the lock holds one Dagster family with
+    dagster-k8s/postgres (no `--no-deps` install of a library from another release) and pyproject's pins;
+    the image serves the module pyproject names as the code location."""
     docker = (DEPLOY / "Dockerfile").read_text()
+    make = (REPO / "Makefile").read_text()
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
-    assert "COPY pyproject.toml" in docker and "COPY llama_sft_dagster ./llama_sft_dagster" in docker
-    extras = re.findall(r"pip install '\.\[([a-z0-9,]+)\]'", docker)
+    lock = dict(
+        line.split("==", 1) for line in (DEPLOY / "requirements.lock").read_text().splitlines() if "==" in line
+    )
+    assert "pip install -r deploy/requirements.lock" in docker
+    assert "-c deploy/requirements.lock" in make and "--no-deps dagster" not in make + docker
+    extras = re.findall(r"pip install --no-deps '\.\[([a-z0-9,]+)\]'", docker)
     assert extras and set(extras[0].split(",")) <= set(project["project"]["optional-dependencies"])
-    no_deps = re.findall(r"pip install --no-deps ([^\n\\]+)", docker)
-    # the Makefile installs with uv (`$(UV) pip install -q --python ... --no-deps ...`)
-    make = re.findall(r"pip install -q (?:--python \S+ )?--no-deps ([^\n\\]+)", (REPO / "Makefile").read_text())
-    assert no_deps and make and no_deps[0].split() == make[0].split()
+    pinned = project["project"]["dependencies"] + project["project"]["optional-dependencies"]["k8s"]
+    for dep in (d for d in pinned if "==" in d):
+        name, version = dep.split("==")
+        assert lock[name] == version, dep
+    # Dagster's numbering: core 1.M.P, its libraries 0.(M+16).P
+    (core,) = {lock[n] for n in ("dagster", "dagster-webserver", "dagster-pipes", "dagster-graphql")}
+    _, minor, patch = core.split(".")
+    assert {lock[n] for n in ("dagster-k8s", "dagster-postgres")} == {f"0.{int(minor) + 16}.{patch}"}
     cmd = json.loads(re.search(r"^CMD (\[.*\])$", docker, re.M).group(1))
     assert cmd[cmd.index("--module-name") + 1] == project["tool"]["dagster"]["module_name"]
     for copied in re.findall(r"^COPY (\S+) ", docker, re.M):
