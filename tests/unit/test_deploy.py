@@ -110,9 +110,7 @@ def test_dockerfile_installs_the_locked_set_make_install_is_constrained_by():
     docker = (DEPLOY / "Dockerfile").read_text()
     make = (REPO / "Makefile").read_text()
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
-    lock = dict(
-        line.split("==", 1) for line in (DEPLOY / "requirements.lock").read_text().splitlines() if "==" in line
-    )
+    lock = dict(line.split("==", 1) for line in (DEPLOY / "requirements.lock").read_text().splitlines() if "==" in line)
     assert "pip install -r deploy/requirements.lock" in docker
     assert "-c deploy/requirements.lock" in make and "--no-deps dagster" not in make + docker
     extras = re.findall(r"pip install --no-deps '\.\[([a-z0-9,]+)\]'", docker)
