@@ -1,4 +1,4 @@
-"""The retraining schedule and the raw-data sensor, evaluated with real Dagster contexts on a real
+"""The raw-data sensor, evaluated with real Dagster contexts on a real
 instance; the `gpu` concurrency pool from the project's dagster.yaml, on the GPU assets and enforced
 across two processes."""
 
@@ -14,7 +14,7 @@ import pytest
 from llama_sft_dagster import automation
 from llama_sft_dagster.cli.stale import materialize_stale
 from support.paths import REPO
-from support.staleness_graph import CHAIN, build_defs, write_sources
+from support.staleness_graph import build_defs, write_sources
 
 GPU_ASSETS = ["train_adapter"]  # the merge runs on the CPU (STYLE: litgpt merge_lora)
 
@@ -29,25 +29,10 @@ def fresh_graph(tmp_path):
         yield defs, instance, bitext
 
 
-def evaluate_schedule(defs, instance):
-    context = dg.build_schedule_context(instance=instance, repository_def=defs.get_repository_def())
-    return automation.retrain_schedule(context)
-
-
-def test_schedule_is_weekly_by_default_and_configurable(monkeypatch):
-    assert automation.retrain_schedule.cron_schedule == "0 3 * * 1"
-    assert automation.retrain_schedule.job_name == "sft_pipeline"
-    monkeypatch.setenv("SFT_RETRAIN_CRON", "0 4 * * *")
-    assert automation.retrain_cron() == "0 4 * * *"
-
-
 @pytest.mark.slow
-def test_schedule_requests_nothing_when_fresh_and_the_stale_chain_when_data_changed(fresh_graph):
+def test_sensor_records_only_the_changed_source(fresh_graph):
+    """The retraining itself is automation.retrain_automation (tests/graph/test_retrain_automation.py)."""
     defs, instance, bitext = fresh_graph
-    result = evaluate_schedule(defs, instance)
-    assert isinstance(result, dg.SkipReason), result
-    assert "up to date" in result.skip_message
-
     write_sources(bitext.parent, bitext_rows=500)
     sensor_context = dg.build_sensor_context(
         instance=instance,
@@ -56,14 +41,6 @@ def test_schedule_requests_nothing_when_fresh_and_the_stale_chain_when_data_chan
     )
     observed = automation.raw_data_sensor(sensor_context)
     assert [e.asset_key.to_user_string() for e in observed.asset_events] == ["bitext_source"]
-    for event in observed.asset_events:  # what the sensor daemon stores
-        instance.report_runless_asset_event(event)
-
-    request = evaluate_schedule(defs, instance)
-    assert isinstance(request, dg.RunRequest), request
-    requested = {k.to_user_string() for k in request.asset_selection}
-    assert set(CHAIN) <= requested and "multiwoz_raw" not in requested
-    assert "bitext_raw has a new dependency data version (bitext_source)" in request.tags["sft/causes"]
 
 
 @pytest.mark.slow
