@@ -133,7 +133,7 @@ def retrain_automation(
             default_status=dg.DefaultSensorStatus.RUNNING,
             minimum_interval_seconds=30,
             run_tags={"sft/trigger": "retrain-automation"},
-            description=f"Retraining in waves when something changed, after the tick of {cron or retrain_cron()} (UTC); "
+            description=f"Retraining in waves when something changed, after the {cron or retrain_cron()} tick (UTC); "
             "skips until a first run trained (see FIRST_RUN_HINT).",
         )
 
