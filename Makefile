@@ -7,6 +7,8 @@
 #   make tensorboard - TensorBoard on the training runs' folders, 127.0.0.1:6006
 #   make stale  - materialize only missing/stale assets, printing why (SELECT='*train_adapter' to narrow)
 #   make sweep  - LoRA rank sweep, one run per rank (RANKS="8 16 32 64 128"), then its report
+#   make deploy-local / deploy-stop - the team deployment on 127.0.0.1: PostgreSQL, the code location's gRPC
+#                 server, dagster-webserver, dagster-daemon (queued runs, the gpu pool), an MLflow server
 #   make gpu-check - Llama-3.1-8B-shaped LoRA steps on the GPU: tokens/s, MFU, memory, masking (one line without CUDA)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -26,7 +28,7 @@ ifneq ($(PIP_FIND_LINKS),)
 export UV_FIND_LINKS ?= $(PIP_FIND_LINKS)
 endif
 
-.PHONY: lock install demo test ui mlflow tensorboard browser stale sweep bench gpu-check clean
+.PHONY: lock install demo test ui mlflow tensorboard browser postgres deploy-local deploy-stop stale sweep bench gpu-check clean
 
 $(BIN)/.installed: pyproject.toml deploy/requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -60,7 +62,12 @@ demo: install
 browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
-test: install browser
+# Debian's PostgreSQL server for make deploy-local and the deployment tests (tests/e2e/test_deployment.py);
+# the project starts its own server in .sft_state/deploy/postgres, never the package's cluster
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
+
+test: install browser postgres
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
@@ -75,6 +82,13 @@ mlflow: install
 tensorboard: install
 	mkdir -p $(STATE)/artifacts/train_adapter/tensorboard
 	$(BIN)/tensorboard --logdir $(STATE)/artifacts/train_adapter/tensorboard --host $(UI_HOST) --port $(TENSORBOARD_PORT)
+
+# ports: DEPLOY_PG_PORT, DEPLOY_GRPC_PORT, DEPLOY_UI_PORT, DEPLOY_MLFLOW_PORT (default: free ones, printed)
+deploy-local: install postgres
+	$(BIN)/python -m llama_sft_dagster.cli.deploy start
+
+deploy-stop:
+	$(BIN)/python -m llama_sft_dagster.cli.deploy stop
 
 stale: install
 	$(BIN)/sft-materialize-stale $(if $(SELECT),--select '$(SELECT)') $(STALE_ARGS)

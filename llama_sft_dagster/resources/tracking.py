@@ -72,7 +72,8 @@ EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_de
 
 
 def default_tracking_uri() -> str:
-    return f"sqlite:///{state_dir() / 'mlflow.db'}"
+    """MLFLOW_TRACKING_URI when set (make deploy-local sets the MLflow server's http://...), else the local store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{state_dir() / 'mlflow.db'}"
 
 
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
