@@ -127,3 +127,90 @@ def test_dockerfile_installs_the_locked_set_make_install_is_constrained_by():
     assert cmd[cmd.index("--module-name") + 1] == project["tool"]["dagster"]["module_name"]
     for copied in re.findall(r"^COPY (\S+) ", docker, re.M):
         assert (REPO / copied).exists(), copied
+
+
+def chart_instance(values: dict) -> dict:
+    """The dagster.yaml Dagster's chart (1.13) renders from `values` for the keys deploy/helm/values.yaml sets,
+    written as its templates/configmap-instance.yaml and _helpers.tpl map them (camelCase -> Dagster's keys)."""
+    daemon, launcher = values["dagsterDaemon"], values["runLauncher"]["config"]["k8sRunLauncher"]
+    monitoring, concurrency = daemon["runMonitoring"], values["concurrency"]
+    instance = {
+        "storage": {"postgres": {"postgres_db": {"hostname": "h", "username": "u", "password": "p", "db_name": "d"}}},
+        "run_launcher": {
+            "module": "dagster_k8s",
+            "class": "K8sRunLauncher",
+            "config": {
+                "image_pull_policy": launcher["imagePullPolicy"],
+                "load_incluster_config": launcher["loadInclusterConfig"],
+                "env_secrets": [s["name"] for s in launcher["envSecrets"]],
+                "volume_mounts": launcher["volumeMounts"],
+                "volumes": launcher["volumes"],
+                "run_k8s_config": {"container_config": launcher["runK8sConfig"]["containerConfig"]},
+                "instance_config_map": "llama-sft-dagster-instance",
+                "dagster_home": "/opt/dagster/dagster_home",
+            },
+        },
+        # with concurrency enabled and no maxConcurrentRuns here, the chart renders no max_concurrent_runs
+        "run_coordinator": {"module": "dagster.core.run_coordinator", "class": daemon["runCoordinator"]["type"]},
+        "run_monitoring": {
+            "enabled": monitoring["enabled"],
+            "start_timeout_seconds": monitoring["startTimeoutSeconds"],
+            "max_resume_run_attempts": monitoring["maxResumeRunAttempts"],
+            "free_slots_after_run_end_seconds": monitoring["freeSlotsAfterRunEndSeconds"],
+        },
+        "concurrency": {
+            "runs": {"max_concurrent_runs": concurrency["runs"]["maxConcurrentRuns"]},
+            "pools": {
+                "default_limit": concurrency["pools"]["defaultLimit"],
+                "granularity": concurrency["pools"]["granularity"],
+            },
+        },
+        "telemetry": {"enabled": values["telemetry"]["enabled"]},
+    }
+    assert "maxConcurrentRuns" not in (daemon["runCoordinator"].get("config") or {}).get("queuedRunCoordinator", {})
+    return instance
+
+
+def test_helm_values_render_an_instance_dagster_accepts(tmp_path):
+    from dagster._core.instance.config import dagster_instance_config
+
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    instance = chart_instance(values)
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(instance))
+    config, _ = dagster_instance_config(str(tmp_path))  # raises on a bad key or a conflicting queue limit
+    _validate(k8s.K8sRunLauncher.config_type(), instance["run_launcher"]["config"])
+    assert config["concurrency"]["pools"] == {"default_limit": 1, "granularity": "op"}
+    # the queue limit in both places is what Dagster refuses (the check can fail)
+    instance["run_coordinator"]["config"] = {"max_concurrent_runs": 10}
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(instance))
+    with pytest.raises(Exception, match="incompatible"):
+        dagster_instance_config(str(tmp_path))
+
+
+def test_helm_user_deployment_serves_the_project_with_the_gpu_settings():
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    args = deployment["dagsterApiGrpcArgs"]
+    assert args[args.index("--module-name") + 1] == project["tool"]["dagster"]["module_name"]
+    assert deployment["includeConfigInLaunchedRuns"]["enabled"], "run and step pods get the image and env"
+    env = {e["name"]: e["value"] for e in deployment["env"]}
+    assert env["SFT_EXECUTOR"] == "k8s" and "SFT_K8S_GPU_NODE_LABEL" in env  # the training step's own GPU pod
+    from llama_sft_dagster.config.k8s import step_executor, training_step_k8s_config
+
+    assert step_executor(env) is k8s.k8s_job_executor
+    assert training_step_k8s_config(env)["pod_spec_config"]["node_selector"] == {"nvidia.com/gpu.present": "true"}
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+
+
+def test_mlflow_manifest_is_valid_kubernetes():
+    from dagster_k8s.models import k8s_model_from_dict, k8s_snake_case_dict
+    from kubernetes.client import V1Deployment, V1Service
+
+    docs = list(yaml.safe_load_all((DEPLOY / "mlflow.yaml").read_text()))
+    kinds = {d["kind"]: d for d in docs}
+    # the manifests' camelCase keys mapped to the API models' fields; an unknown key raises
+    deployment = k8s_model_from_dict(V1Deployment, k8s_snake_case_dict(V1Deployment, kinds["Deployment"]))
+    service = k8s_model_from_dict(V1Service, k8s_snake_case_dict(V1Service, kinds["Service"]))
+    assert service.spec.selector == deployment.spec.template.metadata.labels
+    assert "mlflow server" in deployment.spec.template.spec.containers[0].args[0]
