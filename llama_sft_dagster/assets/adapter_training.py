@@ -22,7 +22,7 @@ from pathlib import Path
 import dagster as dg
 
 # raised by PipesSubprocessClient.run on a non-zero exit; dagster 1.13 does not export it at the top level
-from dagster._core.errors import DagsterPipesExecutionError
+from dagster._core.errors import DagsterPipesExecutionError  # PipesSubprocessClient.run raises it; not exported
 
 from llama_sft_dagster.assets.model_paths import base_model_dir
 from llama_sft_dagster.config.training import TrainConfig

@@ -71,8 +71,10 @@ def record_source_versions(instance, defs) -> list[str]:
 
 def create_run(instance, workspace, job_name: str, run_config: dict, tags: dict):
     """A run of `job_name` created from the workspace's code location, exactly as the UI's launchpad does."""
+    # No public API creates a run from a workspace's code location (what makes the run re-executable from the
+    # UI) without a running webserver (DagsterGraphQLClient); these are what `dagster job launch` calls.
     from dagster._cli.job import _create_run  # the run creation `dagster job launch` uses
-    from dagster._cli.workspace.cli_target import (
+    from dagster._cli.workspace.cli_target import (  # the code location, repository and job of that workspace
         get_code_location_from_workspace,
         get_remote_job_from_remote_repo,
         get_remote_repository_from_code_location,
@@ -94,20 +96,29 @@ def create_run(instance, workspace, job_name: str, run_config: dict, tags: dict)
 
 
 def execute(instance, run) -> None:
-    from dagster._core.execution.api import execute_run
-    from dagster._utils.hosted_user_process import recon_job_from_origin
+    # executes that run in this process (dg.execute_job would create another run, without the workspace origin)
+    from dagster._core.execution.api import execute_run  # `dagster api execute_run` in process
+    from dagster._utils.hosted_user_process import recon_job_from_origin  # the run's own job, from its origin
 
     execute_run(recon_job_from_origin(run.job_code_origin), run, instance)
 
 
 def load_run_config(paths: list[str]) -> dict:
     import yaml
-    from dagster._utils.merger import deep_merge_dicts
 
     config: dict = {}
     for path in paths:
         config = deep_merge_dicts(config, yaml.safe_load(Path(path).read_text()) or {})
     return deep_merge_dicts(IN_PROCESS, config)
+
+
+def deep_merge_dicts(base: dict, extra: dict) -> dict:
+    """`extra` over `base`, nested mappings merged key by key (a later recipe overrides an earlier one)."""
+    merged = dict(base)
+    for key, value in extra.items():
+        both = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = deep_merge_dicts(merged[key], value) if both else value
+    return merged
 
 
 def follow(instance, run_id: str, printer, stop: threading.Event, interval_s: float = 0.5) -> None:
@@ -160,7 +171,7 @@ def run_job(instance, job_name: str, run_config: dict, say, log_path: Path) -> t
     """Record source versions, create the run from the workspace, execute it while printing its stages."""
     import dagster as dg
     from dagster import __version__
-    from dagster._cli.workspace.cli_target import get_workspace_from_cli_opts
+    from dagster._cli.workspace.cli_target import get_workspace_from_cli_opts  # workspace.yaml, as `dagster dev`
     from dagster_shared.cli import WorkspaceOpts
 
     from llama_sft_dagster.cli.demo_output import StagePrinter, closing_summary

@@ -13,9 +13,13 @@ print(f(dg.DagsterInstance.get(), 'RUN_ID'))"
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import dagster as dg
-from dagster._utils.error import SerializableErrorInfo
+
+# the error of a failure event (dagster._utils.error.SerializableErrorInfo, not exported): read by duck typing,
+# cls_name / message / cause
+SerializableErrorInfo = Any
 
 MAX_CHARS = 400  # one terminal line or two; the full text is in the run's log
 

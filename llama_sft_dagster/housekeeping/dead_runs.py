@@ -10,10 +10,12 @@ event "Executing steps ... (pid: N)", emitted before any slot is claimed); a run
 process is gone (or its pid now belongs to a process started after that event) is reported FAILURE
 and its slots freed.
 
-Only on a local (SQLite) instance: pids mean something only on the machine that owns the storage.
+Only where runs are local processes (Dagster's DefaultRunLauncher: `dagster dev`, the CLI and
+`make deploy-local`, whose Postgres instance, daemon and run workers share one machine): there a pid
+means something. On Kubernetes (K8sRunLauncher) Dagster's run monitoring checks the run pods itself.
 Called by `GpuPoolGuard` (housekeeping/pool_guard.py) when a run starts, before its steps claim
-slots, and by the `dead_run_sensor` under the daemon. Uses Dagster's storage classes and slot calls,
-which have no public equivalent in 1.13; they stay in this module.
+slots, and by the `dead_run_sensor` under the daemon. Freeing a run's slots is a storage call with no
+instance-level equivalent in 1.13.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from __future__ import annotations
 import logging
 
 import dagster as dg
-from dagster._core.storage.event_log import ConsolidatedSqliteEventLogStorage, SqliteEventLogStorage
 
 from llama_sft_dagster.housekeeping.processes import dead_runs, pid_still_runs_since
 
@@ -33,7 +34,8 @@ ENGINE_PID_PREFIX = (
 
 
 def is_local(instance: dg.DagsterInstance) -> bool:
-    return isinstance(instance.event_log_storage, (SqliteEventLogStorage, ConsolidatedSqliteEventLogStorage))
+    """Runs are processes of this machine (the default launcher), whatever the storage."""
+    return isinstance(instance.run_launcher, dg.DefaultRunLauncher)
 
 
 def executor_pid(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:

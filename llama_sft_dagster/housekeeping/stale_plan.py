@@ -20,9 +20,12 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
-from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleCause, StaleStatus
-from dagster._time import get_current_datetime
+
+# The UI's stale status and causes have no public API in Dagster 1.13 (only RunRequest(stale_assets_only=True),
+# which gives no causes and looks one level up): the resolver the UI uses, and what it needs, are private.
+from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext  # resolver's input
+from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleCause, StaleStatus  # see above
+from dagster._time import get_current_datetime  # the resolver's clock, as the UI sets it
 
 
 @dataclass(frozen=True)
