@@ -47,6 +47,8 @@ class Deployment:
     ports: dict[str, int]
     pids: dict[str, int] = field(default_factory=dict)
     started_s: float | None = None
+    module: str = "llama_sft_dagster.definitions"  # the code location the gRPC server serves
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def home(self) -> Path:
@@ -72,6 +74,10 @@ class Deployment:
             "DAGSTER_HOME": str(self.home),
             "SFT_STATE_DIR": str(self.root.parent),
             "MLFLOW_TRACKING_URI": self.mlflow_url,
+            # the daemon's call that starts a run waits for the code server to spawn it; Dagster's 60 s was
+            # exceeded on a loaded 2-core machine, which fails the run while dequeuing it
+            "DAGSTER_GRPC_TIMEOUT_SECONDS": os.environ.get("DAGSTER_GRPC_TIMEOUT_SECONDS", "300"),
+            **self.extra_env,
         }
 
     def save(self) -> None:
@@ -84,7 +90,7 @@ class Deployment:
         if not path.exists():
             return None
         data = json.loads(path.read_text())
-        return cls(Path(data["root"]), data["ports"], data["pids"], data.get("started_s"))
+        return cls(**{**data, "root": Path(data["root"])})
 
 
 def free_port() -> int:
@@ -154,6 +160,8 @@ def wait_for(what: str, ready, timeout_s: float, log: Path | None = None, pid: i
         try:
             if ready():
                 return
+        except DeployError:
+            raise
         except Exception:  # not up yet: connection refused, 502, a half-started server
             pass
         time.sleep(0.25)
@@ -168,6 +176,19 @@ def http_ok(url: str, data: bytes | None = None) -> bytes:
         return r.read()
 
 
+def location_loaded(d: Deployment) -> bool:
+    """The webserver serves the code location from the gRPC server (a load error is raised, not waited on)."""
+    query = (
+        b'{"query": "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus '
+        b'locationOrLoadError { __typename ... on PythonError { message } } } } } }"}'
+    )
+    entries = json.loads(http_ok(f"{d.ui_url}/graphql", query))["data"]["workspaceOrError"]["locationEntries"]
+    for entry in entries:
+        if entry["locationOrLoadError"] and entry["locationOrLoadError"]["__typename"] == "PythonError":
+            raise DeployError(f"code location {entry['name']} failed to load: {entry['locationOrLoadError']}")
+    return bool(entries) and all(e["loadStatus"] == "LOADED" for e in entries)
+
+
 def daemon_healthy(d: Deployment) -> bool:
     query = b'{"query": "{ instance { daemonHealth { allDaemonStatuses { daemonType healthy required } } } }"}'
     statuses = json.loads(http_ok(f"{d.ui_url}/graphql", query))["data"]["instance"]["daemonHealth"]
@@ -176,6 +197,10 @@ def daemon_healthy(d: Deployment) -> bool:
 
 def start_postgres(d: Deployment) -> None:
     data = d.root / "postgres"
+    if os.geteuid() == 0:  # the postgres user must reach its data folder: search (not read) rights on the way
+        for folder in [*reversed(d.root.parents), d.root]:
+            if folder.stat().st_mode & 0o001 == 0:
+                folder.chmod(folder.stat().st_mode | 0o001)
     if not (data / "PG_VERSION").exists():
         data.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
@@ -204,7 +229,7 @@ def service_command(d: Deployment, name: str) -> list[str]:
     bin_dir = Path(sys.executable).parent
     workspace = str(d.root / "workspace.yaml")
     return {
-        "grpc": [str(bin_dir / "dagster"), "api", "grpc", "-m", "llama_sft_dagster.definitions", "-h", HOST,
+        "grpc": [str(bin_dir / "dagster"), "api", "grpc", "-m", d.module, "-h", HOST,
                  "-p", str(d.ports["grpc"]), "--location-name", "llama_sft_dagster"],
         "webserver": [str(bin_dir / "dagster-webserver"), "-h", HOST, "-p", str(d.ports["ui"]), "-w", workspace],
         "daemon": [str(bin_dir / "dagster-daemon"), "run", "-w", workspace],
@@ -227,22 +252,8 @@ def start_service(d: Deployment, name: str) -> int:
 def wait_ready(d: Deployment, name: str, timeout_s: float = 180) -> None:
     log = d.root / "logs" / f"{name}.log"
     checks = {
-        "grpc": lambda: (
-            subprocess.run(
-                [
-                    str(Path(sys.executable).parent / "dagster"),
-                    "api",
-                    "grpc-health-check",
-                    "-p",
-                    str(d.ports["grpc"]),
-                    "-h",
-                    HOST,
-                ],
-                capture_output=True,
-            ).returncode
-            == 0
-        ),  # fmt: skip
-        "webserver": lambda: http_ok(f"{d.ui_url}/server_info"),
+        "grpc": lambda: socket.create_connection((HOST, d.ports["grpc"]), timeout=2).close() is None,
+        "webserver": lambda: location_loaded(d),
         "daemon": lambda: daemon_healthy(d),
         "mlflow": lambda: http_ok(f"{d.mlflow_url}/health"),
     }
@@ -269,14 +280,21 @@ def stop_service(d: Deployment, name: str, sig: int = signal.SIGTERM, timeout_s:
     d.save()
 
 
-def start(root: Path | None = None, ports: dict[str, int] | None = None, out=print) -> Deployment:
+def start(
+    root: Path | None = None,
+    ports: dict[str, int] | None = None,
+    out=print,
+    module: str = "llama_sft_dagster.definitions",
+    extra_env: dict[str, str] | None = None,
+    services: tuple[str, ...] = SERVICES,
+) -> Deployment:
     root = (root or state_dir() / "deploy").resolve()
     existing = Deployment.load(root)
     if existing and existing.pids:
         raise DeployError(f"a deployment is already running here ({root}): make deploy-stop first")
     (root / "logs").mkdir(parents=True, exist_ok=True)
     chosen = {k: int(os.environ.get(env) or 0) for k, env in PORT_ENV.items()} | (ports or {})
-    d = Deployment(root, {k: v or free_port() for k, v in chosen.items()})
+    d = Deployment(root, {k: v or free_port() for k, v in chosen.items()}, module=module, extra_env=extra_env or {})
     t0 = time.monotonic()
     d.home.mkdir(exist_ok=True)
     (d.home / "dagster.yaml").write_text(instance_yaml(d))
@@ -285,9 +303,9 @@ def start(root: Path | None = None, ports: dict[str, int] | None = None, out=pri
     try:
         start_postgres(d)
         out(f"postgres   {d.pg_url}  ({time.monotonic() - t0:.1f} s)")
-        for name in SERVICES:
+        for name in services:
             start_service(d, name)
-        for name in SERVICES:  # they start in parallel; wait for each in turn
+        for name in services:  # they start in parallel; wait for each in turn
             wait_ready(d, name)
             out(f"{name:<10} ready ({time.monotonic() - t0:.1f} s)")
     except BaseException:

@@ -10,9 +10,11 @@ event "Executing steps ... (pid: N)", emitted before any slot is claimed); a run
 process is gone (or its pid now belongs to a process started after that event) is reported FAILURE
 and its slots freed.
 
-Only where runs are local processes (Dagster's DefaultRunLauncher: `dagster dev`, the CLI and
-`make deploy-local`, whose Postgres instance, daemon and run workers share one machine): there a pid
-means something. On Kubernetes (K8sRunLauncher) Dagster's run monitoring checks the run pods itself.
+Only where runs are local processes (Dagster's DefaultRunLauncher): there a pid means something. On
+Kubernetes (K8sRunLauncher) Dagster's run monitoring checks the run pods itself. Under `make deploy-local`
+the code location's gRPC server spawned the run worker and reports its SIGKILL itself (seen in
+tests/e2e/test_deployment.py); runs executed in the command's own process (`dagster asset materialize`,
+`make demo`, `sft-materialize-stale`) have no such server, and this module is what fails them.
 Called by `GpuPoolGuard` (housekeeping/pool_guard.py) when a run starts, before its steps claim
 slots, and by the `dead_run_sensor` under the daemon. Freeing a run's slots is a storage call with no
 instance-level equivalent in 1.13.
