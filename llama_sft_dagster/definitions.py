@@ -14,10 +14,10 @@ from llama_sft_dagster import automation
 from llama_sft_dagster.assets import checks, evaluation, model, rank_sweep, raw, report, sources, split, training
 from llama_sft_dagster.assets._versioned import for_profile
 from llama_sft_dagster.assets.filters import data_stage_assets
-from llama_sft_dagster.cli.console_log import console
 from llama_sft_dagster.config.k8s import step_executor
 from llama_sft_dagster.config.profiles import active_profile, check_profile, profile_defaults
 from llama_sft_dagster.housekeeping.pool_guard import GpuPoolGuard
+from llama_sft_dagster.logs.console import console
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 from llama_sft_dagster.resources.gpu import GpuResource

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from llama_sft_dagster.cli.failure import failure_cause
 from llama_sft_dagster.core.data.locks import FileLock
 from llama_sft_dagster.housekeeping.stale_plan import PlannedAsset, format_plan, plan
+from llama_sft_dagster.logs.failure import failure_cause
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 

@@ -123,6 +123,6 @@ def test_demo_failure_prints_the_cause_last(tmp_path):
     run = run_demo(tmp_path / "state", {"resources": {"bitext": {"config": {"location": str(missing)}}}})
     assert run.returncode == 1
     last = run.lines[-1]
-    # cli/failure.py: "FAILED <step>: <error> (run <id>; full log ...)"
+    # logs/failure.py: "FAILED <step>: <error> (run <id>; full log ...)"
     assert last.startswith("FAILED bitext_raw: ") and "no_such_bitext.csv" in last and "(run " in last, run.stdout
     assert len(run.lines) < 20

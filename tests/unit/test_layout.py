@@ -46,3 +46,12 @@ def test_definitions_load_without_the_training_libraries():
     heavy, reached_monitoring = proc.stdout.strip().splitlines()[-2:]
     assert heavy == "[]"
     assert reached_monitoring == "True"  # the walk still reads the training code it no longer imports
+
+
+def test_definitions_do_not_import_the_cli():
+    """The layers run one way: the command-line tools import the code location, never the reverse."""
+    code = "import sys; from llama_sft_dagster.definitions import defs; defs(); "
+    code += "print(sorted(m for m in sys.modules if m.startswith('llama_sft_dagster.cli')))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
