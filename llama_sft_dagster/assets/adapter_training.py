@@ -24,7 +24,7 @@ import dagster as dg
 # raised by PipesSubprocessClient.run on a non-zero exit; dagster 1.13 does not export it at the top level
 from dagster._core.errors import DagsterPipesExecutionError
 
-from llama_sft_dagster.assets.model_paths import base_model_dir
+from llama_sft_dagster.assets.model_paths import FORMAT_FILE, RUN_FILE, base_model_dir
 from llama_sft_dagster.config.training import TrainConfig
 from llama_sft_dagster.core.report.tidy import tidy
 from llama_sft_dagster.core.versions import fingerprint, model_folder_version, table_version
@@ -38,9 +38,7 @@ from llama_sft_dagster.resources.tracking import MlflowTracking
 
 SFT_SPLITS = ("train", "validation")
 PLOTS = ("loss_plot", "grad_norm_plot", "effective_rank_plot")  # paths from rank 0, inlined as markdown
-FORMAT_FILE = "format.json"  # written by sft_dataset (assets/training.py)
 MLFLOW_UI_URL = "http://127.0.0.1:5000"  # `make mlflow`; the metadata and the run report link runs there
-RUN_FILE = "run.json"  # the training run's summary beside its adapter (adapter_evaluation, the rank sweep read it)
 
 
 class RankFailedError(dg.Failure):

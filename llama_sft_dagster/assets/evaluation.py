@@ -11,8 +11,8 @@ import dagster as dg
 import pyarrow as pa
 
 from llama_sft_dagster.assets._versioned import versioned_asset
-from llama_sft_dagster.assets.model_paths import base_model_dir
-from llama_sft_dagster.assets.training import FORMAT_FILE, LINEAGE_FILE
+from llama_sft_dagster.assets.model_paths import FORMAT_FILE, RUN_FILE, base_model_dir
+from llama_sft_dagster.assets.training import LINEAGE_FILE
 from llama_sft_dagster.config.evaluation import ChampionConfig, EvaluationConfig
 from llama_sft_dagster.core.data.storage import read_parquet, write_parquet
 from llama_sft_dagster.housekeeping.pool_guard import GpuPoolGuard
@@ -112,7 +112,7 @@ def adapter_evaluation(
     for name, data in (("rows", rows), ("scores", scored), ("metrics", table), ("samples", samples)):
         write_parquet(pa.Table.from_pylist(data), out / f"{name}.parquet")
     adapter = Path(json.loads(artifacts.path("merged_model", LINEAGE_FILE).read_text())["adapter"])
-    run_file = adapter.parent / "run.json"
+    run_file = adapter.parent / RUN_FILE
     summary = {
         "tuned_model": str(tuned),
         "adapter": str(adapter),

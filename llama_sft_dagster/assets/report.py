@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from llama_sft_dagster.assets._metadata import count_table_md
 from llama_sft_dagster.assets._versioned import versioned_asset
 from llama_sft_dagster.assets.data_chain import DATA_STAGES, LAST_STAGE
+from llama_sft_dagster.launch.train import REPORT_FILE
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 
 SFT_SPLITS = ("train", "validation")
@@ -123,7 +124,7 @@ def run_report(context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> d
     from llama_sft_dagster.core.report.sparkline import inline_markdown, loss_sketch_png
     from llama_sft_dagster.core.training.plots import png_markdown
 
-    report = json.loads(artifacts.upstream("train_adapter", "run_report", "report.json").read_text())
+    report = json.loads(artifacts.upstream("train_adapter", "run_report", REPORT_FILE).read_text())
     stages = stage_rows(artifacts)
     per_source, per_intent = per_source_and_intent(artifacts)
     sections = {

@@ -10,7 +10,7 @@ import dagster as dg
 
 from llama_sft_dagster.assets._versioned import profiled_check, versioned_asset
 from llama_sft_dagster.assets.adapter_training import train_adapter_into
-from llama_sft_dagster.assets.model_paths import base_model_dir
+from llama_sft_dagster.assets.model_paths import FORMAT_FILE, base_model_dir
 from llama_sft_dagster.config.k8s import K8S_CONFIG_TAG, training_step_k8s_config
 from llama_sft_dagster.config.training import MergeCheckConfig, SftDatasetConfig, TrainConfig
 from llama_sft_dagster.core.data.storage import read_parquet, write_parquet
@@ -22,7 +22,6 @@ from llama_sft_dagster.resources.gpu import GpuResource
 from llama_sft_dagster.resources.tracking import MlflowTracking
 
 SPLITS = {"train": "train_pairs", "validation": "validation_pairs"}
-FORMAT_FILE = "format.json"  # the sft_dataset settings train_adapter and the checks must share
 LINEAGE_FILE = "lineage.json"  # in a merged_model version: the adapter version it was merged from
 
 

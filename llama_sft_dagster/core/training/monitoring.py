@@ -18,7 +18,7 @@ Every `deep_every` steps, and once at train end (means over layers; per-layer li
   eff_rank_nuc_frob/<module> ||dW||_* / ||dW||_F, the seed's measure; ceiling sqrt(r) (8 at r=64)
   eff_rank_entropy/<module>  exp(entropy of s / sum(s)); ceiling r
   stable_rank/<module>       ||dW||_F^2 / ||dW||_2^2; ceiling r
-(see core/rank_metrics.py for the three rank measures and their zero-matrix convention).
+(see core/training/rank_metrics.py for the three rank measures and their zero-matrix convention).
 
 Why gradients come from `register_post_accumulate_grad_hook` and not `on_pre_optimizer_step`: in
 transformers 5.24 `Trainer._inner_training_loop` calls `_clip_grad_norm` and only then
