@@ -81,3 +81,19 @@ def stage_result(
     return dg.MaterializeResult(
         asset_key=asset_key, metadata=metadata, data_version=dg.DataVersion(table_version(path))
     )
+
+
+def table_value(rows: list[dict], columns: list[str] | None = None) -> dg.MetadataValue:
+    """Rows as Dagster table metadata (shown as a table on the asset page, not behind "[Show Markdown]");
+    floats rounded to 4 significant digits."""
+    from llama_sft_dagster.core.report.tidy import round_float
+
+    columns = columns or list(rows[0]) if rows else (columns or [])
+    kinds = {bool: "bool", int: "int", float: "float"}
+    first = rows[0] if rows else {}
+    schema = dg.TableSchema(columns=[dg.TableColumn(c, kinds.get(type(first.get(c)), "string")) for c in columns])
+    records = [
+        dg.TableRecord({c: round_float(r[c]) if isinstance(r.get(c), float) else r.get(c) for c in columns})
+        for r in rows
+    ]
+    return dg.MetadataValue.table(records=records, schema=schema)

@@ -38,7 +38,6 @@ from llama_sft_dagster.resources.tracking import MlflowTracking
 
 SFT_SPLITS = ("train", "validation")
 PLOTS = ("loss_plot", "grad_norm_plot", "effective_rank_plot")  # paths from rank 0, inlined as markdown
-MLFLOW_UI_URL = "http://127.0.0.1:5000"  # `make mlflow`; the metadata and the run report link runs there
 
 
 class RankFailedError(dg.Failure):
@@ -181,7 +180,7 @@ def train_adapter_into(
                 job,
                 mlflow_tracking_uri=tracking.resolved_uri(),
                 mlflow_run_id=run.info.run_id,
-                mlflow_url=tracking.run_url(run, MLFLOW_UI_URL),
+                mlflow_url=tracking.run_url(run),
             )
         reported = launch(context, job, env)
         tracking.log_artifacts(

@@ -69,6 +69,16 @@ def empty_split_message(split: str, upstream: str, counts, max_length: int) -> s
     )
 
 
+def split_metadata(split: str, counts, lengths: list[int], max_length: int) -> dict:
+    """`<split>_<figure>`: the row accounting and the templated lengths of one split."""
+    from llama_sft_dagster.core.training.masking import length_report
+
+    report = length_report(lengths, max_length)
+    # kept rows over max_length exist only when filtering is off: the trainer cuts them, counted here
+    figures = {**counts.as_metadata(), **report, "truncated_samples": report["over_max_length"]}
+    return {f"{split}_{k}": v for k, v in figures.items()}
+
+
 @versioned_asset(
     group_name="training",
     kinds={"parquet"},
@@ -82,7 +92,6 @@ def sft_dataset(
     from transformers import AutoTokenizer
 
     from llama_sft_dagster.core.training.chat_format import sft_table
-    from llama_sft_dagster.core.training.masking import length_report
 
     tokenizer = AutoTokenizer.from_pretrained(artifacts.upstream("base_model", "sft_dataset", "model"))
     out, metadata, rejects = artifacts.asset_dir("sft_dataset"), {}, []
@@ -96,20 +105,11 @@ def sft_dataset(
             config.system_prompt,
             assistant_only_loss=config.assistant_only_loss,
         )
-        if (
-            table.num_rows == 0
-        ):  # the trainer needs both: it trains on one and evaluates (eval_strategy=steps) on the other
+        if table.num_rows == 0:  # the trainer needs both: it trains on one and evaluates on the other
             raise EmptySftSplitError(empty_split_message(split, upstream, counts, config.max_length))
         write_parquet(table, out / f"{split}.parquet")
         rejects.append(rej)
-        report = length_report(lengths, config.max_length)
-        # kept rows over max_length exist only when filtering is off: the trainer cuts them, counted here
-        metadata.update(
-            {
-                f"{split}_{k}": v
-                for k, v in {**counts.as_metadata(), **report, "truncated_samples": report["over_max_length"]}.items()
-            }
-        )
+        metadata.update(split_metadata(split, counts, lengths, config.max_length))
     import pyarrow as pa
 
     write_parquet(pa.concat_tables(rejects), out / "rejects.parquet")

@@ -58,12 +58,13 @@ def describe(asset: str, md: dict) -> str:
     """A short phrase for an asset without row accounting."""
     if asset == "train_adapter":
         return (
-            f"loss {md.get('first_train_loss')} -> {md.get('final_train_loss')}, best eval_loss "
+            f"train_loss {md.get('first_train_loss')} -> {md.get('final_train_loss')}, best_eval_loss "
             f"{md.get('best_eval_loss')} at step {md.get('best_eval_step')}"
         )
     if asset == "adapter_evaluation":
         return (
-            f"reply-token loss base {_rounded(md.get('base_loss'))} -> tuned {_rounded(md.get('tuned_loss'))}; "
+            f"evaluation_loss base {_rounded(md.get('evaluation_loss_base'))} -> tuned "
+            f"{_rounded(md.get('evaluation_loss_tuned'))}; "
             f"{md.get('groups_tuned_worse', 0)} group(s) where tuned is worse"
         )
     if asset == "champion_model":

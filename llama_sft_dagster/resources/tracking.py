@@ -145,6 +145,10 @@ class MlflowTracking(dg.ConfigurableResource):
         "directory at run time) or http(s)://host:port of an MLflow server.",
     )
     experiment_name: str = Field(default="llama-sft", description="MLflow experiment the runs go to.")
+    ui_url: str = Field(
+        default="http://127.0.0.1:5000",
+        description="Where the MLflow UI serves this store (`make mlflow`): metadata links runs and models there.",
+    )
     probe_timeout_s: int = Field(
         default=5, description="Seconds to wait for the tracking store before training goes on without it."
     )
@@ -272,11 +276,11 @@ class MlflowTracking(dg.ConfigurableResource):
                 log.warning("MLflow could not store artifact %s: %s", path, exc)
         return logged
 
-    def run_url(self, run, ui_url: str) -> str | None:
+    def run_url(self, run) -> str | None:
         """Where the run opens in the MLflow UI (`make mlflow` serves `ui_url`)."""
         if run is None:
             return None
-        return f"{ui_url.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
 
     def report_to(self) -> list[str]:
         """`report_to` for TrainingArguments: "mlflow" only while a run is active (call inside start_run)."""
