@@ -17,6 +17,7 @@ from llama_sft_dagster.core.data.storage import read_parquet, write_parquet
 from llama_sft_dagster.core.report.tidy import tidy
 from llama_sft_dagster.core.versions import fingerprint, folder_version, table_version
 from llama_sft_dagster.housekeeping.pool_guard import GpuPoolGuard
+from llama_sft_dagster.launch.train import REPORT_FILE
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.gpu import GpuResource
 from llama_sft_dagster.resources.tracking import MlflowTracking
@@ -219,6 +220,33 @@ def train_adapter(
     return dg.MaterializeResult(
         metadata={**metadata, "version": out.name, "versions_removed": ", ".join(removed)},
         data_version=dg.DataVersion(folder_version(out / "adapter")),
+    )
+
+
+@dg.asset_check(
+    asset=train_adapter,
+    description="WARN when the gradient norm stays above 1.5 over the last quarter of the logged steps "
+    "(the walkthrough's advice: then halve the learning rate); shows the figure either way.",
+)
+def train_adapter_grad_norm(artifacts: ArtifactStore) -> dg.AssetCheckResult:
+    from llama_sft_dagster.core.training.advice import grad_norm_advice
+
+    report = json.loads(artifacts.path("train_adapter", REPORT_FILE).read_text())
+    advice = grad_norm_advice(report.get("grad_norm") or [])
+    if advice is None:
+        return dg.AssetCheckResult(passed=True, metadata={"note": "no grad_norm was logged (no optimizer step)"})
+    return dg.AssetCheckResult(
+        passed=not advice.high,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=advice.message,
+        metadata=tidy(
+            {
+                "grad_norm_tail_median": advice.tail_median,
+                "grad_norm_last": advice.last,
+                "steps": f"{advice.tail_steps[0]}-{advice.tail_steps[1]}",
+                "advice": advice.message,
+            }
+        ),
     )
 
 
