@@ -37,6 +37,7 @@ from llama_sft_dagster.resources.gpu import GpuResource
 from llama_sft_dagster.resources.tracking import MlflowTracking
 
 SFT_SPLITS = ("train", "validation")
+TENSORBOARD_UI_URL = "http://127.0.0.1:6006"  # `make tensorboard`
 PLOTS = ("loss_plot", "grad_norm_plot", "effective_rank_plot")  # paths from rank 0, inlined as markdown
 
 
@@ -199,6 +200,10 @@ def train_adapter_into(
             **device,
             "device_lock_wait_s": lock_wait_s,
             "mlflow_run": dg.MetadataValue.url(job.mlflow_url) if job.mlflow_url else None,
+            "mlflow_experiment": dg.MetadataValue.url(tracking.experiment_url(run.info.experiment_id)) if run else None,
+            "tensorboard": dg.MetadataValue.url(tensorboard_url(Path(_value(reported, "tensorboard_run")).name))
+            if reported.get("tensorboard_run")
+            else None,
             "mlflow_run_id": run.info.run_id if run else None,
             "mlflow": None if run else "not tracked: the store was unreachable (see the run log)",
             "launch_processes": processes,
@@ -212,6 +217,13 @@ def train_adapter_into(
         )
     )
     return {**inline_plots(reported), **loss_curve(out_dir), **facts}
+
+
+def tensorboard_url(run_folder: str) -> str:
+    """TensorBoard (`make tensorboard`) on this run only, its loss charts first (the tag filter `loss`)."""
+    from urllib.parse import quote
+
+    return f"{TENSORBOARD_UI_URL}/?runFilter={quote(run_folder)}&tagFilter=loss#timeseries"
 
 
 def plain_values(metadata: dict) -> dict:

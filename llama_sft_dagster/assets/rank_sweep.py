@@ -113,6 +113,7 @@ def lora_rank_sweep(
 @versioned_asset(
     group_name="rank_sweep",
     kinds={"markdown"},
+    tags={"sft/sweep": "report"},
     deps=[lora_rank_sweep],
     description="The rank sweep in one table and plot: eval loss, per-intent spread, trainable "
     "parameters, time, peak memory and effective-rank utilisation (entropy rank / r) per materialized "

@@ -19,7 +19,7 @@ from llama_sft_dagster.core.report.funnel import StageRows, one_line
 
 PROGRESS_PREFIX = "train step "
 FUNNEL_ORDER = [FIRST_INPUT, *STAGE_NAMES, "sft_dataset"]  # the data chain as declared (assets/data_chain.py)
-MLFLOW_CMD, TENSORBOARD_URL = "make mlflow", "http://127.0.0.1:6006"
+MLFLOW_CMD = "make mlflow"
 
 
 def _dropped(md: dict, prefix: str = "dropped_") -> Counter:
@@ -162,11 +162,14 @@ def closing_summary(run_id: str, printer: StagePrinter, seconds: float, log_path
         f"  run report (make ui):           {ui_url}/assets/run_report",
         f"  evaluation (make ui):           {ui_url}/assets/adapter_evaluation",
     ]
+    if adapter.get("mlflow_experiment"):
+        lines.append(f"  MLflow runs ({MLFLOW_CMD}):      {adapter['mlflow_experiment']}")
     if adapter.get("mlflow_run"):
         lines.append(f"  MLflow run ({MLFLOW_CMD}):       {adapter['mlflow_run']}")
-    if adapter.get("tensorboard_run"):
-        run_folder = Path(adapter["tensorboard_run"]).name
-        lines.append(f"  TensorBoard (make tensorboard): {TENSORBOARD_URL}  run {run_folder}")
+    if champion.get("registry"):
+        lines.append(f"  registered model ({MLFLOW_CMD}): {champion['registry']}")
+    if adapter.get("tensorboard"):
+        lines.append(f"  TensorBoard (make tensorboard): {adapter['tensorboard']}")
     lines += [
         f"  adapter:                        {adapter.get('path', '-')}",
         f"  merged model:                   {merged.get('path', '-')}",
