@@ -7,6 +7,8 @@
 #   make tensorboard - TensorBoard on the training runs' folders, 127.0.0.1:6006
 #   make stale  - materialize only missing/stale assets, printing why (SELECT='*train_adapter' to narrow)
 #   make sweep  - LoRA rank sweep, one run per rank (RANKS="8 16 32 64 128"), then its report
+#   make chat   - chat in the terminal with the champion (MODEL=3: registered version 3; MODEL=<folder>: a
+#                 merged model or an adapter), streaming, with the trained system prompt and chat template
 #   make gpu-check - Llama-3.1-8B-shaped LoRA steps on the GPU: tokens/s, MFU, memory, masking (one line without CUDA)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -26,7 +28,7 @@ ifneq ($(PIP_FIND_LINKS),)
 export UV_FIND_LINKS ?= $(PIP_FIND_LINKS)
 endif
 
-.PHONY: install demo test ui mlflow tensorboard browser stale sweep bench gpu-check clean
+.PHONY: install demo chat test ui mlflow tensorboard browser stale sweep bench gpu-check clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +54,9 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 demo: install
 	$(BIN)/python -m llama_sft_dagster.cli.demo $(if $(CONFIG),-c $(CONFIG))
 
+chat: install
+	$(BIN)/python -m llama_sft_dagster.cli.chat --model '$(or $(MODEL),champion)' $(CHAT_ARGS)
+
 # Debian's chromium for the browser test (Playwright drives /usr/bin/chromium; no browser download)
 browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
@@ -76,11 +81,19 @@ stale: install
 	$(BIN)/sft-materialize-stale $(if $(SELECT),--select '$(SELECT)') $(STALE_ARGS)
 
 RANKS ?= 8 16 32 64 128
+# quiet as `make demo`: the runs' console logger at WARNING (their events stay in the UI), one line per rank,
+# then the sweep table and where to look
+QUIET := --config-json '{"loggers": {"console": {"config": {"log_level": "WARNING"}}}}'
 sweep: install
-	for r in $(RANKS); do \
-	  $(BIN)/dagster asset materialize -m llama_sft_dagster.definitions --select lora_rank_sweep --partition $$r || exit 1; \
+	@set -o pipefail; for r in $(RANKS); do \
+	  echo "rank $$r: training and scoring an adapter ..."; \
+	  $(BIN)/dagster asset materialize -m llama_sft_dagster.definitions --select lora_rank_sweep --partition $$r $(QUIET) 2>&1 \
+	    | sed -e '/SupersessionWarning/d' -e '/return callback/d' || exit 1; \
 	done
-	$(BIN)/dagster asset materialize -m llama_sft_dagster.definitions --select rank_sweep_report
+	@set -o pipefail; $(BIN)/dagster asset materialize -m llama_sft_dagster.definitions --select rank_sweep_report \
+	  $(QUIET) 2>&1 | sed -e '/SupersessionWarning/d' -e '/return callback/d'
+	@echo; cat $(STATE)/artifacts/rank_sweep_report/report.md
+	@echo "Where to look: the UI (make ui) asset rank_sweep_report (table and plot); MLflow (make mlflow), one run per rank"
 
 # seed-faithful baseline vs the project (bare stages and dg.materialize, both dedup backends) on a generated
 # 95K-pair corpus, the real Llama 3 tokenizer from ../shared/data; ~10 min on 2 idle cores (REPEATS=3: 3 rounds)
