@@ -141,15 +141,15 @@ def closing_summary(run_id: str, printer: StagePrinter, seconds: float, log_path
     if adapter:
         lines += [
             "Training:",
-            f"  train loss {adapter.get('first_train_loss')} -> {adapter.get('final_train_loss')}"
-            f" over {adapter.get('global_steps')} steps; eval loss best {adapter.get('best_eval_loss')}"
+            f"  train_loss {adapter.get('first_train_loss')} -> {adapter.get('final_train_loss')}"
+            f" over {adapter.get('global_steps')} steps; eval_loss best {adapter.get('best_eval_loss')}"
             f" (step {adapter.get('best_eval_step')}), final {adapter.get('final_eval_loss')}",
             f"  token efficiency {adapter.get('token_efficiency')} (supervised / all positions, every batch)",
         ]
     evaluation, champion = printer.metadata.get("adapter_evaluation", {}), printer.metadata.get("champion_model", {})
     if evaluation:
         lines += [
-            "Evaluation (base -> tuned, reply tokens; per intent/domain in the UI):",
+            "Evaluation (base -> tuned; every loss is defined in the run report's glossary):",
             f"  {describe('adapter_evaluation', evaluation)}",
         ]
     if champion:
