@@ -9,6 +9,8 @@
 #   make sweep  - LoRA rank sweep, one run per rank (RANKS="8 16 32 64 128"), then its report
 #   make deploy-local / deploy-stop - the team deployment on 127.0.0.1: PostgreSQL, the code location's gRPC
 #                 server, dagster-webserver, dagster-daemon (queued runs, the gpu pool), an MLflow server
+#   make chat   - chat in the terminal with the champion (MODEL=3: registered version 3; MODEL=<folder>: a
+#                 merged model or an adapter), streaming, with the trained system prompt and chat template
 #   make gpu-check - Llama-3.1-8B-shaped LoRA steps on the GPU: tokens/s, MFU, memory, masking (one line without CUDA)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -28,7 +30,7 @@ ifneq ($(PIP_FIND_LINKS),)
 export UV_FIND_LINKS ?= $(PIP_FIND_LINKS)
 endif
 
-.PHONY: lock install demo test ui mlflow tensorboard browser postgres deploy-local deploy-stop stale sweep bench gpu-check clean
+.PHONY: lock install demo chat test ui mlflow tensorboard browser postgres deploy-local deploy-stop stale sweep bench gpu-check clean
 
 $(BIN)/.installed: pyproject.toml deploy/requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +59,9 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 
 demo: install
 	$(BIN)/python -m llama_sft_dagster.cli.demo $(if $(CONFIG),-c $(CONFIG))
+
+chat: install
+	$(BIN)/python -m llama_sft_dagster.cli.chat --model '$(or $(MODEL),champion)' $(CHAT_ARGS)
 
 # Debian's chromium for the browser test (Playwright drives /usr/bin/chromium; no browser download)
 browser:
@@ -94,11 +99,19 @@ stale: install
 	$(BIN)/sft-materialize-stale $(if $(SELECT),--select '$(SELECT)') $(STALE_ARGS)
 
 RANKS ?= 8 16 32 64 128
+# quiet as `make demo`: the runs' console logger at WARNING (their events stay in the UI), one line per rank,
+# then the sweep table and where to look
+QUIET := --config-json '{"loggers": {"console": {"config": {"log_level": "WARNING"}}}}'
 sweep: install
-	for r in $(RANKS); do \
-	  $(BIN)/dagster asset materialize -m llama_sft_dagster.definitions --select lora_rank_sweep --partition $$r || exit 1; \
+	@set -o pipefail; for r in $(RANKS); do \
+	  echo "rank $$r: training and scoring an adapter ..."; \
+	  $(BIN)/dagster asset materialize -m llama_sft_dagster.definitions --select lora_rank_sweep --partition $$r $(QUIET) 2>&1 \
+	    | sed -e '/SupersessionWarning/d' -e '/return callback/d' || exit 1; \
 	done
-	$(BIN)/dagster asset materialize -m llama_sft_dagster.definitions --select rank_sweep_report
+	@set -o pipefail; $(BIN)/dagster asset materialize -m llama_sft_dagster.definitions --select rank_sweep_report \
+	  $(QUIET) 2>&1 | sed -e '/SupersessionWarning/d' -e '/return callback/d'
+	@echo; cat $(STATE)/artifacts/rank_sweep_report/report.md
+	@echo "Where to look: the UI (make ui) asset rank_sweep_report (table and plot); MLflow (make mlflow), one run per rank"
 
 # seed-faithful baseline vs the project (bare stages and dg.materialize, both dedup backends) on a generated
 # 95K-pair corpus, the real Llama 3 tokenizer from ../shared/data; ~10 min on 2 idle cores (REPEATS=3: 3 rounds)

@@ -21,6 +21,7 @@ import warnings
 import dagster as dg
 
 from llama_sft_dagster.assets.sources import bitext_version, multiwoz_version
+from llama_sft_dagster.config.profiles import recipes_text
 from llama_sft_dagster.housekeeping.dead_runs import dead_run_sensor
 from llama_sft_dagster.housekeeping.stale_plan import own_reasons, stale_resolver
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
@@ -34,14 +35,15 @@ AUTOMATION_TAG = "dagster/from_automation_condition"  # on every run declarative
 DEFAULT_RETRAIN_CRON = "0 3 * * 1"
 DEFAULT_RAW_DATA_CHECK_SECONDS = 3600
 
-# by group and tag, not by key: a graph without the sweep (tests build data-only ones) still resolves the jobs
-SWEEP = dg.AssetSelection.groups("rank_sweep")
+# by tag, not by key: a graph without the sweep (tests build data-only ones) still resolves the jobs; not by
+# group either, since the code location puts every asset in one group (definitions.one_group)
+SWEEP = dg.AssetSelection.tag("sft/sweep", "adapter") | dg.AssetSelection.tag("sft/sweep", "report")
 PIPELINE = dg.AssetSelection.all() - SWEEP
 sft_pipeline = dg.define_asset_job(
     "sft_pipeline",
     selection=PIPELINE,
     description="The whole graph but the rank sweep: raw data -> filters -> split -> adapter -> merged model -> "
-    "evaluation -> champion.",
+    "evaluation -> champion -> run_report." + recipes_text(),
 )
 rank_sweep_job = dg.define_asset_job(
     "rank_sweep",

@@ -14,10 +14,10 @@ from llama_sft_dagster import automation
 from llama_sft_dagster.assets import checks, evaluation, model, rank_sweep, raw, report, sources, split, training
 from llama_sft_dagster.assets._versioned import for_profile
 from llama_sft_dagster.assets.filters import data_stage_assets
-from llama_sft_dagster.cli.console_log import console
 from llama_sft_dagster.config.k8s import step_executor
 from llama_sft_dagster.config.profiles import active_profile, check_profile, profile_defaults
 from llama_sft_dagster.housekeeping.pool_guard import GpuPoolGuard
+from llama_sft_dagster.logs.console import console
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 from llama_sft_dagster.resources.gpu import GpuResource
@@ -25,6 +25,21 @@ from llama_sft_dagster.resources.hub import HuggingFaceHub
 from llama_sft_dagster.resources.tracking import MlflowTracking
 
 DATA_MODULES = [raw, model, split]
+LINEAGE_GROUP = "llama_sft"
+
+
+def one_group(assets: list) -> list:
+    """Every asset in one Dagster group, its stage (raw, model, dedup_split, training...) kept as the tag `stage`.
+
+    dagster-webserver 1.13 draws each group of a graph with more than one as a collapsed box until it is
+    expanded by hand (ui-core asset-graph/layout.ts), so seven groups opened the lineage as seven boxes and no
+    asset name; one group shows every asset. The catalog filters by stage with `tag:stage=training`."""
+
+    def regroup(spec: dg.AssetSpec) -> dg.AssetSpec:
+        return spec.replace_attributes(group_name=LINEAGE_GROUP, tags={**spec.tags, "stage": spec.group_name})
+
+    observed = [a.with_attributes(group_name=LINEAGE_GROUP) for a in assets if isinstance(a, dg.SourceAsset)]
+    return [*observed, *dg.map_asset_specs(regroup, [a for a in assets if not isinstance(a, dg.SourceAsset)])]
 
 
 def build_resources(profile: str | None = None) -> dict:
@@ -60,7 +75,7 @@ def build_defs(profile: str | None = None) -> dg.Definitions:
     profile's config defaults, and the code versions include them."""
     profile = check_profile(profile or active_profile())
     return dg.Definitions(
-        assets=[*sources.raw_sources, *(for_profile(a, profile) for a in [*all_assets, *sweep_assets])],
+        assets=one_group([*sources.raw_sources, *(for_profile(a, profile) for a in [*all_assets, *sweep_assets])]),
         asset_checks=[for_profile(c, profile) for c in all_checks],
         resources=build_resources(profile),
         jobs=automation.jobs,

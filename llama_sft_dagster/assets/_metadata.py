@@ -39,11 +39,13 @@ def count_table_md(counts: dict[str, Counter], key_name: str) -> str:
 SAMPLES_PER_REASON = 2
 
 
-def drop_samples(kept_path: Path, rejects_path: Path, reasons: set[str], per_reason: int = SAMPLES_PER_REASON) -> str:
-    """Markdown of the first dropped rows per reason (near/exact duplicates with the kept twin)."""
+def drop_samples(
+    kept_path: Path, rejects_path: Path, reasons: set[str], per_reason: int = SAMPLES_PER_REASON
+) -> dg.MetadataValue:
+    """A table of the first dropped rows per reason (near/exact duplicates with the kept twin below each)."""
     import pyarrow.compute as pc
 
-    from llama_sft_dagster.core.report.funnel import sample_drops, samples_markdown
+    from llama_sft_dagster.core.report.funnel import sample_drops, samples_table
 
     rows, seen = [], Counter()
     cols = ["pair_id", "instruction", "response", "reason", "detail"]
@@ -59,7 +61,7 @@ def drop_samples(kept_path: Path, rejects_path: Path, reasons: set[str], per_rea
     if twin_ids:
         table = pq.read_table(kept_path, columns=["pair_id", "instruction", "response"])
         kept = {r["pair_id"]: r for r in table.filter(pc.is_in(table["pair_id"], pa.array(twin_ids))).to_pylist()}
-    return samples_markdown(sample_drops(rows, per_reason, kept))
+    return table_value(samples_table(sample_drops(rows, per_reason, kept)))
 
 
 def stage_result(
@@ -73,7 +75,7 @@ def stage_result(
         metadata.update(counts.as_metadata())
         rejects = path.parent / "rejects.parquet"
         if counts.dropped and rejects.exists():
-            metadata["samples_of_dropped_rows"] = dg.MetadataValue.md(drop_samples(path, rejects, set(counts.dropped)))
+            metadata["samples_of_dropped_rows"] = drop_samples(path, rejects, set(counts.dropped))
     if preview.num_rows:
         cols = [c for c in ("pair_id", "instruction", "response", "intent") if c in preview.column_names]
         metadata["preview"] = dg.MetadataValue.md(markdown_preview(preview, cols or preview.column_names[:4]))
@@ -81,3 +83,29 @@ def stage_result(
     return dg.MaterializeResult(
         asset_key=asset_key, metadata=metadata, data_version=dg.DataVersion(table_version(path))
     )
+
+
+def table_value(rows: list[dict], columns: list[str] | None = None) -> dg.MetadataValue:
+    """Rows as Dagster table metadata (shown as a table on the asset page, not behind "[Show Markdown]");
+    floats rounded to 4 significant digits."""
+    from llama_sft_dagster.core.report.tidy import round_float
+
+    columns = columns or list(rows[0]) if rows else (columns or [])
+    kinds = {bool: "bool", int: "int", float: "float"}
+    first = rows[0] if rows else {}
+    schema = dg.TableSchema(columns=[dg.TableColumn(c, kinds.get(type(first.get(c)), "string")) for c in columns])
+    records = [
+        dg.TableRecord({c: round_float(r[c]) if isinstance(r.get(c), float) else r.get(c) for c in columns})
+        for r in rows
+    ]
+    return dg.MetadataValue.table(records=records, schema=schema)
+
+
+def rows_markdown(rows: list[dict]) -> str:
+    """The same rows as a Markdown table (for files such as run_report.md)."""
+    if not rows:
+        return "(none)"
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(r.get(c, "")).replace("|", "\\|") for c in columns) + " |" for r in rows]
+    return "\n".join(lines)

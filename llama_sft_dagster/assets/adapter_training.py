@@ -24,7 +24,7 @@ import dagster as dg
 # raised by PipesSubprocessClient.run on a non-zero exit; dagster 1.13 does not export it at the top level
 from dagster._core.errors import DagsterPipesExecutionError  # PipesSubprocessClient.run raises it; not exported
 
-from llama_sft_dagster.assets.model_paths import base_model_dir
+from llama_sft_dagster.assets.model_paths import FORMAT_FILE, RUN_FILE, base_model_dir
 from llama_sft_dagster.config.training import TrainConfig
 from llama_sft_dagster.core.report.tidy import tidy
 from llama_sft_dagster.core.versions import fingerprint, model_folder_version, table_version
@@ -37,10 +37,8 @@ from llama_sft_dagster.resources.gpu import GpuResource
 from llama_sft_dagster.resources.tracking import MlflowTracking
 
 SFT_SPLITS = ("train", "validation")
+TENSORBOARD_UI_URL = "http://127.0.0.1:6006"  # `make tensorboard`
 PLOTS = ("loss_plot", "grad_norm_plot", "effective_rank_plot")  # paths from rank 0, inlined as markdown
-FORMAT_FILE = "format.json"  # written by sft_dataset (assets/training.py)
-MLFLOW_UI_URL = "http://127.0.0.1:5000"  # `make mlflow`; the metadata and the run report link runs there
-RUN_FILE = "run.json"  # the training run's summary beside its adapter (adapter_evaluation, the rank sweep read it)
 
 
 class RankFailedError(dg.Failure):
@@ -183,7 +181,7 @@ def train_adapter_into(
                 job,
                 mlflow_tracking_uri=tracking.resolved_uri(),
                 mlflow_run_id=run.info.run_id,
-                mlflow_url=tracking.run_url(run, MLFLOW_UI_URL),
+                mlflow_url=tracking.run_url(run),
             )
         reported = launch(context, job, env)
         tracking.log_artifacts(
@@ -202,6 +200,10 @@ def train_adapter_into(
             **device,
             "device_lock_wait_s": lock_wait_s,
             "mlflow_run": dg.MetadataValue.url(job.mlflow_url) if job.mlflow_url else None,
+            "mlflow_experiment": dg.MetadataValue.url(tracking.experiment_url(run.info.experiment_id)) if run else None,
+            "tensorboard": dg.MetadataValue.url(tensorboard_url(Path(_value(reported, "tensorboard_run")).name))
+            if reported.get("tensorboard_run")
+            else None,
             "mlflow_run_id": run.info.run_id if run else None,
             "mlflow": None if run else "not tracked: the store was unreachable (see the run log)",
             "launch_processes": processes,
@@ -215,6 +217,13 @@ def train_adapter_into(
         )
     )
     return {**inline_plots(reported), **loss_curve(out_dir), **facts}
+
+
+def tensorboard_url(run_folder: str) -> str:
+    """TensorBoard (`make tensorboard`) on this run only, its loss charts first (the tag filter `loss`)."""
+    from urllib.parse import quote
+
+    return f"{TENSORBOARD_UI_URL}/?runFilter={quote(run_folder)}&tagFilter=loss#timeseries"
 
 
 def plain_values(metadata: dict) -> dict:

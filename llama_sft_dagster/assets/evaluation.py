@@ -10,11 +10,14 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 
+from llama_sft_dagster.assets._metadata import table_value
 from llama_sft_dagster.assets._versioned import versioned_asset
-from llama_sft_dagster.assets.model_paths import base_model_dir
-from llama_sft_dagster.assets.training import FORMAT_FILE, LINEAGE_FILE
+from llama_sft_dagster.assets.model_paths import FORMAT_FILE, RUN_FILE, base_model_dir
+from llama_sft_dagster.assets.training import LINEAGE_FILE
 from llama_sft_dagster.config.evaluation import ChampionConfig, EvaluationConfig
 from llama_sft_dagster.core.data.storage import read_parquet, write_parquet
+from llama_sft_dagster.core.report.losses import GLOSSARY, SETS
+from llama_sft_dagster.core.report.tidy import round_float, tidy
 from llama_sft_dagster.housekeeping.pool_guard import GpuPoolGuard
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.data_sources import MultiwozSource
@@ -22,6 +25,8 @@ from llama_sft_dagster.resources.gpu import GpuResource
 from llama_sft_dagster.resources.tracking import MlflowTracking
 
 SUMMARY_FILE = "evaluation.json"
+DECISION_FILE = "decision.json"  # champion_model's last decision, for run_report
+MODELS = ("base", "tuned")
 
 
 def evaluation_set(
@@ -57,14 +62,16 @@ def _log_to_mlflow(tracking: MlflowTracking, context, config: EvaluationConfig, 
     ) as run:
         if run is None:
             return ""
+        # the glossary's names (core/report/losses.py), per group after the dot: validation_loss_tuned.intent.x
         mlflow.log_metrics(
             {
-                f"{r['set']}.{r['group'].replace(':', '.')}.{m}_loss": r[f"{m}_loss"]
+                f"{SETS[r['set']]}_{m}.{r['group'].replace(':', '.')}": r[f"{m}_loss"]
                 for r in table
-                for m in ("base", "tuned")
+                if r["set"] in SETS
+                for m in MODELS
             }
         )
-        mlflow.log_metrics({k: v for k, v in summary.items() if k.endswith("_loss")})
+        mlflow.log_metrics({k: v for k, v in summary.items() if k.split("_loss_")[0] + "_loss" in GLOSSARY})
         if plot is not None:
             mlflow.log_artifact(str(plot))
         return run.info.run_id
@@ -91,7 +98,6 @@ def adapter_evaluation(
     from llama_sft_dagster.core.evaluation import evaluate as ev
     from llama_sft_dagster.core.evaluation import metrics, plots
     from llama_sft_dagster.core.evaluation import samples as smp
-    from llama_sft_dagster.core.training.plots import png_markdown
 
     fmt, rows, counts = evaluation_set(artifacts, multiwoz, config)
     picked = smp.pick_samples(rows, config.samples_per_group, config.sample_seed)
@@ -111,42 +117,54 @@ def adapter_evaluation(
     table = metrics.compare(ev.model_scores(scored, "base"), ev.model_scores(scored, "tuned"))
     for name, data in (("rows", rows), ("scores", scored), ("metrics", table), ("samples", samples)):
         write_parquet(pa.Table.from_pylist(data), out / f"{name}.parquet")
-    adapter = Path(json.loads(artifacts.path("merged_model", LINEAGE_FILE).read_text())["adapter"])
-    run_file = adapter.parent / "run.json"
-    summary = {
-        "tuned_model": str(tuned),
-        "adapter": str(adapter),
-        "training_mlflow_run_id": json.loads(run_file.read_text()).get("mlflow_run_id", "")
-        if run_file.exists()
-        else "",
-        "base_loss": metrics.pooled_loss(ev.model_scores(scored, "base")),
-        "tuned_loss": metrics.pooled_loss(ev.model_scores(scored, "tuned")),
-        **counts,
-        **{
-            f"{r['set']}_{m}_{k}": r[f"{m}_{k}"]
-            for r in table
-            if r["group"] == "overall"
-            for m in ("base", "tuned")
-            for k in ("loss", "accuracy")
-        },
-    }
+    summary = evaluation_summary(artifacts, tuned, scored, table, counts)
     plot = plots.plot_group_losses(table, out / "per_intent_loss.png")
     summary["mlflow_run_id"] = _log_to_mlflow(tracking, context, config, summary, table, plot)
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     removed = artifacts.publish("adapter_evaluation", out)
+    return dg.MaterializeResult(metadata=evaluation_metadata(summary, table, samples, plot, out, removed))
+
+
+def evaluation_summary(artifacts: ArtifactStore, tuned: Path, scored: list, table: list, counts: dict) -> dict:
+    """evaluation.json: the models compared, the training run, every loss of the glossary (unrounded), counts."""
+    from llama_sft_dagster.core.evaluation import evaluate as ev
+    from llama_sft_dagster.core.evaluation import metrics
+    from llama_sft_dagster.core.report.losses import evaluation_losses
+
+    adapter = Path(json.loads(artifacts.path("merged_model", LINEAGE_FILE).read_text())["adapter"])
+    run_file = adapter.parent / RUN_FILE
+    pooled = {m: metrics.pooled_loss(ev.model_scores(scored, m)) for m in ("base", "tuned")}
+    accuracy = {
+        f"{r['set']}_accuracy_{m}": r[f"{m}_accuracy"] for r in table if r["group"] == "overall" for m in MODELS
+    }
+    training_run = json.loads(run_file.read_text()).get("mlflow_run_id", "") if run_file.exists() else ""
+    return {
+        "tuned_model": str(tuned),
+        "adapter": str(adapter),
+        "training_mlflow_run_id": training_run,
+        **evaluation_losses(table, pooled),
+        **accuracy,
+        **counts,
+    }
+
+
+def evaluation_metadata(summary: dict, table: list, samples: list, plot, out: Path, removed: list) -> dict:
+    """The asset page: the losses (4 significant digits), the comparison and the samples as tables, the plot."""
+    from llama_sft_dagster.core.evaluation import metrics
+    from llama_sft_dagster.core.evaluation.samples import samples_rows
+    from llama_sft_dagster.core.training.plots import png_markdown
+
     worse = metrics.worse_groups(table)
-    return dg.MaterializeResult(
-        metadata={
-            **{k: v for k, v in summary.items() if k not in ("tuned_model", "adapter")},
-            "groups_tuned_worse": len(worse),
-            "path": dg.MetadataValue.path(str(out)),
-            "version": out.name,
-            "versions_removed": ", ".join(removed),
-            "metrics": dg.MetadataValue.md(metrics.markdown_table(table)),
-            "samples": dg.MetadataValue.md(smp.samples_markdown(samples)),
-            **({"per_intent_plot": dg.MetadataValue.md(png_markdown(plot, "per-intent loss"))} if plot else {}),
-        }
-    )
+    return {
+        **tidy({k: v for k, v in summary.items() if k not in ("tuned_model", "adapter")}),
+        "groups_tuned_worse": len(worse),
+        "metrics": table_value(metrics.table_rows(table)),
+        "samples": table_value(samples_rows(samples)),
+        **({"per_intent_plot": dg.MetadataValue.md(png_markdown(plot, "per-intent loss"))} if plot else {}),
+        "path": dg.MetadataValue.path(str(out)),
+        "version": out.name,
+        "versions_removed": ", ".join(removed),
+    }
 
 
 def _summary(artifacts: ArtifactStore, consumer: str = "adapter_evaluation") -> dict:
@@ -156,13 +174,15 @@ def _summary(artifacts: ArtifactStore, consumer: str = "adapter_evaluation") -> 
 @dg.asset_check(
     asset=adapter_evaluation,
     blocking=True,
-    description="The tuned model's reply-token loss over all evaluation rows is below the base model's. "
+    description="evaluation_loss_tuned < evaluation_loss_base: the tuned model's loss over all evaluation rows "
+    "(validation + held-out) is below the base model's. "
     "Blocking: champion_model (the registry promotion) does not run after a failure.",
 )
 def adapter_evaluation_beats_base(artifacts: ArtifactStore) -> dg.AssetCheckResult:
     s = _summary(artifacts)
     return dg.AssetCheckResult(
-        passed=s["tuned_loss"] < s["base_loss"], metadata={"base_loss": s["base_loss"], "tuned_loss": s["tuned_loss"]}
+        passed=s["evaluation_loss_tuned"] < s["evaluation_loss_base"],
+        metadata=tidy({k: s[k] for k in ("evaluation_loss_base", "evaluation_loss_tuned")}),
     )
 
 
@@ -222,45 +242,55 @@ def champion_model(
     pool_guard: GpuPoolGuard,
     tracking: MlflowTracking,
 ) -> dg.MaterializeResult:
-    from llama_sft_dagster.core.evaluation.promotion import decide
     from llama_sft_dagster.resources.model_registry import RegisteredModel
 
     s = _summary(artifacts, "champion_model")
     challenger = Path(s["tuned_model"])
     registry = RegisteredModel(tracking.resolved_uri(), config.registered_model_name)
-    champion = registry.champion()
-    rows = read_parquet(artifacts.path("adapter_evaluation", "rows.parquet")).to_pylist()
-    fmt = json.loads(artifacts.path("sft_dataset", FORMAT_FILE).read_text())
-    same = champion is not None and Path(champion.source) == challenger
-    champion_loss = None if same else _champion_loss(champion, rows, fmt, EvaluationConfig(), gpu, context)
-    decision = decide(s["tuned_loss"], s["base_loss"], champion_loss, config.min_improvement)
-    if same:
-        version, decision = champion, type(decision)(False, f"v{champion.version} is this model and already champion")
-    else:
-        version = registry.register(
-            str(challenger),
-            {
-                "tuned_loss": s["tuned_loss"],
-                "base_loss": s["base_loss"],
-                "champion_loss": champion_loss,
-                "decision": decision.reason,
-            },
-            run_id=s.get("mlflow_run_id"),
-        )
+    version, decision, champion_loss = register_and_decide(registry, s, config, gpu, context, artifacts)
     if decision.promote:
         registry.promote(version.version)
         for folder in (challenger.parent, Path(s["adapter"]).parent):  # merged model and its adapter version
             artifacts.mark_promoted(folder, f"{config.registered_model_name} v{version.version}")
     current = registry.champion()
     context.log.info(f"champion_model: {decision.reason}; champion is v{current.version if current else '-'}")
+    (artifacts.asset_dir("champion_model") / DECISION_FILE).write_text(
+        json.dumps({"promoted": decision.promote, "reason": decision.reason, "version": int(version.version)})
+    )
+    registry_url = registry.version_url(version.version, tracking.ui_url)
     return dg.MaterializeResult(
         metadata={
             "promoted": decision.promote,
             "reason": decision.reason,
             "challenger_version": int(version.version),
             "champion_version": int(current.version) if current else 0,
-            "challenger_loss": s["tuned_loss"],
-            "champion_loss_before": champion_loss if champion_loss is not None else float("nan"),
+            "evaluation_loss_challenger": round_float(s["evaluation_loss_tuned"]),
+            "evaluation_loss_champion_before": round_float(champion_loss) if champion_loss is not None else "none",
+            "registry": dg.MetadataValue.url(registry_url),
             "champion_path": dg.MetadataValue.path(current.source if current else ""),
         }
     )
+
+
+def register_and_decide(registry, s: dict, config: ChampionConfig, gpu: GpuResource, context, artifacts):
+    """(the challenger's model version, the decision, the champion's loss on the same rows or None). A version
+    already registered for this folder is reused; the version hangs on the training run (its MLflow page lists it)."""
+    from llama_sft_dagster.core.evaluation.promotion import decide
+
+    challenger, champion = Path(s["tuned_model"]), registry.champion()
+    rows = read_parquet(artifacts.path("adapter_evaluation", "rows.parquet")).to_pylist()
+    fmt = json.loads(artifacts.path("sft_dataset", FORMAT_FILE).read_text())
+    same = champion is not None and Path(champion.source) == challenger
+    champion_loss = None if same else _champion_loss(champion, rows, fmt, EvaluationConfig(), gpu, context)
+    decision = decide(s["evaluation_loss_tuned"], s["evaluation_loss_base"], champion_loss, config.min_improvement)
+    if same:
+        return champion, type(decision)(False, f"v{champion.version} is this model and already champion"), None
+    tags = {
+        "evaluation_loss_tuned": s["evaluation_loss_tuned"],
+        "evaluation_loss_base": s["evaluation_loss_base"],
+        "evaluation_loss_champion": champion_loss,
+        "decision": decision.reason,
+        "evaluation_run_id": s.get("mlflow_run_id", ""),
+    }
+    version = registry.register(str(challenger), tags, run_id=s.get("training_mlflow_run_id") or s.get("mlflow_run_id"))
+    return version, decision, champion_loss

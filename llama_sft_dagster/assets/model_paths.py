@@ -1,19 +1,16 @@
-"""Where the base model's files live, for the assets that read them (token filter, training, merge)."""
+"""Where the files the assets share live: the base model's folder and the names of the files one asset
+writes for another (each named here once)."""
 
 from pathlib import Path
 
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 
 BASE_MODEL_ASSET = "base_model"
+FORMAT_FILE = "format.json"  # sft_dataset's settings (template, max_length) that training, checks and evaluation share
+# the training run's summary beside its adapter (the MLflow run id; adapter_evaluation and the rank sweep read it)
+RUN_FILE = "run.json"
 
 
 def base_model_dir(artifacts: ArtifactStore) -> Path:
     """Folder with the base model's config, safetensors weights and tokenizer (a save_pretrained layout)."""
     return artifacts.path(BASE_MODEL_ASSET, "model")
-
-
-def load_base_tokenizer(artifacts: ArtifactStore):
-    from transformers import AutoTokenizer
-
-    artifacts.upstream(BASE_MODEL_ASSET, "token_limit_filtered", "model/tokenizer_config.json")
-    return AutoTokenizer.from_pretrained(base_model_dir(artifacts))

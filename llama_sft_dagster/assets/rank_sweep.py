@@ -12,8 +12,7 @@ import dagster as dg
 
 from llama_sft_dagster.assets._versioned import versioned_asset
 from llama_sft_dagster.assets.adapter_training import plain_values, train_adapter_into
-from llama_sft_dagster.assets.model_paths import base_model_dir
-from llama_sft_dagster.assets.training import FORMAT_FILE
+from llama_sft_dagster.assets.model_paths import FORMAT_FILE, base_model_dir
 from llama_sft_dagster.config.evaluation import SWEEP_RANKS, RankSweepConfig
 from llama_sft_dagster.config.training import TrainConfig
 from llama_sft_dagster.core.data.storage import read_parquet
@@ -114,6 +113,7 @@ def lora_rank_sweep(
 @versioned_asset(
     group_name="rank_sweep",
     kinds={"markdown"},
+    tags={"sft/sweep": "report"},
     deps=[lora_rank_sweep],
     description="The rank sweep in one table and plot: eval loss, per-intent spread, trainable "
     "parameters, time, peak memory and effective-rank utilisation (entropy rank / r) per materialized "

@@ -1,21 +1,24 @@
-"""The run report: one asset page that tells the story of the last run of the whole graph.
+"""The run report: the last asset of the job, one page that tells the story of the run of the whole graph.
 
     dagster asset materialize -m llama_sft_dagster.definitions --select run_report
 
-Sections (each a metadata entry; short ones show in place on the asset page, the Dagster UI hides
-Markdown longer than 1,000 characters behind "[Show Markdown]"): the row funnel per stage with its top
-drop reasons, rows per source, losses, the masking / merge / accounting check results, the MLflow run
-(URL), an inline loss curve, and the full plots. The whole report is also written as `run_report.md`.
+Tables (Dagster table metadata, shown in place on the asset page): the row funnel per stage with its top
+drop reasons, rows per source and intent, every loss with its definition (the glossary), the base-vs-tuned
+evaluation, the champion decision and every check of the graph. Links: MLflow (runs table, training run,
+registered model) and TensorBoard. Plots: an inline loss sketch, the full charts one click away ("[Show
+Markdown]"). The whole report is also written as `run_report.md`.
 """
 
+import json
 from collections import Counter
 
 import dagster as dg
 import pyarrow.parquet as pq
 
-from llama_sft_dagster.assets._metadata import count_table_md
+from llama_sft_dagster.assets._metadata import rows_markdown, table_value
 from llama_sft_dagster.assets._versioned import versioned_asset
 from llama_sft_dagster.assets.data_chain import DATA_STAGES, LAST_STAGE
+from llama_sft_dagster.launch.train import REPORT_FILE
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 
 SFT_SPLITS = ("train", "validation")
@@ -62,97 +65,146 @@ def stage_rows(artifacts: ArtifactStore) -> list:
     return stages
 
 
-def per_source_and_intent(artifacts: ArtifactStore) -> tuple[str, str]:
+def per_source_and_intent(artifacts: ArtifactStore) -> tuple[list[dict], list[dict]]:
+    """Pairs per source and per intent, one column per split."""
     counts = {name: pq.read_table(artifacts.path(f"{name}_pairs"), columns=["source", "intent"]) for name in SFT_SPLITS}
-    per_source = {n: Counter(t.column("source").to_pylist()) for n, t in counts.items()}
-    per_intent = {n: Counter(t.column("intent").to_pylist()) for n, t in counts.items()}
-    return count_table_md(per_source, "source (pairs)"), count_table_md(per_intent, "intent (pairs)")
+
+    def per(column: str) -> list[dict]:
+        by_split = {n: Counter(t.column(column).to_pylist()) for n, t in counts.items()}
+        keys = sorted(set().union(*by_split.values()), key=lambda k: (k is None, str(k)))
+        return [{column: str(k), **{n: c.get(k, 0) for n, c in by_split.items()}} for k in keys]
+
+    return per("source"), per("intent")
 
 
-def check_results(context: dg.AssetExecutionContext) -> str:
-    """| check | result | run | of the latest evaluation of every check of the graph."""
-    from llama_sft_dagster.assets import checks, training
+def check_results(context: dg.AssetExecutionContext) -> list[dict]:
+    """check, severity, result and run of the latest evaluation of every check of the graph."""
+    from llama_sft_dagster.assets import checks, evaluation, training
 
     # the project's checks by their definitions (a run of selected assets, dg.materialize, has no repository)
-    definitions = [*checks.accounting_checks, *dg.load_asset_checks_from_modules([training])]
-    keys = sorted({k for c in definitions for k in c.check_keys}, key=lambda k: k.to_user_string())
+    definitions = [*checks.accounting_checks, *dg.load_asset_checks_from_modules([training, evaluation])]
+    specs = {s.key: s for c in definitions for s in c.check_specs}
+    keys = sorted(specs, key=lambda k: k.to_user_string())
     latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
-    lines = ["| check | result | run |", "|---|---|---|"]
+    rows = []
     for key in keys:
         record = latest.get(key)
-        evaluation = (
-            record.event.dagster_event.event_specific_data
-            if record and record.event and record.event.dagster_event
-            else None
-        )
-        result = ("passed" if evaluation.passed else "FAILED") if hasattr(evaluation, "passed") else "not run"
+        event = record.event.dagster_event if record and record.event else None
+        result = getattr(event.event_specific_data, "passed", None) if event else None
+        severity = getattr(getattr(event.event_specific_data, "severity", None), "value", "") if event else ""
+        status = "not run" if result is None else "passed" if result else ("WARN" if severity == "WARN" else "FAILED")
         run = "this run" if record and record.run_id == context.run.run_id else (record.run_id[:8] if record else "-")
-        lines.append(f"| {key.asset_key.to_user_string()}:{key.name} | {result} | {run} |")
-    return "\n".join(lines)
+        rows.append({"check": f"{key.asset_key.to_user_string()}:{key.name}", "result": status, "run": run})
+    return rows
 
 
-def losses_md(report: dict) -> str:
-    from llama_sft_dagster.core.report.tidy import tidy
+def loss_rows(report: dict, evaluation: dict) -> list[dict]:
+    """Every loss of the run under its glossary name, base and tuned side by side, with its definition."""
+    from llama_sft_dagster.core.report.losses import GLOSSARY, sig4
 
     s = report["summary"]
-    rows = tidy(
-        {
-            "first train loss": s.get("first_train_loss"),
-            "final train loss": s.get("final_train_loss"),
-            "best eval loss": s.get("best_eval_loss"),
-            "at step": s.get("best_eval_step"),
-            "final eval loss": s.get("final_eval_loss"),
-            "optimizer steps": s.get("global_steps"),
-            "token efficiency (supervised / all positions, every batch)": report.get("token_efficiency"),
-        }
-    )
-    return "\n".join(["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows.items())])
+
+    def fmt(v) -> str:
+        return "" if v is None else f"{sig4(v):g}"
+
+    trained = {
+        "train_loss": f"{fmt(s.get('first_train_loss'))} (first) -> {fmt(s.get('final_train_loss'))} (final)",
+        "eval_loss": f"best {fmt(s.get('best_eval_loss'))} at step {s.get('best_eval_step')}, "
+        f"final {fmt(s.get('final_eval_loss'))}",
+    }
+    rows = [{"loss": n, "base model": "", "tuned model": v, "definition": GLOSSARY[n]} for n, v in trained.items()]
+    for name in ("validation_loss", "held_out_loss", "evaluation_loss"):
+        base, tuned = evaluation.get(f"{name}_base"), evaluation.get(f"{name}_tuned")
+        rows.append({"loss": name, "base model": fmt(base), "tuned model": fmt(tuned), "definition": GLOSSARY[name]})
+    return rows
 
 
-@versioned_asset(
-    group_name="training",
-    kinds={"markdown"},
-    deps=["merged_model"],
-    description="One page for the whole run: row funnel with drop reasons, rows per source and intent, losses, "
-    "check results, the MLflow run and the plots (inline loss curve).",
-)
-def run_report(context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> dg.MaterializeResult:
-    import json
+def report_sections(context: dg.AssetExecutionContext, artifacts: ArtifactStore, report: dict) -> dict:
+    """{section: rows} of the report, in reading order."""
+    from llama_sft_dagster.assets.evaluation import DECISION_FILE, SUMMARY_FILE
+    from llama_sft_dagster.core.evaluation.metrics import table_rows
+    from llama_sft_dagster.core.report.funnel import top_reasons
 
-    from llama_sft_dagster.core.report.funnel import funnel_markdown
-    from llama_sft_dagster.core.report.sparkline import inline_markdown, loss_sketch_png
-    from llama_sft_dagster.core.training.plots import png_markdown
-
-    report = json.loads(artifacts.upstream("train_adapter", "run_report", "report.json").read_text())
-    stages = stage_rows(artifacts)
+    evaluation = json.loads(artifacts.upstream("adapter_evaluation", "run_report", SUMMARY_FILE).read_text())
+    decision = json.loads(artifacts.upstream("champion_model", "run_report", DECISION_FILE).read_text())
+    metrics = pq.read_table(artifacts.path("adapter_evaluation", "metrics.parquet")).to_pylist()
     per_source, per_intent = per_source_and_intent(artifacts)
-    sections = {
-        "funnel": funnel_markdown(stages),
+    funnel = [
+        {
+            "stage": s.stage,
+            "in": s.rows_in,
+            "out": s.rows_out,
+            "unit": s.unit,
+            "top drop reasons": top_reasons(s.dropped),
+        }
+        for s in stage_rows(artifacts)
+    ]
+    return {
+        "funnel": funnel,
         "rows_per_source": per_source,
-        "losses": losses_md(report),
+        "losses": loss_rows(report, evaluation),
+        "evaluation": table_rows(metrics, kinds=("overall", "category", "domain")),
+        "champion": [
+            {"registered version": decision["version"], "promoted": decision["promoted"], "reason": decision["reason"]}
+        ],
         "checks": check_results(context),
         "rows_per_intent": per_intent,
     }
+
+
+def links(report: dict, context: dg.AssetExecutionContext) -> dict:
+    """URLs of the MLflow runs table, training run and registered model, and of TensorBoard on this run."""
+    latest = {
+        name: context.instance.get_latest_materialization_event(dg.AssetKey(name))
+        for name in ("train_adapter", "champion_model")
+    }
+    urls = {}
+    for event in latest.values():
+        md = event.asset_materialization.metadata if event and event.asset_materialization else {}
+        for key in ("mlflow_experiment", "mlflow_run", "tensorboard", "registry"):
+            if key in md:
+                urls[key] = md[key]
+    if "mlflow_run" not in urls and report.get("mlflow_url"):
+        urls["mlflow_run"] = dg.MetadataValue.url(report["mlflow_url"])
+    return urls
+
+
+@versioned_asset(
+    group_name="report",
+    kinds={"markdown"},
+    deps=["champion_model", "adapter_evaluation", "merged_model"],
+    description="The last step: one page for the whole run. Tables of the row funnel with drop reasons, rows "
+    "per source and intent, every loss with its definition (the glossary), the base-vs-tuned evaluation, the "
+    "champion decision and every check; links to MLflow (runs, training run, registered model) and "
+    "TensorBoard; plots one click away.",
+)
+def run_report(context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> dg.MaterializeResult:
+    from llama_sft_dagster.core.report.losses import glossary_markdown
+    from llama_sft_dagster.core.report.sparkline import inline_markdown, loss_sketch_png
+    from llama_sft_dagster.core.training.plots import png_markdown
+
+    report = json.loads(artifacts.upstream("train_adapter", "run_report", REPORT_FILE).read_text())
+    sections = report_sections(context, artifacts, report)
+    losses = report["losses"]
     sketch = (
-        inline_markdown(loss_sketch_png(report["losses"]["train"], report["losses"]["eval"]), "loss curve")
-        if report["losses"]["train"]
-        else None
+        inline_markdown(loss_sketch_png(losses["train"], losses["eval"]), "loss curve") if losses["train"] else None
     )
     plots = {f"{k}_plot": png_markdown(p, k) for k, p in report["plots"].items()}
+    urls = links(report, context)
     out = artifacts.asset_dir("run_report") / "run_report.md"
-    out.write_text("\n\n".join(f"## {k}\n\n{v}" for k, v in {**sections, **plots}.items()) + "\n")
-    links = {"mlflow_run": dg.MetadataValue.url(report["mlflow_url"])} if report.get("mlflow_url") else {}
-    md = {k: dg.MetadataValue.md(v) for k, v in sections.items()}
+    text = {**{k: rows_markdown(v) for k, v in sections.items()}, "glossary": glossary_markdown(), **plots}
+    text["links"] = "\n".join(f"- {k}: {v.value}" for k, v in urls.items())
+    out.write_text("\n\n".join(f"## {k}\n\n{v}" for k, v in text.items()) + "\n")
+    checks = sections["checks"]
     return dg.MaterializeResult(
         metadata={
-            "funnel": md.pop("funnel"),
+            **{k: table_value(v) for k, v in sections.items()},
+            "checks_passed": f"{sum(c['result'] == 'passed' for c in checks)} of {len(checks)}",
+            **urls,
             **({"loss_curve": dg.MetadataValue.md(sketch)} if sketch else {}),
-            **links,
-            **md,
             **{k: dg.MetadataValue.md(v) for k, v in plots.items()},
-            "pairs_kept": stages[-2].rows_out,
-            "samples_trained_on": stages[-1].rows_out,
-            "tensorboard_run": dg.MetadataValue.path(report["tensorboard_run"]),
+            "pairs_kept": sections["funnel"][-2]["out"],
+            "samples_trained_on": sections["funnel"][-1]["out"],
             "path": dg.MetadataValue.path(str(out)),
         }
     )

@@ -51,7 +51,6 @@ def multiwoz_version(multiwoz: MultiwozSource) -> str:
 
 
 @dg.observable_source_asset(
-    group_name="raw",
     description="Where Bitext rows come from (demo corpus, local file, or hub dataset); "
     "its data version is the file's content hash or the hub commit sha.",
 )
@@ -60,7 +59,6 @@ def bitext_source(bitext: BitextSource) -> dg.DataVersion:
 
 
 @dg.observable_source_asset(
-    group_name="raw",
     description="Where MultiWOZ 2.2 dialogues come from (demo corpus, local folder, "
     "or the published archive); its data version is the content hash or the pinned archive URL.",
 )

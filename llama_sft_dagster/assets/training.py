@@ -10,19 +10,19 @@ import dagster as dg
 
 from llama_sft_dagster.assets._versioned import profiled_check, versioned_asset
 from llama_sft_dagster.assets.adapter_training import train_adapter_into
-from llama_sft_dagster.assets.model_paths import base_model_dir
+from llama_sft_dagster.assets.model_paths import FORMAT_FILE, base_model_dir
 from llama_sft_dagster.config.k8s import K8S_CONFIG_TAG, training_step_k8s_config
 from llama_sft_dagster.config.training import MergeCheckConfig, SftDatasetConfig, TrainConfig
 from llama_sft_dagster.core.data.storage import read_parquet, write_parquet
 from llama_sft_dagster.core.report.tidy import tidy
 from llama_sft_dagster.core.versions import fingerprint, folder_version, table_version
 from llama_sft_dagster.housekeeping.pool_guard import GpuPoolGuard
+from llama_sft_dagster.launch.train import REPORT_FILE
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.gpu import GpuResource
 from llama_sft_dagster.resources.tracking import MlflowTracking
 
 SPLITS = {"train": "train_pairs", "validation": "validation_pairs"}
-FORMAT_FILE = "format.json"  # the sft_dataset settings train_adapter and the checks must share
 LINEAGE_FILE = "lineage.json"  # in a merged_model version: the adapter version it was merged from
 
 
@@ -70,6 +70,16 @@ def empty_split_message(split: str, upstream: str, counts, max_length: int) -> s
     )
 
 
+def split_metadata(split: str, counts, lengths: list[int], max_length: int) -> dict:
+    """`<split>_<figure>`: the row accounting and the templated lengths of one split."""
+    from llama_sft_dagster.core.training.masking import length_report
+
+    report = length_report(lengths, max_length)
+    # kept rows over max_length exist only when filtering is off: the trainer cuts them, counted here
+    figures = {**counts.as_metadata(), **report, "truncated_samples": report["over_max_length"]}
+    return {f"{split}_{k}": v for k, v in figures.items()}
+
+
 @versioned_asset(
     group_name="training",
     kinds={"parquet"},
@@ -83,7 +93,6 @@ def sft_dataset(
     from transformers import AutoTokenizer
 
     from llama_sft_dagster.core.training.chat_format import sft_table
-    from llama_sft_dagster.core.training.masking import length_report
 
     tokenizer = AutoTokenizer.from_pretrained(artifacts.upstream("base_model", "sft_dataset", "model"))
     out, metadata, rejects = artifacts.asset_dir("sft_dataset"), {}, []
@@ -97,20 +106,11 @@ def sft_dataset(
             config.system_prompt,
             assistant_only_loss=config.assistant_only_loss,
         )
-        if (
-            table.num_rows == 0
-        ):  # the trainer needs both: it trains on one and evaluates (eval_strategy=steps) on the other
+        if table.num_rows == 0:  # the trainer needs both: it trains on one and evaluates on the other
             raise EmptySftSplitError(empty_split_message(split, upstream, counts, config.max_length))
         write_parquet(table, out / f"{split}.parquet")
         rejects.append(rej)
-        report = length_report(lengths, config.max_length)
-        # kept rows over max_length exist only when filtering is off: the trainer cuts them, counted here
-        metadata.update(
-            {
-                f"{split}_{k}": v
-                for k, v in {**counts.as_metadata(), **report, "truncated_samples": report["over_max_length"]}.items()
-            }
-        )
+        metadata.update(split_metadata(split, counts, lengths, config.max_length))
     import pyarrow as pa
 
     write_parquet(pa.concat_tables(rejects), out / "rejects.parquet")
@@ -220,6 +220,33 @@ def train_adapter(
     return dg.MaterializeResult(
         metadata={**metadata, "version": out.name, "versions_removed": ", ".join(removed)},
         data_version=dg.DataVersion(folder_version(out / "adapter")),
+    )
+
+
+@dg.asset_check(
+    asset=train_adapter,
+    description="WARN when the gradient norm stays above 1.5 over the last quarter of the logged steps "
+    "(the walkthrough's advice: then halve the learning rate); shows the figure either way.",
+)
+def train_adapter_grad_norm(artifacts: ArtifactStore) -> dg.AssetCheckResult:
+    from llama_sft_dagster.core.training.advice import grad_norm_advice
+
+    report = json.loads(artifacts.path("train_adapter", REPORT_FILE).read_text())
+    advice = grad_norm_advice(report.get("grad_norm") or [])
+    if advice is None:
+        return dg.AssetCheckResult(passed=True, metadata={"note": "no grad_norm was logged (no optimizer step)"})
+    return dg.AssetCheckResult(
+        passed=not advice.high,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=advice.message,
+        metadata=tidy(
+            {
+                "grad_norm_tail_median": advice.tail_median,
+                "grad_norm_last": advice.last,
+                "steps": f"{advice.tail_steps[0]}-{advice.tail_steps[1]}",
+                "advice": advice.message,
+            }
+        ),
     )
 
 

@@ -145,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import dagster as dg
 
-    from llama_sft_dagster.cli.failure import failure_cause
     from llama_sft_dagster.config.profiles import state_dir
+    from llama_sft_dagster.logs.failure import failure_cause
 
     started = time.monotonic()
     log_path = state_dir().resolve() / "logs" / f"demo-{time.strftime('%Y%m%d-%H%M%S')}.log"

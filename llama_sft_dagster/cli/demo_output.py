@@ -19,7 +19,7 @@ from llama_sft_dagster.core.report.funnel import StageRows, one_line
 
 PROGRESS_PREFIX = "train step "
 FUNNEL_ORDER = [FIRST_INPUT, *STAGE_NAMES, "sft_dataset"]  # the data chain as declared (assets/data_chain.py)
-MLFLOW_CMD, TENSORBOARD_URL = "make mlflow", "http://127.0.0.1:6006"
+MLFLOW_CMD = "make mlflow"
 
 
 def _dropped(md: dict, prefix: str = "dropped_") -> Counter:
@@ -58,12 +58,13 @@ def describe(asset: str, md: dict) -> str:
     """A short phrase for an asset without row accounting."""
     if asset == "train_adapter":
         return (
-            f"loss {md.get('first_train_loss')} -> {md.get('final_train_loss')}, best eval_loss "
+            f"train_loss {md.get('first_train_loss')} -> {md.get('final_train_loss')}, best_eval_loss "
             f"{md.get('best_eval_loss')} at step {md.get('best_eval_step')}"
         )
     if asset == "adapter_evaluation":
         return (
-            f"reply-token loss base {_rounded(md.get('base_loss'))} -> tuned {_rounded(md.get('tuned_loss'))}; "
+            f"evaluation_loss base {_rounded(md.get('evaluation_loss_base'))} -> tuned "
+            f"{_rounded(md.get('evaluation_loss_tuned'))}; "
             f"{md.get('groups_tuned_worse', 0)} group(s) where tuned is worse"
         )
     if asset == "champion_model":
@@ -140,15 +141,15 @@ def closing_summary(run_id: str, printer: StagePrinter, seconds: float, log_path
     if adapter:
         lines += [
             "Training:",
-            f"  train loss {adapter.get('first_train_loss')} -> {adapter.get('final_train_loss')}"
-            f" over {adapter.get('global_steps')} steps; eval loss best {adapter.get('best_eval_loss')}"
+            f"  train_loss {adapter.get('first_train_loss')} -> {adapter.get('final_train_loss')}"
+            f" over {adapter.get('global_steps')} steps; eval_loss best {adapter.get('best_eval_loss')}"
             f" (step {adapter.get('best_eval_step')}), final {adapter.get('final_eval_loss')}",
             f"  token efficiency {adapter.get('token_efficiency')} (supervised / all positions, every batch)",
         ]
     evaluation, champion = printer.metadata.get("adapter_evaluation", {}), printer.metadata.get("champion_model", {})
     if evaluation:
         lines += [
-            "Evaluation (base -> tuned, reply tokens; per intent/domain in the UI):",
+            "Evaluation (base -> tuned; every loss is defined in the run report's glossary):",
             f"  {describe('adapter_evaluation', evaluation)}",
         ]
     if champion:
@@ -161,11 +162,14 @@ def closing_summary(run_id: str, printer: StagePrinter, seconds: float, log_path
         f"  run report (make ui):           {ui_url}/assets/run_report",
         f"  evaluation (make ui):           {ui_url}/assets/adapter_evaluation",
     ]
+    if adapter.get("mlflow_experiment"):
+        lines.append(f"  MLflow runs ({MLFLOW_CMD}):      {adapter['mlflow_experiment']}")
     if adapter.get("mlflow_run"):
         lines.append(f"  MLflow run ({MLFLOW_CMD}):       {adapter['mlflow_run']}")
-    if adapter.get("tensorboard_run"):
-        run_folder = Path(adapter["tensorboard_run"]).name
-        lines.append(f"  TensorBoard (make tensorboard): {TENSORBOARD_URL}  run {run_folder}")
+    if champion.get("registry"):
+        lines.append(f"  registered model ({MLFLOW_CMD}): {champion['registry']}")
+    if adapter.get("tensorboard"):
+        lines.append(f"  TensorBoard (make tensorboard): {adapter['tensorboard']}")
     lines += [
         f"  adapter:                        {adapter.get('path', '-')}",
         f"  merged model:                   {merged.get('path', '-')}",

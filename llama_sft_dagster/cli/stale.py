@@ -24,9 +24,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from llama_sft_dagster.cli.failure import failure_cause
 from llama_sft_dagster.core.data.locks import FileLock
-from llama_sft_dagster.housekeeping.stale_plan import PlannedAsset, format_plan, plan
+from llama_sft_dagster.housekeeping.stale_plan import PlannedAsset, format_dry_plan, format_plan, plan
+from llama_sft_dagster.logs.failure import failure_cause
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -90,8 +90,11 @@ def materialize_stale(
             out("still stale after being rebuilt in this command (stopping):\n" + format_plan(again))
             summary.ok = False
             break
-        out(f"{'would materialize' if dry_run else f'wave {wave}: materializing'} {len(planned)} asset(s):")
-        out(format_plan(planned))
+        if dry_run:
+            out(format_dry_plan(planned))
+        else:
+            out(f"wave {wave}: materializing {len(planned)} asset(s):")
+            out(format_plan(planned))
         if dry_run:
             summary.waves.append(planned)
             break
@@ -118,9 +121,15 @@ def materialize_stale(
     if not summary.waves:
         out(format_plan([]))
     summary.seconds = time.perf_counter() - start
-    verb = "would materialize" if dry_run else "materialized"
+    if dry_run:
+        certain = sum(p.certain for wave in summary.waves for p in wave)
+        out(
+            f"dry run, nothing materialized ({summary.seconds:.1f} s): {certain} asset(s) would run for certain, "
+            f"{len(summary.materialized) - certain} more only if an upstream's data changes"
+        )
+        return summary
     out(
-        f"{verb} {len(summary.materialized)} asset(s) in {len(summary.run_ids)} run(s), {summary.seconds:.1f} s"
+        f"materialized {len(summary.materialized)} asset(s) in {len(summary.run_ids)} run(s), {summary.seconds:.1f} s"
         + (f"; not built: {', '.join(summary.not_built)}" if summary.not_built else "")
     )
     if summary.cause:

@@ -1,7 +1,7 @@
 """Typed config of the evaluation group: adapter_evaluation, champion_model, lora_rank_sweep."""
 
 import dagster as dg
-from pydantic import Field
+from pydantic import ConfigDict, Field, create_model
 
 from llama_sft_dagster.config.profiles import profiled
 from llama_sft_dagster.config.training import TrainConfig
@@ -51,10 +51,33 @@ class ChampionConfig(dg.Config):
     )
 
 
-class RankSweepConfig(TrainConfig):
-    """train_adapter's config; lora_r comes from the partition and lora_alpha = alpha_per_rank * r."""
+# train_adapter's fields but the two the partition sets: lora_r is the partition's rank and lora_alpha is
+# alpha_per_rank * r, so neither appears in the launchpad to be overwritten silently
+SWEEP_SET_FIELDS = ("lora_r", "lora_alpha")
+_SWEEP_FIELDS = {n: (f.annotation, f) for n, f in TrainConfig.model_fields.items() if n not in SWEEP_SET_FIELDS}
 
-    alpha_per_rank: float = Field(2.0, gt=0, description="lora_alpha / lora_r of every rank (seed: 128 / 64 = 2).")
-    max_steps: int = profiled(
-        demo=20, full=-1, description="Optimizer steps of every rank (one budget for all); demo: 20, to fit a CPU."
-    )
+
+class _StrictConfig(dg.Config):
+    model_config = ConfigDict(extra="forbid")  # RankSweepConfig(lora_r=8) fails naming the field
+
+
+RankSweepConfig = create_model(
+    "RankSweepConfig",
+    __base__=_StrictConfig,
+    __doc__="train_adapter's config without lora_r (the partition's rank) and lora_alpha (alpha_per_rank * r).",
+    **{
+        **_SWEEP_FIELDS,
+        "alpha_per_rank": (
+            float,
+            Field(2.0, gt=0, description="lora_alpha / lora_r of every rank (seed: 128 / 64 = 2)."),
+        ),
+        "max_steps": (
+            int,
+            profiled(
+                demo=20,
+                full=-1,
+                description="Optimizer steps of every rank (one budget for all); demo: 20, to fit a CPU.",
+            ),
+        ),
+    },
+)

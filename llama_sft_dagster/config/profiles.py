@@ -112,6 +112,21 @@ def repo_path(path: str) -> Path:
     return Path(path) if Path(path).is_absolute() else REPO_ROOT / path
 
 
+def recipes_text() -> str:
+    """The recipes (recipes/*.yaml) by name and first comment line, for the descriptions a launchpad user
+    reads; empty where the package runs without its repository (an installed wheel)."""
+    lines = []
+    for path in sorted((REPO_ROOT / "recipes").glob("*.yaml")):
+        first = next((x.lstrip("# ").strip() for x in path.read_text().splitlines() if x.startswith("#")), "")
+        lines.append(f"recipes/{path.name}: {first}")
+    if not lines:
+        return ""
+    return (
+        " Recipes (paste one into the launchpad's config editor, or `make demo CONFIG=recipes/<name>.yaml`): "
+        + "; ".join(lines)
+    )
+
+
 def state_dir() -> Path:
     return Path(os.environ.get("SFT_STATE_DIR", ".sft_state"))
 

@@ -27,6 +27,9 @@ from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, Temp
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleCause, StaleStatus  # see above
 from dagster._time import get_current_datetime  # the resolver's clock, as the UI sets it
 
+CONDITIONAL = ("downstream of ", "computed together with ")  # reasons that hold only if a parent's data changes
+MUST_RUN = "(which runs for certain)"
+
 
 @dataclass(frozen=True)
 class PlannedAsset:
@@ -36,6 +39,13 @@ class PlannedAsset:
     @property
     def name(self) -> str:
         return self.key.to_user_string()
+
+    @property
+    def certain(self) -> bool:
+        """It runs whatever its parents produce (missing, new code or config, a parent's new data already
+        recorded); False when its only reason is a parent that runs first: then it runs only if that parent's
+        rerun changes its data version (Dagster's staleness looks at content, not at the run)."""
+        return any(not r.startswith(CONDITIONAL) or r.endswith(MUST_RUN) for r in self.reasons)
 
 
 def stale_resolver(instance: dg.DagsterInstance, asset_graph) -> CachingStaleStatusResolver:
@@ -108,15 +118,34 @@ def plan(
         reasons = own_reasons(resolver, instance, asset_graph, key)
         reasons += [f"{p.to_user_string()} has new raw data" for p in parents if p in changed_sources]
         if whole_chain:
-            reasons += [f"downstream of {p.to_user_string()}, which runs" for p in parents if p in to_run]
+            reasons += [f"downstream of {p.to_user_string()}, which runs first" for p in parents if p in to_run]
         if reasons:
             to_run[key] = reasons
     # a multi-asset that cannot be subset (train_pairs + validation_pairs) runs whole
     for key in list(to_run):
         for sibling in asset_graph.get(key).execution_set_asset_keys - to_run.keys():
-            to_run[sibling] = [f"computed together with {key.to_user_string()}"]
+            certain = PlannedAsset(key, tuple(to_run[key])).certain
+            to_run[sibling] = [f"computed together with {key.to_user_string()}" + (f" {MUST_RUN}" if certain else "")]
     order = {k: i for i, k in enumerate(asset_graph.toposorted_asset_keys)}
     return [PlannedAsset(k, tuple(r)) for k, r in sorted(to_run.items(), key=lambda kv: order[kv[0]])]
+
+
+def format_dry_plan(planned: list[PlannedAsset]) -> str:
+    """A dry run's plan, honest about what it cannot know: the assets that run for certain, then those that
+    run only if an upstream's rerun changes its data version (STYLE.md 23)."""
+    certain = [p for p in planned if p.certain]
+    maybe = [p for p in planned if not p.certain]
+    head = f"would materialize {len(certain)} asset(s)"
+    if maybe:
+        head += f" for certain, and {len(maybe)} more only if an upstream's data changes"
+    lines = [head + ":"]
+    if maybe:
+        lines.append(" for certain:" if certain else " for certain: none")
+    lines += [format_plan(certain)] if certain else []
+    if maybe:
+        lines.append(" only if the data changes (each runs when a parent's rerun gives a new data version):")
+        lines += [format_plan(maybe)]
+    return "\n".join(lines)
 
 
 def format_plan(planned: list[PlannedAsset]) -> str:

@@ -127,6 +127,8 @@ def write_report(job: TrainJob, trainer, result, monitor, plots: dict[str, Path]
             "train": [(h["step"], h["loss"]) for h in history if "loss" in h],
             "eval": [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h],
         },
+        # the trainer's global norm before clipping, per logging step (train_adapter's grad-norm check)
+        "grad_norm": [(h["step"], h["grad_norm"]) for h in history if "grad_norm" in h],
         "token_efficiency": monitor.total.metrics().get("monitor/token_efficiency"),
         "plots": {k: str(p) for k, p in plots.items()},
         "tensorboard_run": str(tb_dir),

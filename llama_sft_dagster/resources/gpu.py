@@ -1,4 +1,4 @@
-"""The accelerator a training run uses; decisions in core/device.py, facts gathered from torch here."""
+"""The accelerator a training run uses; decisions in core/training/device.py, facts gathered from torch here."""
 
 from __future__ import annotations
 

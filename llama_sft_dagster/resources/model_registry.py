@@ -49,6 +49,12 @@ class RegisteredModel:
             self.name, source=source, run_id=run_id or None, tags={k: str(v) for k, v in tags.items()}
         )
 
+    def version_url(self, version: str | int, ui_url: str) -> str:
+        """The version's page in the MLflow UI (its registry entry, with the run it hangs on)."""
+        from urllib.parse import quote
+
+        return f"{ui_url.rstrip('/')}/#/models/{quote(self.name)}/versions/{version}"
+
     def promote(self, version: str | int) -> None:
         self.client().set_registered_model_alias(self.name, CHAMPION, str(version))
 
@@ -69,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         registry.promote(args.champion)
     for v in registry.versions():
         mark = " <- champion" if CHAMPION in (v.aliases or []) else ""
-        print(f"v{v.version}  loss={v.tags.get('tuned_loss', '?')}  {v.source}{mark}")
+        print(f"v{v.version}  evaluation_loss={v.tags.get('evaluation_loss_tuned', '?')}  {v.source}{mark}")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,10 @@ _SECRET_VALUE = re.compile(r"^(hf_|sk-|ghp_|gho_|github_pat_|AKIA)")
 MAX_PARAM_CHARS = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH in MLflow 3.17
 PARAMS_PER_BATCH = 100  # mlflow.utils.validation.MAX_PARAMS_TAGS_PER_BATCH
 _CUT = "...[truncated]"
+# MLflow 3.17's UI picks an experiment's view from the URL's `workflowType`, else from the browser's last
+# choice (localStorage), else "genai" (an empty Traces page) -- the experiment tag below is not read while its
+# workflow switcher is on. Every link the project prints names the machine-learning view (the runs table).
+ML_VIEW = "workflowType=machine_learning"
 # The MLflow 3 UI opens an experiment in the view its kind names; without the tag it guesses "GenAI" (traces)
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"  # "Model training"
 
@@ -146,6 +150,10 @@ class MlflowTracking(dg.ConfigurableResource):
         "directory at run time) or http(s)://host:port of an MLflow server.",
     )
     experiment_name: str = Field(default="llama-sft", description="MLflow experiment the runs go to.")
+    ui_url: str = Field(
+        default="http://127.0.0.1:5000",
+        description="Where the MLflow UI serves this store (`make mlflow`): metadata links runs and models there.",
+    )
     probe_timeout_s: int = Field(
         default=5, description="Seconds to wait for the tracking store before training goes on without it."
     )
@@ -273,11 +281,15 @@ class MlflowTracking(dg.ConfigurableResource):
                 log.warning("MLflow could not store artifact %s: %s", path, exc)
         return logged
 
-    def run_url(self, run, ui_url: str) -> str | None:
-        """Where the run opens in the MLflow UI (`make mlflow` serves `ui_url`)."""
+    def experiment_url(self, experiment_id: str) -> str:
+        """The experiment's runs table in the MLflow UI (`make mlflow` serves `ui_url`)."""
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs?{ML_VIEW}"
+
+    def run_url(self, run) -> str | None:
+        """Where the run opens in the MLflow UI."""
         if run is None:
             return None
-        return f"{ui_url.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}?{ML_VIEW}"
 
     def report_to(self) -> list[str]:
         """`report_to` for TrainingArguments: "mlflow" only while a run is active (call inside start_run)."""

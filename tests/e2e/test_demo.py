@@ -34,7 +34,7 @@ def test_demo_prints_a_line_per_stage_progress_and_a_summary(demo_cli_run):
     summary = lines[lines.index(next(line for line in lines if line.startswith("=== finished in"))) :]
     for needle in [
         "Row funnel",
-        "train loss",
+        "train_loss",
         "Checks:",
         "0 failed",
         "/runs/",
@@ -43,6 +43,8 @@ def test_demo_prints_a_line_per_stage_progress_and_a_summary(demo_cli_run):
         "/assets/adapter_evaluation",
         "champion: promoted",
         "MLflow run (make mlflow)",
+        "workflowType=machine_learning",  # MLflow's runs view, not its GenAI overview
+        "registered model (make mlflow)",
         "TensorBoard (make tensorboard)",
         "adapter:",
         "merged model:",
@@ -123,6 +125,6 @@ def test_demo_failure_prints_the_cause_last(tmp_path):
     run = run_demo(tmp_path / "state", {"resources": {"bitext": {"config": {"location": str(missing)}}}})
     assert run.returncode == 1
     last = run.lines[-1]
-    # cli/failure.py: "FAILED <step>: <error> (run <id>; full log ...)"
+    # logs/failure.py: "FAILED <step>: <error> (run <id>; full log ...)"
     assert last.startswith("FAILED bitext_raw: ") and "no_such_bitext.csv" in last and "(run " in last, run.stdout
     assert len(run.lines) < 20

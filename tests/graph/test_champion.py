@@ -76,8 +76,10 @@ def test_worse_challenger_is_not_promoted_and_champion_files_survive(demo_state,
         challenger_adapter = Path(meta["train_adapter"]["path"].value)
         assert challenger_adapter != champion_adapter and not _tensors_equal(challenger_adapter, champion_adapter)
         # worse than the champion on the same rows (the champion re-scored), better than its base
-        loss, champion_loss = decision["challenger_loss"].value, decision["champion_loss_before"].value
-        assert meta["adapter_evaluation"]["base_loss"].value > loss > champion_loss, (loss, champion_loss)
+        loss = decision["evaluation_loss_challenger"].value
+        champion_loss = decision["evaluation_loss_champion_before"].value
+        assert meta["adapter_evaluation"]["evaluation_loss_base"].value > loss > champion_loss, (loss, champion_loss)
+        assert decision["registry"].value.endswith("/versions/2")
         # a second retraining: with keep_versions=1 the first challenger's adapter goes, the champion's stays
         again = dg.materialize(
             [*all_assets],

@@ -5,8 +5,8 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llama_sft_dagster.cli.failure import failure_cause
 from llama_sft_dagster.cli.stale import materialize_stale
+from llama_sft_dagster.logs.failure import failure_cause
 from support.staleness_graph import build_defs, write_sources
 
 

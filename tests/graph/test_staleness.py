@@ -72,6 +72,12 @@ def test_code_bump_makes_that_asset_stale_and_stops_where_content_is_unchanged(b
     assert [(p.name, p.reasons) for p in planned] == [("bitext_raw", ("bitext_raw has a new code version",))]
     # Dagster 1.13 looks one level up only: raw_pairs is not stale yet
     assert status(bumped, instance, "raw_pairs") == StaleStatus.FRESH
+    # the dry run's whole-chain plan says which of them run for certain and which only if the data changes
+    dry = stale_plan.plan(instance, bumped.resolve_asset_graph(), whole_chain=True)
+    assert [p.name for p in dry if p.certain] == ["bitext_raw"] and len(dry) > 1
+    text = stale_plan.format_dry_plan(dry)
+    assert text.startswith(f"would materialize 1 asset(s) for certain, and {len(dry) - 1} more only if an upstream")
+    assert "only if the data changes" in text and "raw_pairs: downstream of bitext_raw, which runs first" in text
     summary = materialize_stale(bumped, instance)
     # the rerun produced the same rows, so the content version is unchanged and nothing below reruns
     assert summary.materialized == ["bitext_raw"]

@@ -86,3 +86,18 @@ def test_sft_config_is_explicit_and_warmup_is_a_ratio(tmp_path):
     assert args.completion_only_loss and not args.assistant_only_loss and args.max_length == 512
     assert args.load_best_model_at_end and args.metric_for_best_model == "eval_loss" and not args.greater_is_better
     assert args.get_warmup_steps(1000) == 30  # 0.03 of the total steps (transformers 5: float < 1 is a ratio)
+
+
+def test_rank_sweep_config_has_no_rank_to_overwrite():
+    """The partition sets lora_r and alpha_per_rank sets lora_alpha: the sweep's config does not offer either
+    (a value typed there would be overwritten silently), and an attempt names the field."""
+    import pydantic
+
+    from llama_sft_dagster.assets.rank_sweep import rank_config
+    from llama_sft_dagster.config.evaluation import RankSweepConfig
+
+    assert not {"lora_r", "lora_alpha"} & set(RankSweepConfig.model_fields)
+    with pytest.raises(pydantic.ValidationError, match="lora_r"):
+        RankSweepConfig(lora_r=8)
+    trained = rank_config(RankSweepConfig(alpha_per_rank=1.5, learning_rate=1e-4), 16)
+    assert (trained.lora_r, trained.lora_alpha, trained.learning_rate) == (16, 24, 1e-4)

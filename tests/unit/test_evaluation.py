@@ -8,7 +8,7 @@ import pytest
 from llama_sft_dagster.core.data.retention import to_remove
 from llama_sft_dagster.core.evaluation import metrics, rank_sweep
 from llama_sft_dagster.core.evaluation.promotion import decide
-from llama_sft_dagster.core.evaluation.samples import pick_samples, samples_markdown
+from llama_sft_dagster.core.evaluation.samples import pick_samples, samples_rows
 
 
 def row(set_="validation", source="bitext", intent="cancel_order", category="ORDER", nll=10.0, tokens=5, correct=2):
@@ -45,8 +45,9 @@ def test_compare_worse_groups_and_table():
     assert [(r["set"], r["group"]) for r in table][:2] == [("held_out", "overall"), ("held_out", "domain:taxi")]
     assert metrics.worse_groups(table) == ["validation/intent:track_order"]
     assert metrics.overall(table, "validation")["tuned_loss"] == pytest.approx(10 / 10)
-    md = metrics.markdown_table(table)
-    assert "| validation | intent:track_order | 1 | 1.000 | 1.200 |" in md
+    rows = {(r["set"], r["group"]): r for r in metrics.table_rows(table)}
+    assert rows[("validation", "intent:track_order")]["loss_base"] == pytest.approx(1.0)
+    assert rows[("validation", "intent:track_order")]["loss_tuned"] == pytest.approx(1.2)
 
 
 def test_compare_refuses_different_rows():
@@ -74,12 +75,18 @@ def test_pick_samples_per_group_and_stable():
     assert pick_samples(rows, 0, 0) == []
 
 
-def test_samples_markdown_escapes_and_cuts():
-    md = samples_markdown(
+def test_samples_rows_cut_and_one_line():
+    (row,) = samples_rows(
         [{"group": "intent:a", "prompt": "x|y", "reference": "r" * 500, "base_reply": "b", "tuned_reply": "t\nu"}],
         max_chars=20,
     )
-    assert "x\\|y" in md and "r" * 19 + "…" in md and "t u" in md
+    assert row == {
+        "group": "intent:a",
+        "prompt": "x|y",
+        "reference": "r" * 19 + "…",
+        "base_reply": "b",
+        "tuned_reply": "t u",
+    }
 
 
 @pytest.mark.parametrize(
@@ -143,3 +150,19 @@ def test_spread_and_sweep_table():
     )
     lines = md.splitlines()
     assert lines[2].startswith("| 8 | 16 | 1.6000 |") and "12,345" in lines[3] and "| - |" in lines[2]
+
+
+def test_evaluation_losses_named_as_the_glossary():
+    from llama_sft_dagster.core.report.losses import GLOSSARY, evaluation_losses, glossary_markdown
+
+    base = [row(nll=10.0), row("held_out", "multiwoz", "book_taxi", "taxi", 8.0)]
+    tuned = [row(nll=4.0), row("held_out", "multiwoz", "book_taxi", "taxi", 3.0)]
+    table = metrics.compare(base, tuned)
+    pooled = {"base": metrics.pooled_loss(base), "tuned": metrics.pooled_loss(tuned)}
+    losses = evaluation_losses(table, pooled)
+    assert set(losses) == {
+        f"{n}_{m}" for n in GLOSSARY if n.startswith(("val", "held", "evaluation")) for m in ("base", "tuned")
+    }
+    assert losses["held_out_loss_tuned"] == pytest.approx(3 / 5)
+    assert losses["evaluation_loss_base"] == pytest.approx(18 / 10)
+    assert all(f"| {name} |" in glossary_markdown() for name in GLOSSARY)

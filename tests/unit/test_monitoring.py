@@ -92,6 +92,7 @@ def test_tensorboard_holds_every_tag(trained):
         "lora_drift_B",
         "eff_rank_entropy",
         "eff_rank_nuc_frob",
+        "eff_rank_nuc_frob_B",
         "stable_rank",
     ):
         expected |= {f"{metric}/{p}" for p in PROJECTIONS}
@@ -118,6 +119,25 @@ def test_history_is_finite_and_lora_moved(trained):
     assert 0 < last["monitor/padding_share"] < 1
     layers = monitor.layer_history[6]["stable_rank"]["q_proj"]
     assert sorted(layers) == [0, 1]
+
+
+@pytest.mark.slow
+def test_both_effective_ranks_are_what_they_say(trained):
+    """eff_rank_nuc_frob is the ratio of dW = (alpha/r) B @ A, eff_rank_nuc_frob_B that of lora_B alone."""
+    import numpy as np
+
+    from llama_sft_dagster.core.training.monitoring import find_lora_sites
+
+    monitor, _, model, _ = trained
+    site = next(s for s in find_lora_sites(model) if s.kind == "q_proj" and s.layer == 0)
+
+    def ratio(m):
+        s = np.linalg.svd(m.detach().double().cpu().numpy(), compute_uv=False)
+        return s.sum() / np.sqrt((s**2).sum())
+
+    per_layer = monitor.layer_history[6]
+    assert per_layer["eff_rank_nuc_frob_B"]["q_proj"][0] == pytest.approx(ratio(site.B), rel=1e-5)
+    assert per_layer["eff_rank_nuc_frob"]["q_proj"][0] == pytest.approx(ratio(site.scale * site.B @ site.A), rel=1e-4)
 
 
 @pytest.mark.slow

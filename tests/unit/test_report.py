@@ -14,7 +14,7 @@ from llama_sft_dagster.core.report.funnel import (
     funnel_markdown,
     one_line,
     sample_drops,
-    samples_markdown,
+    samples_table,
     top_reasons,
 )
 from llama_sft_dagster.core.report.sparkline import INLINE_LIMIT, inline_markdown, loss_sketch_png
@@ -85,9 +85,32 @@ def test_drop_samples_per_reason_with_the_kept_twin():
     assert [s["pair_id"] for s in samples["near_duplicate"]] == ["b:0", "b:1"]  # two per reason
     assert samples["near_duplicate"][0]["kept_twin"]["instruction"] == "the original ask"
     assert "kept_twin" not in samples["near_duplicate"][1]  # its twin was not looked up: nothing invented
-    text = samples_markdown(samples)
-    assert "**near_duplicate**" in text and "kept twin `b:100`: the original ask → the original reply" in text
-    assert "(tokens=812)" in text
+    table = samples_table(samples)
+    assert [(r["reason"], r["row"], r["pair_id"]) for r in table] == [
+        ("near_duplicate", "dropped", "b:0"),
+        ("near_duplicate", "kept twin", "b:100"),
+        ("near_duplicate", "dropped", "b:1"),
+        ("too_many_tokens", "dropped", "b:3"),
+    ]
+    assert table[1]["response"] == "the original reply" and table[3]["detail"] == "tokens=812"
+
+
+def test_near_duplicate_samples_keep_the_words_that_differ():
+    """A near-duplicate differs from its twin late in the text: the table keeps whole sentences."""
+    twin = "please help me cancel the order I placed yesterday for the blue running shoes in size ten, thanks"
+    dropped = twin.replace("size ten", "size nine")
+    rows = [
+        {
+            "pair_id": "b:1",
+            "instruction": dropped,
+            "response": "ok",
+            "reason": "near_duplicate",
+            "detail": "duplicate_of=b:0",
+        }
+    ]
+    samples = sample_drops(rows, 2, {"b:0": {"pair_id": "b:0", "instruction": twin, "response": "ok"}})
+    table = samples_table(samples)
+    assert table[0]["instruction"] == dropped and table[1]["instruction"] == twin
 
 
 def test_loss_sketch_is_a_png_small_enough_to_show_inline():

@@ -94,18 +94,21 @@ def pooled_loss(rows: Iterable[Mapping]) -> float:
     return nll / tokens
 
 
-def markdown_table(table: Sequence[Mapping], kinds: Sequence[str] = ("overall", "intent", "category", "domain")) -> str:
-    """The comparison as a Markdown table (base vs tuned loss and accuracy), groups of the given kinds."""
-    lines = [
-        "| set | group | n | base loss | tuned loss | base ppl | tuned ppl | base acc | tuned acc |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+def table_rows(
+    table: Sequence[Mapping], kinds: Sequence[str] = ("overall", "intent", "category", "domain")
+) -> list[dict]:
+    """The comparison as flat rows for a table view: set, group, rows, and base/tuned loss and accuracy under
+    the glossary's names (`loss` is validation_loss or held_out_loss by the row's set)."""
+    return [
+        {
+            "set": r["set"],
+            "group": r["group"],
+            "rows": r["samples"],
+            "loss_base": r["base_loss"],
+            "loss_tuned": r["tuned_loss"],
+            "accuracy_base": r["base_accuracy"],
+            "accuracy_tuned": r["tuned_accuracy"],
+        }
+        for r in table
+        if r["group"].split(":", 1)[0] in kinds
     ]
-    for r in table:
-        if r["group"].split(":", 1)[0] not in kinds:
-            continue
-        lines.append(
-            f"| {r['set']} | {r['group']} | {r['samples']} | {r['base_loss']:.3f} | {r['tuned_loss']:.3f} | "
-            f"{r['base_perplexity']:.1f} | {r['tuned_perplexity']:.1f} | {r['base_accuracy']:.3f} | "
-            f"{r['tuned_accuracy']:.3f} |"
-        )
-    return "\n".join(lines)

@@ -24,18 +24,22 @@ def decide(
     challenger_loss: float, base_loss: float, champion_loss: float | None, min_improvement: float = 0.0
 ) -> Decision:
     if not challenger_loss < base_loss:
-        return Decision(False, f"challenger loss {challenger_loss:.4f} does not beat its base model's {base_loss:.4f}")
+        return Decision(
+            False, f"challenger evaluation_loss {challenger_loss:.4g} does not beat its base model's {base_loss:.4g}"
+        )
     if champion_loss is None:
-        return Decision(True, f"no champion yet; challenger loss {challenger_loss:.4f} beats base {base_loss:.4f}")
+        return Decision(
+            True, f"no champion yet; challenger evaluation_loss {challenger_loss:.4g} beats base {base_loss:.4g}"
+        )
     bar = champion_loss * (1 - min_improvement)
     if challenger_loss < bar:
         return Decision(
             True,
-            f"challenger loss {challenger_loss:.4f} beats champion {champion_loss:.4f}"
+            f"challenger evaluation_loss {challenger_loss:.4g} beats champion {champion_loss:.4g}"
             + (f" by more than {min_improvement:.1%}" if min_improvement else ""),
         )
     return Decision(
         False,
-        f"challenger loss {challenger_loss:.4f} does not beat champion {champion_loss:.4f}"
+        f"challenger evaluation_loss {challenger_loss:.4g} does not beat champion {champion_loss:.4g}"
         + (f" by more than {min_improvement:.1%}" if min_improvement else ""),
     )

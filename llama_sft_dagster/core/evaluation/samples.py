@@ -31,17 +31,12 @@ def pick_samples(rows: Sequence[Mapping], per_group: int, seed: int) -> list[int
     return sorted(picked)
 
 
-def samples_markdown(samples: Sequence[Mapping], max_chars: int = 300) -> str:
-    """Prompt, reference, base and tuned reply per sample as a Markdown table (cells cut at max_chars)."""
+def samples_rows(samples: Sequence[Mapping], max_chars: int = 300) -> list[dict]:
+    """Group, prompt, reference, base and tuned reply per sample, each text cut at max_chars."""
 
     def cell(text: str) -> str:
-        text = " ".join(str(text).split()).replace("|", "\\|")
+        text = " ".join(str(text).split())
         return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
 
-    lines = ["| group | prompt | reference | base reply | tuned reply |", "|---|---|---|---|---|"]
-    lines += [
-        f"| {s['group']} | {cell(s['prompt'])} | {cell(s['reference'])} | {cell(s['base_reply'])} | "
-        f"{cell(s['tuned_reply'])} |"
-        for s in samples
-    ]
-    return "\n".join(lines)
+    fields = ("group", "prompt", "reference", "base_reply", "tuned_reply")
+    return [{f: cell(s[f]) for f in fields} for s in samples]

@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 TOP_REASONS = 3
-SAMPLE_CHARS = 90
 
 
 @dataclass
@@ -63,11 +62,6 @@ def funnel_markdown(stages: Sequence[StageRows]) -> str:
     return "\n".join(lines)
 
 
-def _clip(text: str | None, chars: int = SAMPLE_CHARS) -> str:
-    text = " ".join((text or "").split()).replace("|", "\\|")
-    return text if len(text) <= chars else text[: chars - 1] + "…"
-
-
 def sample_drops(
     rejects: Sequence[Mapping], per_reason: int = 2, kept_by_id: Mapping[str, Mapping] | None = None
 ) -> dict[str, list[dict]]:
@@ -88,19 +82,41 @@ def sample_drops(
     return out
 
 
-def samples_markdown(samples: Mapping[str, list[dict]]) -> str:
-    """A short Markdown list per reason: the dropped row (and, for duplicates, the row that was kept)."""
-    lines = []
+SAMPLE_TEXT_CHARS = 400  # whole sentences: a near-duplicate differs from its kept twin deep in the text
+
+
+def samples_table(samples: Mapping[str, list[dict]], chars: int = SAMPLE_TEXT_CHARS) -> list[dict]:
+    """One row per dropped sample, by reason (every filter the same way): reason, row (`dropped` or, under a
+    duplicate, `kept twin`), pair_id, instruction, response, detail. Texts are cut at `chars`, not shorter, so
+    a near-duplicate can be told from its twin."""
+
+    def clip(text: str | None) -> str:
+        text = " ".join((text or "").split())
+        return text if len(text) <= chars else text[: chars - 1] + "…"
+
+    out = []
     for reason, rows in sorted(samples.items()):
-        lines.append(f"**{reason}**")
         for r in rows:
-            lines.append(
-                f"- `{r['pair_id']}` {_clip(r['instruction'], 60)} → {_clip(r['response'], 60)}"
-                + (f" ({r['detail']})" if r.get("detail") and "kept_twin" not in r else "")
+            twin = r.get("kept_twin")
+            out.append(
+                {
+                    "reason": reason,
+                    "row": "dropped",
+                    "pair_id": r["pair_id"],
+                    "instruction": clip(r["instruction"]),
+                    "response": clip(r["response"]),
+                    "detail": r.get("detail") or "",
+                }
             )
-            if "kept_twin" in r:
-                t = r["kept_twin"]
-                lines.append(
-                    f"  - kept twin `{t['pair_id']}`: {_clip(t['instruction'], 60)} → {_clip(t['response'], 60)}"
+            if twin is not None:
+                out.append(
+                    {
+                        "reason": reason,
+                        "row": "kept twin",
+                        "pair_id": twin["pair_id"],
+                        "instruction": clip(twin["instruction"]),
+                        "response": clip(twin["response"]),
+                        "detail": "",
+                    }
                 )
-    return "\n".join(lines)
+    return out

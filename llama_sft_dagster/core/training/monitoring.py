@@ -15,10 +15,13 @@ Every `deep_every` steps, and once at train end (means over layers; per-layer li
                              weight's relative drift ||W - W0|| / ||W0||
   lora_drift_A/<module>      ||A - A0|| / ||A0|| (A starts Kaiming-random, so relative)
   lora_drift_B/<module>      ||B - B0||, absolute (B starts at zero; relative if it did not)
-  eff_rank_nuc_frob/<module> ||dW||_* / ||dW||_F, the seed's measure; ceiling sqrt(r) (8 at r=64)
+  eff_rank_nuc_frob/<module> ||dW||_* / ||dW||_F of the update dW = (alpha/r) * B @ A; ceiling sqrt(r)
+                             (8 at r=64)
+  eff_rank_nuc_frob_B/<module> the same ratio of lora_B alone: what the walkthrough measured (B @ A and B
+                             differ once A has moved away from its random start; both are logged)
   eff_rank_entropy/<module>  exp(entropy of s / sum(s)); ceiling r
   stable_rank/<module>       ||dW||_F^2 / ||dW||_2^2; ceiling r
-(see core/rank_metrics.py for the three rank measures and their zero-matrix convention).
+(see core/training/rank_metrics.py for the three rank measures and their zero-matrix convention).
 
 Why gradients come from `register_post_accumulate_grad_hook` and not `on_pre_optimizer_step`: in
 transformers 5.24 `Trainer._inner_training_loop` calls `_clip_grad_norm` and only then
@@ -64,7 +67,12 @@ import numpy as np
 from transformers import TrainerCallback
 
 from llama_sft_dagster.core.training.masking import IGNORE_INDEX
-from llama_sft_dagster.core.training.rank_metrics import lora_singular_values, rank_measures
+from llama_sft_dagster.core.training.rank_metrics import (
+    lora_singular_values,
+    nuclear_frobenius_ratio,
+    rank_measures,
+    singular_values,
+)
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +173,7 @@ MODULE_FAMILIES = (
     "lora_drift_A",
     "lora_drift_B",
     "eff_rank_nuc_frob",
+    "eff_rank_nuc_frob_B",
     "eff_rank_entropy",
     "stable_rank",
 )
@@ -362,6 +371,8 @@ class TrainingMonitor(TrainerCallback):
                 measures = rank_measures(lora_singular_values(site.A, site.B, site.scale))
                 put("lora_drift", site, measures["frobenius_norm"] / base_norm)
                 put("eff_rank_nuc_frob", site, measures["nuclear_frobenius_ratio"])
+                b_values = singular_values(site.B.detach().float().cpu().numpy())  # (out, r): an r-wide SVD
+                put("eff_rank_nuc_frob_B", site, nuclear_frobenius_ratio(b_values))
                 put("eff_rank_entropy", site, measures["entropy_effective_rank"])
                 put("stable_rank", site, measures["stable_rank"])
         self.layer_history[step] = per_layer

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 RANK_METRICS = (
-    ("eff_rank_nuc_frob", "nuclear/Frobenius ratio (ceiling sqrt(r))"),
+    ("eff_rank_nuc_frob", "nuclear/Frobenius ratio of dW = (alpha/r) B A (ceiling sqrt(r))"),
+    ("eff_rank_nuc_frob_B", "nuclear/Frobenius ratio of lora_B alone (the walkthrough's)"),
     ("eff_rank_entropy", "entropy effective rank (ceiling r)"),
     ("stable_rank", "stable rank (ceiling r)"),
 )

@@ -3,7 +3,8 @@
 Three measures, each a function of the singular values `s` (one SVD per matrix, shared by all):
 
 - `nuclear_frobenius_ratio(s)` = ||dW||_* / ||dW||_F = sum(s) / sqrt(sum(s^2)). This is the seed's
-  "effective rank". Its ceiling is sqrt(rank) (Cauchy-Schwarz, equality for equal singular values),
+  "effective rank", which the walkthrough took of lora_B alone (the monitor logs both). Its ceiling
+  is sqrt(rank) (Cauchy-Schwarz, equality for equal singular values),
   so for r=64 it is at most 8: the seed's "5-8 of 64" is a healthy spread, not a collapse.
 - `entropy_effective_rank(s)` = exp(H(p)), p = s / sum(s) (Roy & Vetterli 2007). Ceiling: rank.
 - `stable_rank(s)` = ||dW||_F^2 / ||dW||_2^2 = sum(s^2) / max(s)^2. Ceiling: rank; insensitive to

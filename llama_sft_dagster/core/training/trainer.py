@@ -7,7 +7,7 @@
 
 `hp` holds TrainingArguments names (learning_rate, eval_steps, ...), `lora` LoraConfig names, `data`
 the sft_dataset format (max_length, completion_only_loss, assistant_only_loss), `plan` the
-DevicePlan (core/device.py). Every SFTConfig field that differs between TRL and transformers
+DevicePlan (core/training/device.py). Every SFTConfig field that differs between TRL and transformers
 (bf16, gradient_checkpointing, logging_steps) is set explicitly. Weights are saved as safetensors
 only (transformers 5 and PEFT write nothing else). Heavy imports stay inside the functions.
 """
@@ -215,7 +215,7 @@ def prepare_data(
     The datasets go through TRL 1.16's own `SFTTrainer._prepare_dataset` (labels from the masks, truncation at
     max_length, packing, shuffle), which reads only the tokenizer, the chat template and completion_only_loss
     from the trainer; the collator is built with SFTTrainer.__init__'s arguments and `setup`'s padding-free swap.
-    tests/unit/test_prepared_data.py checks both against a real SFTTrainer's."""
+    tests/unit/test_tokenized.py checks both against a real SFTTrainer's."""
     from types import SimpleNamespace
 
     from datasets import Dataset

@@ -6,7 +6,7 @@ commands (`sft-materialize-stale`, `make stale`, `make demo`) print `failure_cau
     FAILED bitext_raw: RawDataError: data/b.csv: column 'instruction' has type double, not text ...
     (run 1a2b3c4d; full log and stack trace: `make ui`, then Runs -> 1a2b3c4d-...)
 
-    python -c "import dagster as dg; from llama_sft_dagster.cli.failure import failure_cause as f; \
+    python -c "import dagster as dg; from llama_sft_dagster.logs.failure import failure_cause as f; \
 print(f(dg.DagsterInstance.get(), 'RUN_ID'))"
 """
 

@@ -17,7 +17,7 @@ import dagster as dg
 from dagster._core.log_manager import LOG_RECORD_METADATA_ATTR  # the event a record carries: no public accessor
 from dagster._utils.log import create_console_logger  # Dagster's console format; @logger offers no public one
 
-from llama_sft_dagster.cli.failure import cause_line, check_cause, failure_cause, step_cause
+from llama_sft_dagster.logs.failure import cause_line, check_cause, failure_cause, step_cause
 
 
 class OneLineFailures(logging.Filter):
