@@ -2,6 +2,7 @@
 instance; the `gpu` concurrency pool from the project's dagster.yaml, on the GPU assets and enforced
 across two processes."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -34,11 +35,32 @@ def evaluate_schedule(defs, instance):
     return automation.retrain_schedule(context)
 
 
-def test_schedule_is_weekly_by_default_and_configurable(monkeypatch):
-    assert automation.retrain_schedule.cron_schedule == "0 3 * * 1"
-    assert automation.retrain_schedule.job_name == "sft_pipeline"
-    monkeypatch.setenv("SFT_RETRAIN_CRON", "0 4 * * *")
-    assert automation.retrain_cron() == "0 4 * * *"
+# The code location as `dagster dev` loads it, in a fresh interpreter (the cron is read at import): each
+# schedule's cron and job, and every schedule's and sensor's default status
+DECLARED = """
+import json
+from llama_sft_dagster.definitions import build_defs
+defs = build_defs()
+print(json.dumps({
+    "schedules": {s.name: [s.cron_schedule, s.job_name, s.default_status.value] for s in defs.schedules},
+    "sensors": {s.name: s.default_status.value for s in defs.sensors},
+}))
+"""
+
+
+def declared_automation(**env) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", DECLARED], env={**os.environ, **env}, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_schedule_and_sensors_are_on_by_default_and_the_cron_is_configurable():
+    default = declared_automation()
+    assert default["schedules"] == {"retrain_schedule": ["0 3 * * 1", "sft_pipeline", "RUNNING"]}  # weekly
+    assert default["sensors"] == {"raw_data_sensor": "RUNNING", "dead_run_sensor": "RUNNING"}
+    assert declared_automation(SFT_RETRAIN_CRON="0 4 * * *")["schedules"]["retrain_schedule"][0] == "0 4 * * *"
 
 
 @pytest.mark.slow
@@ -90,10 +112,8 @@ def test_project_instance_config_limits_pools_to_one(isolated_state):
 
 
 def test_gpu_assets_declare_the_gpu_pool():
-    try:
-        from llama_sft_dagster.assets import training
-    except ImportError:
-        pytest.skip("training assets (assets/training.py) not written yet")
+    from llama_sft_dagster.assets import training
+
     pools = {
         k.to_user_string(): a.op.pool
         for a in dg.load_assets_from_modules([training])
