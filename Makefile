@@ -2,6 +2,7 @@
 #   make demo   - run the whole pipeline offline on the demo profile (raw data -> merged model), quietly,
 #                 with a summary at the end (CONFIG=recipes/small_rank.yaml runs a recipe)
 #   make test   - run the test suite (installs the venv and the browser the UI test drives)
+#   make test-fast - the unit and graph tiers without the tests marked slow (daily work; CI runs make test)
 #   make ui     - start the Dagster web UI on 127.0.0.1:3000
 #   make mlflow - the MLflow UI on the project's tracking store, 127.0.0.1:5000
 #   make tensorboard - TensorBoard on the training runs' folders, 127.0.0.1:6006
@@ -30,7 +31,7 @@ ifneq ($(PIP_FIND_LINKS),)
 export UV_FIND_LINKS ?= $(PIP_FIND_LINKS)
 endif
 
-.PHONY: lock install demo chat test ui mlflow tensorboard browser postgres deploy-local deploy-stop stale sweep bench gpu-check clean
+.PHONY: lock install demo chat test test-fast ui mlflow tensorboard browser postgres deploy-local deploy-stop stale sweep bench gpu-check clean
 
 $(BIN)/.installed: pyproject.toml deploy/requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +77,13 @@ test: install browser postgres
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+
+# daily work: pure logic and dg.materialize tiers, leaving out what trains a model or starts servers
+# (`slow`); no browser needed. `make test` (and CI) still runs everything.
+test-fast: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q -ra -m "not slow" tests/unit tests/graph $(PYTEST_ARGS)
 
 ui: install
 	$(BIN)/python -m llama_sft_dagster.cli.ui --host $(UI_HOST) --port $(UI_PORT)

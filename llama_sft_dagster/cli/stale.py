@@ -167,10 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     from llama_sft_dagster.cli.home import ensure_dagster_home
 
     home = ensure_dagster_home()
-    from llama_sft_dagster.definitions import build_defs
-
     with one_command_per_instance(home), dg.DagsterInstance.get() as instance:
         try:
+            # imported here: a bad SFT_PROFILE fails while the code location is built, and is one line too
+            from llama_sft_dagster.definitions import build_defs
+
             summary = materialize_stale(
                 build_defs(),
                 instance,

@@ -68,6 +68,21 @@ def test_dry_run_lists_missing_assets_and_runs_nothing(user_env, isolated_state)
     assert not (isolated_state / "artifacts" / "raw_pairs").exists()
 
 
+def test_an_error_before_any_run_is_one_line_and_verbose_adds_the_trace(user_env):
+    env = {**user_env, "SFT_PROFILE": "nonsense"}  # build_defs refuses it before anything runs
+    line = (
+        "FAILED before any run: ValueError: SFT_PROFILE='nonsense' is not a profile; "
+        "choose one of demo, rehearsal, full"
+    )
+    plain, _ = run([str(BIN / "sft-materialize-stale"), "--no-observe"], env, timeout=120)
+    assert plain.returncode == 1
+    assert plain.stdout.splitlines() == [f"{line} (--verbose shows the stack trace)"]
+    assert "Traceback" not in plain.stderr, plain.stderr[-2000:]
+    verbose, _ = run([str(BIN / "sft-materialize-stale"), "--no-observe", "--verbose"], env, timeout=120)
+    assert verbose.returncode == 1 and verbose.stdout.splitlines()[-1].startswith(line)
+    assert "Traceback (most recent call last)" in verbose.stderr and "active_profile" in verbose.stderr
+
+
 def test_missing_upstream_message_names_the_selection(tmp_path):
     artifacts = ArtifactStore(root=str(tmp_path))
     with pytest.raises(MissingUpstreamError, match=r"dagster asset materialize --select '\*train_adapter'"):
@@ -76,12 +91,6 @@ def test_missing_upstream_message_names_the_selection(tmp_path):
 
 @pytest.mark.slow
 def test_materialize_train_adapter_alone_on_empty_store_says_select_upstream(isolated_state):
-    from llama_sft_dagster.definitions import build_defs
-
-    defs = build_defs()
-
-    if not defs.resolve_asset_graph().has(dg.AssetKey("train_adapter")):
-        pytest.skip("train_adapter not in definitions yet")
     env = {**os.environ, "SFT_STATE_DIR": str(isolated_state)}
     env.pop("DAGSTER_CLI_ASSET_MATERIALIZE_MODULE_NAME", None)  # as in a fresh shell: it comes from activate
     typed = "dagster asset materialize --select train_adapter"

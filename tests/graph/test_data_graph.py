@@ -66,20 +66,22 @@ def test_demo_corpus_every_filter_drops_something(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "bitext_file, multiwoz_path",
+    "bitext_file, multiwoz_path, bitext_rows",
     [
         (
             "bitext/Bitext_Sample_Customer_Support_Training_Dataset_27K_responses-v11.head5000.csv",
             "multiwoz_2.2/hf_dummy_fixtures",
+            5000,  # the file's data rows (the head of v11)
         ),
         (
             "bitext/earlier_release_2023-08/Bitext_Sample_Customer_Support_Training_Dataset.csv",
             "multiwoz_2.2/samples/dialogstudio_original_examples.json",
+            4514,  # the 2023-08 release sample's data rows
         ),
     ],
     ids=["v11_head5000+hf_fixtures", "release_2023_08+dialogstudio"],
 )
-def test_real_samples(tmp_path, shared_data, bitext_file, multiwoz_path):
+def test_real_samples(tmp_path, shared_data, bitext_file, multiwoz_path, bitext_rows):
     result = materialize_data_graph(
         tmp_path,
         BitextSource(location=str(shared_data / bitext_file)),
@@ -89,7 +91,7 @@ def test_real_samples(tmp_path, shared_data, bitext_file, multiwoz_path):
     counts = accounting_of(result)
     print(bitext_file, counts)
     raw = stage_metadata(result, "raw_pairs")
-    assert raw["bitext_rows_in"] in (5000, 4514)
+    assert raw["bitext_rows_in"] == bitext_rows
     assert stage_metadata(result, "train_pairs")["train_rows"] > 0
 
 

@@ -1,14 +1,11 @@
-"""train_adapter with 2 processes on CPU (torchrun ranks over gloo), launched through Dagster Pipes.
+"""train_adapter with 2 processes on CPU (torchrun ranks over gloo), launched through Dagster Pipes:
+SIGKILL of rank 1 mid-training fails the step with a message naming rank 1, leaves no device lock, pool
+slot or rank process behind, and the rerun resumes from the last checkpoint.
 
-- 2 ranks x 4 samples against 1 rank x 8 samples (the same global batch, the same data order): the loss
-  trajectories agree within LOSS_TOLERANCE, one adapter is written, MLflow holds one run, and only rank 0
-  wrote TensorBoard files.
-- SIGKILL of rank 1 mid-training fails the step with a message naming rank 1, leaves no device lock, pool
-  slot or rank process behind, and the rerun resumes from the last checkpoint.
-
-Shares the demo state of the reliability tests (tests/support/demo_state.py), trains on private copies;
-the comparison and the rank-0 assertions are tests/support/rank_comparison.py's (the rehearsal profile's
-2-process test, tests/e2e/test_rehearsal_multiprocess.py, makes the same ones).
+Shares the demo state of the reliability tests (tests/support/demo_state.py), trains on a private copy.
+The 1-vs-2-process comparison (same global batch, same losses, rank 0 alone writes) is the rehearsal
+profile's, tests/e2e/test_rehearsal_multiprocess.py: the stricter of the two the suite had (2e-5 against
+this file's 1e-3, gradient accumulation, Llama 3.1's real tokenizer).
 """
 
 from __future__ import annotations
@@ -25,8 +22,6 @@ import pytest
 
 from support.demo_state import build_demo_state, instance_at
 from support.rank_comparison import (
-    assert_rank0_alone_wrote,
-    assert_same_trajectories,
     history,
     mlflow_client,
     train_dir,
@@ -36,9 +31,6 @@ from support.resources import project_resources
 
 pytestmark = pytest.mark.slow
 
-# 2 ranks sum the same per-token losses as 1 rank, in another order: float32 rounding only (measured max
-# |difference| in README "Scaling out"); 1e-3 leaves room for BLAS/thread-count differences
-LOSS_TOLERANCE = 1e-3
 # lora_dropout=0: each rank draws its own dropout masks, so with dropout the runs are equal only in
 # distribution (measured with the default 0.05: 0.22 apart at step 6 of 8)
 STEPS = {"max_steps": 8, "eval_steps": 4, "save_steps": 4, "logging_steps": 1, "lora_dropout": 0.0}
@@ -73,21 +65,6 @@ def _train(state: Path, processes: int, batch: int, config: dict | None = None):
 
 def _metadata(result) -> dict:
     return {k: v.value for k, v in result.asset_materializations_for_node("train_adapter")[-1].metadata.items()}
-
-
-def test_two_processes_train_like_one_with_the_same_global_batch(demo_state, tmp_path):
-    runs = {}
-    for processes, batch in ((1, 8), (2, 4)):
-        state = training_copy(demo_state, tmp_path / f"p{processes}", TRAIN_ROWS)
-        started = time.monotonic()
-        # the same global eval batch too: eval_loss is the Trainer's mean of per-batch mean losses
-        result, _ = _train(state, processes, batch, {"per_device_eval_batch_size": 16 // processes})
-        assert result.success, [e.message for e in result.all_events if e.is_failure]
-        runs[processes] = (state, _metadata(result), time.monotonic() - started)
-    assert_same_trajectories(runs, STEPS["max_steps"], LOSS_TOLERANCE)
-    # rank 0 alone wrote: one adapter, one MLflow run, the same TensorBoard files as the 1-process run
-    assert_rank0_alone_wrote(runs)
-    assert {"loss_plot", "grad_norm_plot", "effective_rank_plot", "peak_memory_gb"} <= runs[2][1].keys()
 
 
 def _rank_pid(job_path: Path, rank: int) -> int | None:

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from llama_sft_dagster.assets.split import EmptySplitError
 from llama_sft_dagster.core.data.storage import ArtifactPathError, read_parquet, write_parquet
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
@@ -107,7 +108,7 @@ def test_everything_filtered_out_fails_at_the_split_with_per_stage_counts(tmp_pa
     bitext = write_bitext_csv(tmp_path / "b.csv", [["B", "cancel order", "ORDER", "cancel_order", "ok sure"]] * 20)
     multiwoz = write_multiwoz(tmp_path / "mw", ONE_DIALOGUE)
     with pytest.raises(
-        Exception, match=r"no pairs left to split.*word_count_filtered: 0 kept \(short_instruction 21\)"
+        EmptySplitError, match=r"no pairs left to split.*word_count_filtered: 0 kept \(short_instruction 21\)"
     ):
         materialize_data_graph(tmp_path, BitextSource(location=str(bitext)), MultiwozSource(location=str(multiwoz)))
 

@@ -2,6 +2,7 @@
 instance; the `gpu` concurrency pool from the project's dagster.yaml, on the GPU assets and enforced
 across two processes."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -27,6 +28,49 @@ def fresh_graph(tmp_path):
     with dg.instance_for_test() as instance:
         assert materialize_stale(defs, instance).ok
         yield defs, instance, bitext
+
+
+# The code location as `dagster dev` loads it, in a fresh interpreter (the cron is read at import): the
+# schedules (none: the retraining is declarative automation), every sensor's default status, and the cron of
+# the retraining condition's tick
+DECLARED = """
+import json
+from llama_sft_dagster.definitions import build_defs
+defs = build_defs()
+sensors = {s.name: s for s in defs.sensors}
+
+def ticks(condition):
+    if hasattr(condition, "cron_schedule"):
+        yield [condition.cron_schedule, condition.cron_timezone]
+    for child in getattr(condition, "children", None) or []:
+        yield from ticks(child)
+
+print(json.dumps({
+    "schedules": [s.name for s in defs.schedules or []],
+    "sensors": {name: s.default_status.value for name, s in sensors.items()},
+    "retrain_ticks": list(ticks(sensors["retrain_automation"].default_condition)),
+}))
+"""
+
+
+def declared_automation(**env) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", DECLARED], env={**os.environ, **env}, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_automation_is_on_by_default_and_the_retraining_cron_is_configurable():
+    default = declared_automation()
+    assert default["schedules"] == []
+    assert default["sensors"] == {
+        "raw_data_sensor": "RUNNING",
+        "retrain_automation": "RUNNING",
+        "dead_run_sensor": "RUNNING",
+    }
+    assert default["retrain_ticks"] == [["0 3 * * 1", "UTC"]]  # weekly, Mondays 03:00 UTC
+    assert declared_automation(SFT_RETRAIN_CRON="0 4 * * *")["retrain_ticks"] == [["0 4 * * *", "UTC"]]
 
 
 @pytest.mark.slow
@@ -67,10 +111,8 @@ def test_project_instance_config_limits_pools_to_one(isolated_state):
 
 
 def test_gpu_assets_declare_the_gpu_pool():
-    try:
-        from llama_sft_dagster.assets import training
-    except ImportError:
-        pytest.skip("training assets (assets/training.py) not written yet")
+    from llama_sft_dagster.assets import training
+
     pools = {
         k.to_user_string(): a.op.pool
         for a in dg.load_assets_from_modules([training])

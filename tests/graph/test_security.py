@@ -68,6 +68,41 @@ def test_hub_token_from_env_is_never_written(demo_state):
     assert files_containing(demo_state, FAKE_TOKEN[3:].encode()) == []  # nor without its hf_ prefix
 
 
+def test_hub_token_sent_to_the_hub_is_never_written(isolated_state, monkeypatch):
+    """The full profile's base_model asks the hub (a local 127.0.0.1 stand-in answering as the hub does:
+    the model's info, then 403 GatedRepo for the download) with HF_TOKEN from dg.EnvVar, on a persistent
+    instance: the token goes out in the Authorization header only, and no file the run wrote holds it."""
+    import dagster as dg
+    import huggingface_hub.constants
+
+    from llama_sft_dagster.definitions import build_defs
+    from support.demo_state import instance_at
+    from support.fake_hub import Reply, fake_hub, repo_info
+
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    defs = build_defs("full")
+    job = defs.resolve_implicit_global_asset_job_def()
+    model = "meta-llama/Llama-3.1-8B-Instruct"
+    with fake_hub([repo_info(model, gated="manual")], default=Reply(403, "GatedRepo")) as hub:
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.url)
+        with instance_at(isolated_state / "dagster_home") as instance:
+            result = job.execute_in_process(
+                instance=instance, asset_selection=[dg.AssetKey("base_model")], raise_on_error=False
+            )
+            error = result.get_step_failure_events()[0].event_specific_data.error
+    chain = []
+    while error is not None:
+        chain.append(f"{error.cls_name}: {error.message}")
+        error = error.cause
+    assert not result.success and any(c.startswith("HubTokenMissing:") for c in chain), chain
+    assert any("HF_TOKEN has no access" in c for c in chain)
+    assert len(hub.asked) >= 2 and hub.tokens == [f"Bearer {FAKE_TOKEN}"] * len(hub.asked)  # the hub was asked
+    files = [p for p in isolated_state.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".db" for p in files)  # the run's event log is among the files scanned
+    assert files_containing(isolated_state, FAKE_TOKEN.encode()) == []
+    assert files_containing(isolated_state, FAKE_TOKEN[3:].encode()) == []
+
+
 def test_trust_remote_code_is_off_by_default():
     assert TrainConfig().trust_remote_code is False
     assert TrainConfig().trainer_kwargs()["trust_remote_code"] is False

@@ -146,6 +146,23 @@ def test_stale_command_covers_three_stale_levels(built, capsys):
     assert status(defs, instance, "token_limit_filtered") == StaleStatus.STALE
 
 
+def test_one_run_builds_the_stale_chain_in_one_run_and_verbose_shows_dagsters_log(built, capfd):
+    defs, instance, bitext, _ = built
+    write_sources(bitext.parent, bitext_rows=450)
+    summary = materialize_stale(defs, instance, "*word_count_filtered", one_run=True)
+    # one run: the stale asset and everything downstream of it in the selection, not one level per wave
+    assert [[p.name for p in w] for w in summary.waves] == [["bitext_raw", "raw_pairs", "word_count_filtered"]]
+    assert summary.ok and len(summary.run_ids) == 1
+    quiet = capfd.readouterr()
+    assert "STEP_SUCCESS" not in quiet.out + quiet.err  # Dagster's debug log stays out by default
+    assert materialize_stale(defs, instance, "*word_count_filtered").materialized == []  # nothing left stale
+
+    write_sources(bitext.parent, bitext_rows=420)
+    assert materialize_stale(defs, instance, "bitext_raw", verbose=True).materialized == ["bitext_raw"]
+    loud = capfd.readouterr()
+    assert "bitext_raw - STEP_SUCCESS" in loud.out + loud.err
+
+
 def test_launchpad_override_counts_and_the_stale_path_restores_defaults(built):
     defs, instance, _, _ = built
     before = data_versions(instance)
@@ -180,11 +197,7 @@ def code_versions(modules) -> dict[str, str]:
 def test_lora_rank_change_reaches_train_adapter_only():
     """A new lora_r default changes train_adapter's code version and no other asset's; merged_model then
     goes stale through the adapter's new content version (the data-version rule tested above)."""
-    try:
-        from llama_sft_dagster.assets import training
-    except ImportError:
-        pytest.skip("training assets (assets/training.py) not written yet")
-    from llama_sft_dagster.assets import model, raw, split
+    from llama_sft_dagster.assets import model, raw, split, training
     from llama_sft_dagster.config import training as config_training
 
     modules = [raw, model, split, training]

@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, help="training processes (GpuResource.processes)")
     parser.add_argument("--train-config", type=json.loads, default={}, help="train_adapter config overrides (JSON)")
     args = parser.parse_args(argv)
+    from llama_sft_dagster.assets.adapter_training import PLOTS  # kept too: did rank 0 make them
     from llama_sft_dagster.config.profiles import active_profile
     from llama_sft_dagster.definitions import all_assets, all_checks
     from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                 for k, v in mat.metadata.items()
                 if isinstance(getattr(v, "value", None), (int, float, str))
                 and not isinstance(v.value, str)
-                or k in STRINGS_KEPT
+                or k in (*STRINGS_KEPT, *PLOTS)
             }
     print(
         json.dumps(

@@ -2,6 +2,8 @@
 name the file as configured (folder included), the line of a CSV error and the delimiter it looks like."""
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,6 +17,7 @@ from llama_sft_dagster.core.sources.multiwoz import load_multiwoz_folder
 
 HEADER = "flags,instruction,category,intent,response\n"
 ROW = 'B,"where is my order 12?",ORDER,track_order,"It ships today."\n'
+NOBODY = 65534  # the unprivileged user and group of Debian and most Linux systems
 TURNS = [{"speaker": "USER", "utterance": "u"}, {"speaker": "SYSTEM", "utterance": "s"}]
 
 
@@ -90,20 +93,47 @@ def test_published_extras_alone_do_not_fail_the_default(tmp_path):
     assert skipped == [{"file": "schema.json", "reason": "published non-dialogue file"}]
 
 
-def test_unlistable_subfolder_fails_naming_it(tmp_path):
-    import os
+def as_unprivileged_user(fn) -> str:
+    """`fn()` in a forked child that drops to the user `nobody` when run as root (as CI is): root lists any
+    folder, so a `chmod 0` folder is unreadable only to another user. Returns "ok" or "<Error>: <message>"."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: already has the code imported, so it reads no module files as `nobody`
+        status = 1
+        try:
+            os.close(read_end)
+            signal.alarm(60)  # never outlive the test
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+            try:
+                fn()
+                outcome = "ok"
+            except Exception as exc:
+                outcome = f"{type(exc).__name__}: {exc}"
+            os.write(write_end, outcome.encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        outcome = reader.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, f"the child failed ({status}): {outcome!r}"
+    return outcome
 
-    root = layout(
-        tmp_path / "mw", {"train/dialogues_001.json": dialogues("A"), "dev/dialogues_001.json": dialogues("B")}
-    )
-    (root / "dev").chmod(0)
+
+def test_unlistable_subfolder_fails_naming_it(tmp_path, monkeypatch):
+    layout(tmp_path / "mw", {"train/dialogues_001.json": dialogues("A"), "dev/dialogues_001.json": dialogues("B")})
+    tmp_path.chmod(0o755)  # the unprivileged child starts its relative paths here
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mw" / "dev").chmod(0)
     try:
-        if os.access(root / "dev", os.R_OK):
-            pytest.skip("running as a user who can read any folder (root)")
-        with pytest.raises(RawDataError, match=r"/dev: cannot list folder"):
-            load_multiwoz_folder(root)
+        outcome = as_unprivileged_user(lambda: load_multiwoz_folder("mw"))
     finally:
-        (root / "dev").chmod(0o755)
+        (tmp_path / "mw" / "dev").chmod(0o755)
+    assert outcome == "RawDataError: mw/dev: cannot list folder: Permission denied"
 
 
 # --- messages name the path as configured, and both places of a duplicate ------------------------

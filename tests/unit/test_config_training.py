@@ -40,7 +40,12 @@ def test_sft_dataset_config_rejects_masks_that_do_nothing(kwargs, field):
 
 
 def test_messages_with_assistant_only_loss_is_allowed():
-    SftDatasetConfig(dataset_format="messages", completion_only_loss=False, assistant_only_loss=True)
+    config = SftDatasetConfig(dataset_format="messages", completion_only_loss=False, assistant_only_loss=True)
+    assert (config.dataset_format, config.completion_only_loss, config.assistant_only_loss) == (
+        "messages",
+        False,
+        True,
+    )
 
 
 def test_full_profile_defaults_are_the_seeds():

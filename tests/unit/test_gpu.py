@@ -1,6 +1,7 @@
 """GPU resource decisions (no GPU here: torch.cuda facts are monkeypatched, the one allowed mock)."""
 
 import logging
+import os
 
 import pytest
 
@@ -67,30 +68,56 @@ def _cpu_plan():
     return plan_device("cpu", MachineFacts(False))
 
 
-def test_exclusive_makes_a_second_holder_wait_and_names_the_first(tmp_path, caplog):
+class _Said:
+    """A logger that keeps its warnings and signals the first."""
+
+    def __init__(self):
+        import threading
+
+        self.warnings, self.first = [], threading.Event()
+
+    def warning(self, message):
+        self.warnings.append(message)
+        self.first.set()
+
+
+def test_exclusive_makes_a_second_holder_wait_and_names_the_first(tmp_path):
     import threading
-    import time
 
     gpu = GpuResource(device="cpu", lock_dir=str(tmp_path))
-    plan, spans, first_holds = _cpu_plan(), {}, threading.Event()
+    plan, order = _cpu_plan(), []
+    a_holds, release_a, b_in = threading.Event(), threading.Event(), threading.Event()
+    said_a, said_b = _Said(), _Said()
 
-    def hold(name, seconds, ready=None):
-        with gpu.exclusive(plan, name) as waited:
-            start = time.monotonic()
-            if ready:
-                ready.set()
-            time.sleep(seconds)
-            spans[name] = (start, time.monotonic(), waited)
+    def hold_a():
+        with gpu.exclusive(plan, "run-A", logger=said_a):
+            order.append("A in")
+            a_holds.set()
+            release_a.wait(30)
+            order.append("A out")
 
-    first = threading.Thread(target=hold, args=("run-A", 0.5, first_holds))
+    def hold_b():
+        with gpu.exclusive(plan, "run-B", logger=said_b):
+            order.append("B in")
+            b_in.set()
+            holder_seen.append((tmp_path / "cpu.lock").read_text())
+
+    holder_seen = []
+    first, second = threading.Thread(target=hold_a), threading.Thread(target=hold_b)
     first.start()
-    first_holds.wait(5)
-    with caplog.at_level(logging.WARNING):
-        hold("run-B", 0.0)
-    first.join()
-    assert spans["run-A"][1] <= spans["run-B"][0], spans  # B started only after A let go
-    assert spans["run-B"][2] > 0.2 and spans["run-A"][2] < 0.2
-    assert any("waiting for cpu: held by run-A (pid" in r.message for r in caplog.records)
+    assert a_holds.wait(10)
+    second.start()
+    assert said_b.first.wait(10), "run-B did not report that it waits"
+    # B said it waits; given a second to get in (which a broken lock would let it do), it stays out while A holds
+    assert not b_in.wait(1.0)
+    assert order == ["A in"]
+    release_a.set()
+    first.join(10)
+    second.join(10)
+    assert order == ["A in", "A out", "B in"]
+    assert len(said_b.warnings) == 1 and said_b.warnings[0].startswith("waiting for cpu: held by run-A (pid")
+    assert said_a.warnings == []  # the first holder found the device free
+    assert holder_seen == [f"run-B (pid {os.getpid()})\n"]
     assert (tmp_path / "cpu.lock").read_text() == ""  # the holder's name is cleared on release
 
 

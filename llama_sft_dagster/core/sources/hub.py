@@ -86,7 +86,13 @@ def gated_message(repo_id: str, has_token: bool) -> str:
 
 
 def resolve_model(
-    repo_id: str, revision: str | None, token: str | None, api=None, timeout: float = HUB_TIMEOUT_S, retries: int = 4
+    repo_id: str,
+    revision: str | None,
+    token: str | None,
+    api=None,
+    timeout: float = HUB_TIMEOUT_S,
+    retries: int = 4,
+    sleep: Callable[[float], None] | None = None,
 ) -> str:
     """Commit sha of `revision` of model `repo_id`; one line naming HF_TOKEN for a gated repo without access."""
     from huggingface_hub import HfApi
@@ -98,6 +104,7 @@ def resolve_model(
             lambda: api.model_info(repo_id, revision=revision, timeout=timeout, token=token),
             f"hub model {repo_id}",
             retries,
+            sleep=sleep,
         )
     except GatedRepoError as exc:
         raise HubTokenMissing(gated_message(repo_id, bool(token))) from exc

@@ -32,8 +32,9 @@ def demo_version(seed: int) -> str:
     )
 
 
-def hub_revision(dataset_id: str, revision: str | None, token: str | None = None, api=None) -> str:
-    """Commit sha that `revision` (None = default branch) of a hub dataset resolves to (timeout, retries)."""
+def hub_revision(dataset_id: str, revision: str | None, token: str | None = None, api=None, sleep=None) -> str:
+    """Commit sha that `revision` (None = default branch) of a hub dataset resolves to (timeout, retries;
+    `sleep` waits out the backoff, time.sleep unless given)."""
     from huggingface_hub import HfApi
 
     from llama_sft_dagster.core.sources.hub import HUB_TIMEOUT_S, hub_retrying
@@ -42,6 +43,7 @@ def hub_revision(dataset_id: str, revision: str | None, token: str | None = None
     return hub_retrying(
         lambda: api.dataset_info(dataset_id, revision=revision, token=token, timeout=HUB_TIMEOUT_S).sha,
         f"hub dataset {dataset_id}",
+        sleep=sleep,
     )
 
 
