@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from llama_sft_dagster.assets._metadata import count_table_md
 from llama_sft_dagster.assets._versioned import versioned_asset
 from llama_sft_dagster.assets.data_chain import DATA_STAGES, LAST_STAGE
+from llama_sft_dagster.assets.source_table import SOURCES
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 
 SFT_SPLITS = ("train", "validation")
@@ -33,7 +34,7 @@ def stage_rows(artifacts: ArtifactStore) -> list:
     """StageRows for every stage, raw sources to sft_dataset, from the files the stages wrote."""
     from llama_sft_dagster.core.report.funnel import StageRows
 
-    raw_in = _rows(artifacts.path("bitext_raw")) + _rows(artifacts.path("multiwoz_raw"))
+    raw_in = sum(_rows(artifacts.path(s.raw_asset)) for s in SOURCES)
     stages = [
         StageRows(
             "raw_pairs",
@@ -60,6 +61,14 @@ def stage_rows(artifacts: ArtifactStore) -> list:
         StageRows("sft_dataset", split, sft_out, _reasons(artifacts.path("sft_dataset", "rejects.parquet")), "samples")
     )
     return stages
+
+
+def source_funnel(artifacts: ArtifactStore) -> str:
+    """Rows per source at every stage: each source's raw rows/turns, then its pairs in each stage's file."""
+    counts = {"raw (rows or turns)": Counter({s.name: _rows(artifacts.path(s.raw_asset)) for s in SOURCES})}
+    for stage in ["raw_pairs", *(s.name for s in DATA_STAGES), "train_pairs", "validation_pairs"]:
+        counts[stage] = Counter(pq.read_table(artifacts.path(stage), columns=["source"]).column(0).to_pylist())
+    return count_table_md(counts, "source")
 
 
 def per_source_and_intent(artifacts: ArtifactStore) -> tuple[str, str]:
@@ -129,6 +138,7 @@ def run_report(context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> d
     sections = {
         "funnel": funnel_markdown(stages),
         "rows_per_source": per_source,
+        "rows_per_source_per_stage": source_funnel(artifacts),
         "losses": losses_md(report),
         "checks": check_results(context),
         "rows_per_intent": per_intent,
