@@ -63,6 +63,15 @@ def stage_rows(artifacts: ArtifactStore) -> list:
     return stages
 
 
+def per_turn_depth(artifacts: ArtifactStore) -> str:
+    """Pairs per turn depth (assistant replies before the pair in its dialogue; 0 for Bitext rows), per split."""
+    counts = {
+        name: Counter(pq.read_table(artifacts.path(f"{name}_pairs"), columns=["turn_depth"]).column(0).to_pylist())
+        for name in SFT_SPLITS
+    }
+    return count_table_md(counts, "turn depth (pairs)")
+
+
 def source_funnel(artifacts: ArtifactStore) -> str:
     """Rows per source at every stage: each source's raw rows/turns, then its pairs in each stage's file."""
     counts = {"raw (rows or turns)": Counter({s.name: _rows(artifacts.path(s.raw_asset)) for s in SOURCES})}
@@ -139,6 +148,7 @@ def run_report(context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> d
         "funnel": funnel_markdown(stages),
         "rows_per_source": per_source,
         "rows_per_source_per_stage": source_funnel(artifacts),
+        "rows_per_turn_depth": per_turn_depth(artifacts),
         "losses": losses_md(report),
         "checks": check_results(context),
         "rows_per_intent": per_intent,

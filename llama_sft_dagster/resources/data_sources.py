@@ -29,6 +29,13 @@ REHEARSAL_BITEXT = "bitext/Bitext_Sample_Customer_Support_Training_Dataset_27K_r
 REHEARSAL_MULTIWOZ = "multiwoz_2.2/hf_dummy_fixtures"
 
 
+def fixed_version(location: str, demo_seed: int) -> str | None:
+    """The version of a source that reads nothing or the generated demo corpus; None for any other location."""
+    if location == NO_SOURCE:
+        return NO_SOURCE
+    return f"demo:{source_versions.demo_version(demo_seed)}" if location == "demo" else None
+
+
 def hub_revision_cache() -> Path:  # follows SFT_STATE_DIR, so tests and checkouts keep their own
     return state_dir() / "cache" / "hub_revisions.json"
 
@@ -71,10 +78,8 @@ class BitextSource(dg.ConfigurableResource):
 
     def version(self) -> str:
         location = self.location
-        if location == NO_SOURCE:
-            return NO_SOURCE
-        if location == "demo":
-            return f"demo:{source_versions.demo_version(self.demo_seed)}"
+        if fixed := fixed_version(location, self.demo_seed):
+            return fixed
         if location.startswith("hf://"):
             dataset_id = location[len("hf://") :]
             sha = source_versions.cached_hub_revision(
@@ -133,10 +138,8 @@ class MultiwozSource(dg.ConfigurableResource):
 
     def version(self) -> str:
         location = self.location
-        if location == NO_SOURCE:
-            return NO_SOURCE
-        if location == "demo":
-            return f"demo:{source_versions.demo_version(self.demo_seed)}"
+        if fixed := fixed_version(location, self.demo_seed):
+            return fixed
         # the splits read are part of the version: reading dev too is new raw data
         splits = ",".join(self.splits)
         if location == "archive":

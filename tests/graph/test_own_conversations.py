@@ -12,6 +12,7 @@ from support.paths import REPO
 from support.resources import project_resources
 
 RECIPE = REPO / "recipes" / "own_conversations.yaml"
+RECIPE_OPS = yaml.safe_load(RECIPE.read_text())["ops"]  # sft_dataset's multi-turn settings
 
 
 def recipe_resources(root) -> dict:
@@ -37,7 +38,7 @@ def recipe_run(tmp_path_factory):
         selection=dg.AssetSelection.assets("sft_dataset").upstream(),
         resources=recipe_resources(root),
         instance=dg.DagsterInstance.ephemeral(),
-        run_config={"ops": {"base_model": {"config": {"demo_pretrain_steps": 2}}}},
+        run_config={"ops": {"base_model": {"config": {"demo_pretrain_steps": 2}}, **RECIPE_OPS}},
     )
     return root / "artifacts", result
 
@@ -69,6 +70,9 @@ def test_counts_and_checks(recipe_run):
     assert raw_pairs["dropped_system_message"] == 40  # chat_messages.jsonl: one system message per chat, counted
     checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()}
     assert checks[("raw_pairs", "rows_accounted_for")]
+    # multi-turn samples (earlier turns as context): the masking check saw them, only the last reply supervised
     assert checks[("sft_dataset", "sft_dataset_label_masking")]
+    sft = {k: v.value for k, v in result.asset_materializations_for_node("sft_dataset")[-1].metadata.items()}
+    assert sft["train_samples_with_context"] > 0 and sft["train_context_turns"] > sft["train_samples_with_context"]
     for split in ("train", "validation"):
         assert pq.read_table(artifacts / "sft_dataset" / f"{split}.parquet").num_rows > 0

@@ -120,14 +120,9 @@ def test_a_folder_and_a_glob(tmp_path):
 
 
 def test_roles_any_case_and_a_mapping_unknown_labels_counted(tmp_path):
-    record = {
-        "messages": [
-            {"role": "Customer", "content": "My order is late."},
-            {"role": "AGENT", "content": "Sorry, I will check."},
-            {"role": "User", "content": "Thanks"},
-            {"role": "Assistant", "content": "You're welcome."},
-        ]
-    }
+    labels = ["Customer", "AGENT", "User", "Assistant"]
+    texts = ["My order is late.", "Sorry, I will check.", "Thanks", "You're welcome."]
+    record = {"messages": [{"role": r, "content": t} for r, t in zip(labels, texts)]}
     path = write_jsonl(tmp_path / "c.jsonl", [record])
     pairs, rejects, counts = pairs_of(load_conversations(str(path)))
     assert pairs.column("instruction").to_pylist() == ["Thanks"]  # User/Assistant: any case

@@ -108,6 +108,8 @@ def test_pair_fields_and_reject_mapping():
         "row_index": None,
         "dialogue_id": "D",
         "turn_index": 0,
+        "context": None,
+        "turn_depth": 0,
     }
     rej = rejects.to_pylist()[0]
     assert (rej["instruction"], rej["response"], rej["stage"], rej["detail"]) == (
@@ -167,3 +169,20 @@ def test_real_samples_give_the_documented_pair_counts():
     assert pairs_balanced(counts)
     _, _, dummy = seed_pairs(NO_BITEXT, load_multiwoz_folder(shared_file("multiwoz_2.2/hf_dummy_fixtures")))
     assert (dummy["multiwoz_turns_in"], dummy["multiwoz_pairs_out"]) == (42, 21)
+
+
+def test_dialogue_pairs_keep_their_earlier_turns_as_context():
+    """Every usable earlier turn (dropped ones aside) travels with a pair, for sft_dataset's multi-turn samples."""
+    import json
+
+    dialogue = [(U, "u0"), (S, "s1"), (U, "  "), (U, "u3"), (S, "s4"), (U, "u5"), (S, "s6")]
+    pairs, _, counts = seed_pairs(NO_BITEXT, turns_table({"D": dialogue}))
+    assert pairs_balanced(counts)
+    rows = pairs.to_pylist()
+    assert [r["turn_depth"] for r in rows] == [0, 1, 2] and rows[0]["context"] is None
+    assert json.loads(rows[2]["context"]) == [
+        {"role": "user", "content": "u0"},
+        {"role": "assistant", "content": "s1"},
+        {"role": "user", "content": "u3"},
+        {"role": "assistant", "content": "s4"},
+    ]

@@ -122,6 +122,23 @@ def _pair_turns(dialogue_ids: list, roles: list, texts: list, max_chars: int):
     return pairs, sorted(dropped)
 
 
+def _contexts(pairs: list[tuple[int, int]], dialogue_ids: list, roles: list, texts: list, max_chars: int):
+    """(context JSON, turn depth) of each pair: every usable earlier turn of its dialogue (a known role, some text,
+    within `max_chars`: system messages and replies included), and how many assistant turns came before."""
+    import json
+
+    usable = [r is not None and t.strip() != "" and len(t) <= max_chars for r, t in zip(roles, texts)]
+    contexts, depths = [], []
+    start = 0
+    for user, _ in pairs:
+        while dialogue_ids[start] != dialogue_ids[user]:
+            start += 1
+        earlier = [i for i in range(start, user) if usable[i]]
+        contexts.append(json.dumps([{"role": roles[i], "content": texts[i]} for i in earlier]) if earlier else None)
+        depths.append(sum(roles[i] == "assistant" for i in earlier))
+    return contexts, depths
+
+
 def turn_pairs(
     name: str, turns: pa.Table, role_of: Callable[[str], str | None], max_chars: int
 ) -> tuple[pa.Table, pa.Table, dict[str, int]]:
@@ -134,6 +151,7 @@ def turn_pairs(
     cols["utterance"] = utterance.to_pylist()
     roles = [role_of(s) for s in cols["speaker"]]
     pairs, dropped = _pair_turns(cols["dialogue_id"], roles, cols["utterance"], max_chars)
+    context, depth = _contexts(pairs, cols["dialogue_id"], roles, cols["utterance"], max_chars)
 
     def rows(indices: list[int]) -> dict[str, list]:
         return {
@@ -154,6 +172,8 @@ def turn_pairs(
         **rows(users),
         "instruction": [cols["utterance"][u] for u, _ in pairs],
         "response": [cols["utterance"][s] for _, s in pairs],
+        "context": context,
+        "turn_depth": depth,
     }
     at = [i for i, _ in dropped]
     is_user = [roles[i] == "user" for i in at]
@@ -162,6 +182,8 @@ def turn_pairs(
         "instruction": [cols["utterance"][i] if u else "" for i, u in zip(at, is_user)],
         "response": [cols["utterance"][i] if not u else "" for i, u in zip(at, is_user)],
         "stage": [STAGE] * len(at),
+        "context": [None] * len(at),
+        "turn_depth": [None] * len(at),
         "reason": [r for _, r in dropped],
         "detail": [f"speaker={cols['speaker'][i]}" for i in at],
     }

@@ -22,6 +22,10 @@ PAIR_SCHEMA = pa.schema(
         pa.field("row_index", pa.int64()),  # Bitext: 0-based data row in source_file
         pa.field("dialogue_id", pa.string()),  # MultiWOZ
         pa.field("turn_index", pa.int64()),  # MultiWOZ: index of the USER turn in the dialogue
+        # dialogues: the earlier turns as JSON [{"role", "content"}] (system messages included), for sft_dataset's
+        # multi-turn option; null for a Bitext row. The filters judge instruction/response only, never this.
+        pa.field("context", pa.string()),
+        pa.field("turn_depth", pa.int64()),  # assistant replies before this pair's in its dialogue (0: the first)
     ]
 )
 

@@ -247,6 +247,8 @@ def bitext_pairs(name: str, bitext: pa.Table, max_chars: int = 0) -> tuple[pa.Ta
         "row_index": row_index,
         "dialogue_id": nulls,
         "turn_index": pa.nulls(n, pa.int64()),
+        "context": nulls,
+        "turn_depth": pa.array([0] * n, pa.int64()),
     }
     table = pa.Table.from_arrays([columns[f] for f in PAIR_SCHEMA.names], schema=PAIR_SCHEMA)
     kept, rejects, counts = partition(table, reasons.to_pylist(), STAGE)

@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from llama_sft_dagster.core.data.pairs import PairExtractor, role_mapper, turn_pairs
 from llama_sft_dagster.core.data.schema import TURN_SCHEMA
-from llama_sft_dagster.core.sources.errors import RawDataError
+from llama_sft_dagster.core.sources.errors import RawDataError, parse_json
 from llama_sft_dagster.core.sources.files import Record, expand, read_records
 
 FORMS = ("auto", "messages", "sharegpt", "pairs")
@@ -94,10 +94,7 @@ def _text(value: object, where: str) -> str:
 def _message_list(data: dict, key: str, where: str) -> list:
     value = data.get(key)
     if isinstance(value, str):  # a CSV cell holding the list as JSON
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise RawDataError(f"{where}: field {key!r} is text but not a JSON list: {exc.msg}") from exc
+        value = parse_json(value, f"{where}, field {key!r}", list, "text, but not a JSON list of messages")
     if not isinstance(value, list):
         raise RawDataError(f"{where}: field {key!r} must be a list of messages, found {type(value).__name__}")
     return value

@@ -11,6 +11,7 @@ fails with the likely encoding and the command that converts it.
 from __future__ import annotations
 
 import codecs
+import json
 
 # longest marks first: UTF-32 LE's mark starts with UTF-16 LE's
 BOMS = (
@@ -24,6 +25,19 @@ BOMS = (
 
 class RawDataError(ValueError):
     """A raw data file is missing, malformed, or lacks a required field."""
+
+
+def parse_json(text: str, where: str, expected: type, what: str, at_line: bool = True) -> object:
+    """`text` as JSON of type `expected`; else a RawDataError at `where` naming the position (line and column,
+    or the column only for one line of JSONL: `at_line=False`) or `what` was expected and what was found."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        position = f"line {exc.lineno} column {exc.colno}" if at_line else f"column {exc.colno}"
+        raise RawDataError(f"{where}: invalid JSON at {position}: {exc.msg}") from exc
+    if not isinstance(value, expected):
+        raise RawDataError(f"{where}: {what}, found {type(value).__name__}")
+    return value
 
 
 def detect_bom(data: bytes) -> tuple[str, str, int] | None:

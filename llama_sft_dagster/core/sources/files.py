@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import glob
 import io
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llama_sft_dagster.core.sources.errors import RawDataError, decode_text
+from llama_sft_dagster.core.sources.errors import RawDataError, decode_text, parse_json
 
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
 FORMATS = (".jsonl", ".json", ".csv", ".parquet")
@@ -93,20 +92,12 @@ def _jsonl(text: str, shown: str) -> Iterator[Record]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RawDataError(f"{shown}: line {number}: invalid JSON at column {exc.colno}: {exc.msg}") from exc
-        if not isinstance(value, dict):
-            raise RawDataError(f"{shown}: line {number}: must be a JSON object, found {type(value).__name__}")
+        value = parse_json(line, f"{shown}: line {number}", dict, "must be a JSON object", at_line=False)
         yield Record(f"line {number}", value)
 
 
 def _json(text: str, shown: str) -> Iterator[Record]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RawDataError(f"{shown}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+    value = parse_json(text, shown, (list, dict), "top level must be a list of records")
     if isinstance(value, dict) and isinstance(value.get("data"), list):
         value = value["data"]  # {"data": [...]}, as the `datasets` JSON loader accepts
     if not isinstance(value, list):

@@ -15,7 +15,6 @@ are kept; `core.pairs.extract_pairs` decides what to do with them and counts eve
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import tempfile
 import zipfile
@@ -27,7 +26,7 @@ import pyarrow as pa
 from llama_sft_dagster.core.data.pairs import PairExtractor, role_mapper, turn_pairs
 from llama_sft_dagster.core.data.schema import TURN_SCHEMA
 from llama_sft_dagster.core.sources.download import download
-from llama_sft_dagster.core.sources.errors import RawDataError, decode_text
+from llama_sft_dagster.core.sources.errors import RawDataError, decode_text, parse_json
 from llama_sft_dagster.core.sources.multiwoz_files import shown_path, survey, with_skipped
 
 SPLITS = ("train", "dev", "test")
@@ -69,13 +68,7 @@ def _read_dialogues(path: Path, shown: str) -> list:
     text = decode_text(path.read_bytes(), shown)
     if not text.strip():
         raise RawDataError(f"{shown}: empty file")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RawDataError(f"{shown}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
-    if not isinstance(data, list):
-        raise RawDataError(f"{shown}: top level must be a list of dialogues, found {type(data).__name__}")
-    return data
+    return parse_json(text, shown, list, "top level must be a list of dialogues")
 
 
 def _append_dialogues(
