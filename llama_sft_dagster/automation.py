@@ -20,11 +20,11 @@ import warnings
 
 import dagster as dg
 
-from llama_sft_dagster.assets.sources import bitext_version, multiwoz_version
+from llama_sft_dagster.assets.source_table import SOURCES, with_source_resources
+from llama_sft_dagster.assets.sources import source_versions
 from llama_sft_dagster.config.profiles import recipes_text
 from llama_sft_dagster.housekeeping.dead_runs import dead_run_sensor
 from llama_sft_dagster.housekeeping.stale_plan import own_reasons, stale_resolver
-from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 
 # tags Dagster sets, spelled out: its constants live in private modules (dagster._core.storage.tags,
 # dagster._core.definitions.data_version); an observation can carry a data version only as this tag
@@ -140,13 +140,12 @@ def retrain_automation(
         )
 
 
-def source_observations(
-    instance: dg.DagsterInstance, asset_graph, bitext: BitextSource, multiwoz: MultiwozSource
-) -> list[dg.AssetObservation]:
-    """Observations for the raw sources whose current version differs from the last one recorded."""
+def source_observations(instance: dg.DagsterInstance, asset_graph, resources: dict) -> list[dg.AssetObservation]:
+    """Observations for the raw sources whose current version differs from the last one recorded;
+    `resources`: {resource key: resource} of every source of the sources table."""
     resolver = stale_resolver(instance, asset_graph)
     events = []
-    for name, version in (("bitext_source", bitext_version(bitext)), ("multiwoz_source", multiwoz_version(multiwoz))):
+    for name, version in source_versions(SOURCES, resources).items():
         if resolver.get_current_data_version(dg.AssetKey(name)).value != version:
             events.append(
                 dg.AssetObservation(asset_key=name, tags={DATA_VERSION_TAG: version}, metadata={"version": version})
@@ -154,17 +153,20 @@ def source_observations(
     return events
 
 
-@dg.sensor(
-    minimum_interval_seconds=int(os.environ.get("SFT_RAW_DATA_CHECK_SECONDS", DEFAULT_RAW_DATA_CHECK_SECONDS)),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    asset_selection=["bitext_source", "multiwoz_source"],
-    description="Records a new version of a raw source when its content/revision changed (no run by itself).",
-)
-def raw_data_sensor(context: dg.SensorEvaluationContext, bitext: BitextSource, multiwoz: MultiwozSource):
-    events = source_observations(context.instance, context.repository_def.asset_graph, bitext, multiwoz)
+def raw_data_sensor(context: dg.SensorEvaluationContext, **resources):
+    events = source_observations(context.instance, context.repository_def.asset_graph, resources)
     if not events:
         return dg.SkipReason("raw sources unchanged")
     return dg.SensorResult(asset_events=events)
+
+
+# one resource parameter per source of the sources table (each injected by its resource key)
+raw_data_sensor = dg.sensor(
+    minimum_interval_seconds=int(os.environ.get("SFT_RAW_DATA_CHECK_SECONDS", DEFAULT_RAW_DATA_CHECK_SECONDS)),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    asset_selection=[s.source_asset for s in SOURCES],
+    description="Records a new version of a raw source when its content/revision changed (no run by itself).",
+)(with_source_resources(raw_data_sensor, SOURCES))
 
 
 schedules = []  # the retraining is the retrain_automation sensor (declarative automation), not a schedule

@@ -14,12 +14,12 @@ from llama_sft_dagster import automation
 from llama_sft_dagster.assets import checks, evaluation, model, rank_sweep, raw, report, sources, split, training
 from llama_sft_dagster.assets._versioned import for_profile
 from llama_sft_dagster.assets.filters import data_stage_assets
+from llama_sft_dagster.assets.source_table import source_resources
 from llama_sft_dagster.config.k8s import step_executor
 from llama_sft_dagster.config.profiles import active_profile, check_profile, profile_defaults
 from llama_sft_dagster.housekeeping.pool_guard import GpuPoolGuard
 from llama_sft_dagster.logs.console import console
 from llama_sft_dagster.resources.artifacts import ArtifactStore
-from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 from llama_sft_dagster.resources.gpu import GpuResource
 from llama_sft_dagster.resources.hub import HuggingFaceHub
 from llama_sft_dagster.resources.tracking import MlflowTracking
@@ -51,8 +51,7 @@ def build_resources(profile: str | None = None) -> dict:
     token = {"token": dg.EnvVar("HF_TOKEN")} if os.environ.get("HF_TOKEN") else {}
     return {
         "artifacts": ArtifactStore(),
-        "bitext": BitextSource(**profile_defaults(BitextSource, profile)),  # a public dataset
-        "multiwoz": MultiwozSource(**profile_defaults(MultiwozSource, profile)),
+        **source_resources(profile),  # one per row of the sources table
         "hub": HuggingFaceHub(**token),
         "gpu": GpuResource(**profile_defaults(GpuResource, profile)),
         "pool_guard": GpuPoolGuard(),

@@ -10,6 +10,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from llama_sft_dagster.assets.data_chain import DATA_STAGES, LAST_STAGE
+from llama_sft_dagster.assets.source_table import SOURCES
 from llama_sft_dagster.core.data.accounting import check_balance
 from llama_sft_dagster.core.data.storage import row_count as _rows
 from llama_sft_dagster.resources.artifacts import ArtifactStore
@@ -39,12 +40,12 @@ def split_balance(artifacts: ArtifactStore) -> dg.AssetCheckResult:
 
 
 def pairs_balance(artifacts: ArtifactStore) -> dg.AssetCheckResult:
-    """Bitext rows + MultiWOZ turns = Bitext pairs + 2 x MultiWOZ pairs (a pair uses two turns) + rejects."""
+    """Each source's raw rows/turns = its pairs x units per pair (a turn pair uses two turns) + rejects, summed."""
     sources = Counter(pq.read_table(artifacts.path("raw_pairs"), columns=["source"]).column("source").to_pylist())
     rejects = pq.read_table(artifacts.path("raw_pairs", "rejects.parquet"), columns=["reason"])
     dropped = Counter(rejects.column("reason").to_pylist())
-    rows_in = _rows(artifacts.path("bitext_raw")) + _rows(artifacts.path("multiwoz_raw"))
-    rows_out = sources.get("bitext", 0) + 2 * sources.get("multiwoz", 0)
+    rows_in = sum(_rows(artifacts.path(s.raw_asset)) for s in SOURCES)
+    rows_out = sum(s.pairs.units_per_pair * sources.get(s.name, 0) for s in SOURCES)
     passed, text = check_balance(rows_in, rows_out, dropped)
     return _result(
         passed,
@@ -80,7 +81,10 @@ def split_rows_accounted_for(artifacts: ArtifactStore) -> dg.AssetCheckResult:
     asset="raw_pairs",
     name="rows_accounted_for",
     blocking=True,
-    description="Bitext rows + MultiWOZ turns = Bitext pairs + 2 x MultiWOZ pairs + rejected rows/turns",
+    description=" + ".join(f"{s.name} {s.pairs.unit}" for s in SOURCES)
+    + " = "
+    + " + ".join(f"{s.pairs.units_per_pair} x {s.name} pairs" for s in SOURCES)
+    + " + rejected rows/turns",
 )
 def raw_pairs_rows_accounted_for(artifacts: ArtifactStore) -> dg.AssetCheckResult:
     return pairs_balance(artifacts)

@@ -13,6 +13,7 @@ import pyarrow as pa
 from llama_sft_dagster.assets._metadata import table_value
 from llama_sft_dagster.assets._versioned import versioned_asset
 from llama_sft_dagster.assets.model_paths import FORMAT_FILE, RUN_FILE, base_model_dir
+from llama_sft_dagster.assets.source_table import HELD_OUT_SOURCE as held_out_source
 from llama_sft_dagster.assets.training import LINEAGE_FILE
 from llama_sft_dagster.config.evaluation import ChampionConfig, EvaluationConfig
 from llama_sft_dagster.core.data.storage import read_parquet, write_parquet
@@ -29,9 +30,7 @@ DECISION_FILE = "decision.json"  # champion_model's last decision, for run_repor
 MODELS = ("base", "tuned")
 
 
-def evaluation_set(
-    artifacts: ArtifactStore, multiwoz: MultiwozSource, config: EvaluationConfig
-) -> tuple[dict, list, dict]:
+def evaluation_set(artifacts: ArtifactStore, held_out, config: EvaluationConfig) -> tuple[dict, list, dict]:
     """(sft format, rows: validation split + held-out dev/test MultiWOZ pairs, counts)."""
     import pyarrow.parquet as pq
 
@@ -48,7 +47,8 @@ def evaluation_set(
     in_split = len(rows)
     if config.validation_max_rows:
         rows = [rows[i] for i in spread(range(in_split), config.validation_max_rows)]
-    held_out, counts = held_out_rows(multiwoz.load_held_out(), config.held_out_max_pairs, fmt["system_prompt"])
+    source = (held_out_source.name, held_out_source.pairs)
+    held_out, counts = held_out_rows(held_out.load_held_out(), config.held_out_max_pairs, fmt["system_prompt"], source)
     return fmt, rows + held_out, {"validation_rows": len(rows), "validation_rows_in_split": in_split, **counts}
 
 
@@ -81,7 +81,7 @@ def _log_to_mlflow(tracking: MlflowTracking, context, config: EvaluationConfig, 
     group_name="evaluation",
     kinds={"pytorch", "parquet"},
     pool="gpu",
-    deps=["merged_model", "sft_dataset", "validation_pairs", "base_model", "multiwoz_source"],
+    deps=["merged_model", "sft_dataset", "validation_pairs", "base_model", held_out_source.source_asset],
     description="Base vs tuned (merged) model on the validation split and on held-out MultiWOZ dev/test "
     "dialogues: reply-token loss, perplexity, next-token accuracy per intent, category, domain and overall; "
     "greedy generation samples per intent and domain.",

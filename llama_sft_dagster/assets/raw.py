@@ -1,67 +1,42 @@
-"""Raw group: faithful copies of the sources, then USER->SYSTEM / instruction->response pairs."""
+"""Raw group: a faithful copy of each source (one asset per row of assets/source_table.py), then the
+instruction/response pairs of all of them (`raw_pairs`)."""
 
 import dagster as dg
 
 from llama_sft_dagster.assets._metadata import stage_result
-from llama_sft_dagster.assets._versioned import versioned_asset
+from llama_sft_dagster.assets.source_table import SOURCES, RawSource, with_source_resources
 from llama_sft_dagster.core.data.storage import write_parquet
-from llama_sft_dagster.core.sources.multiwoz_files import skipped_files
+from llama_sft_dagster.core.versions import code_version
 from llama_sft_dagster.resources.artifacts import ArtifactStore
-from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
 
 
-@versioned_asset(
-    group_name="raw",
-    kinds={"parquet"},
-    deps=["bitext_source"],
-    description="Bitext customer-support rows as published (v11 schema; 2023-08 'tags' mapped to 'flags'), "
-    "with file and row index.",
-)
-def bitext_raw(artifacts: ArtifactStore, bitext: BitextSource) -> dg.MaterializeResult:
-    out = artifacts.asset_dir("bitext_raw")  # first: claims the asset before the (maybe slow) load
-    table = bitext.load()
+def write_raw(source: RawSource, resource, artifacts: ArtifactStore) -> dg.MaterializeResult:
+    out = artifacts.asset_dir(source.raw_asset)  # first: claims the asset before the (maybe slow) load
+    table = source.load(resource)
     path = write_parquet(table, out / "data.parquet")
-    return stage_result(
-        path, extra={"source": bitext.location, "intents": len(set(table.column("intent").to_pylist()))}
-    )
+    return stage_result(path, extra={"source": resource.location, **source.metadata(table)})
 
 
-@versioned_asset(
-    group_name="raw",
-    kinds={"parquet"},
-    deps=["multiwoz_source"],
-    description="MultiWOZ 2.2 turns, one row per turn, with dialogue id, split file and turn index.",
-)
-def multiwoz_raw(artifacts: ArtifactStore, multiwoz: MultiwozSource) -> dg.MaterializeResult:
-    out = artifacts.asset_dir("multiwoz_raw")
-    table = multiwoz.load()
-    path = write_parquet(table, out / "data.parquet")
-    skipped = skipped_files(table)  # every file of the folder not read, with the reason
-    return stage_result(
-        path,
-        extra={
-            "source": multiwoz.location,
-            "dialogues": len(set(table.column("dialogue_id").to_pylist())),
-            "skipped_files": len(skipped),
-            "skipped_files_list": dg.MetadataValue.json(skipped),
-        },
-    )
+def raw_asset(source: RawSource) -> dg.AssetsDefinition:
+    def materialize(artifacts: ArtifactStore, **resources) -> dg.MaterializeResult:
+        return write_raw(source, resources[source.name], artifacts)
+
+    return dg.asset(
+        name=source.raw_asset,
+        group_name="raw",
+        kinds={"parquet"},
+        deps=[source.source_asset],
+        code_version=code_version(write_raw, source.load, source.metadata),
+        description=source.description,
+    )(with_source_resources(materialize, [source]))
 
 
-@versioned_asset(
-    group_name="raw",
-    kinds={"parquet"},
-    deps=[bitext_raw, multiwoz_raw],
-    description="Instruction/response pairs: Bitext rows pass through; every consecutive MultiWOZ USER->SYSTEM "
-    "turn pair. Provenance kept on every pair.",
-)
-def raw_pairs(artifacts: ArtifactStore) -> dg.MaterializeResult:
+def write_pairs(artifacts: ArtifactStore) -> dg.MaterializeResult:
     from llama_sft_dagster.core.data.pairs import extract_pairs
     from llama_sft_dagster.core.data.storage import read_parquet
 
-    bitext = read_parquet(artifacts.upstream("bitext_raw", "raw_pairs"))
-    turns = read_parquet(artifacts.upstream("multiwoz_raw", "raw_pairs"))
-    pairs, rejects, counts = extract_pairs(bitext, turns)
+    raw = [(s.name, s.pairs, read_parquet(artifacts.upstream(s.raw_asset, "raw_pairs"))) for s in SOURCES]
+    pairs, rejects, counts = extract_pairs(raw)
     out_dir = artifacts.asset_dir("raw_pairs")
     write_parquet(rejects, out_dir / "rejects.parquet")
     path = write_parquet(pairs, out_dir / "data.parquet")
@@ -69,7 +44,9 @@ def raw_pairs(artifacts: ArtifactStore) -> dg.MaterializeResult:
 
 
 def pairs_metadata(counts: dict) -> dict:
-    """Counts with their units: Bitext is counted in rows, MultiWOZ in turns (a pair uses two turns)."""
+    """Counts with their units: each source counts its own (Bitext rows, dialogue turns; a turn pair uses two)."""
+    from llama_sft_dagster.core.data.pairs import source_units
+
     detail = "\n".join(
         [
             "| count | n |",
@@ -78,12 +55,25 @@ def pairs_metadata(counts: dict) -> dict:
         ]
     )
     dropped = {k: v for k, v in counts.items() if k.startswith("dropped_") and v}
+    units = source_units(counts)
     return {
-        "bitext_rows_in": counts["bitext_rows_in"],
-        "multiwoz_turns_in": counts["multiwoz_turns_in"],
-        "pairs_out": counts["bitext_pairs_out"] + counts["multiwoz_pairs_out"],
+        **{f"{name}_{unit}_in": counts[f"{name}_{unit}_in"] for name, (unit, _) in units.items()},
+        **{f"{name}_pairs_out": counts[f"{name}_pairs_out"] for name in units},
+        "pairs_out": sum(counts[f"{name}_pairs_out"] for name in units),
         "rows_and_turns_in": counts["rows_in"],
         "rows_and_turns_used": counts["rows_out"],
         **dropped,
         "accounting": dg.MetadataValue.md(detail),
     }
+
+
+raw_assets = [raw_asset(s) for s in SOURCES]
+raw_pairs = dg.asset(
+    name="raw_pairs",
+    group_name="raw",
+    kinds={"parquet"},
+    deps=[s.raw_asset for s in SOURCES],
+    code_version=code_version(write_pairs, *(s.pairs.extract for s in SOURCES)),
+    description="Instruction/response pairs of every source: a Bitext row is a pair; in a dialogue or chat, each "
+    "user turn followed by an assistant (MultiWOZ: SYSTEM) turn. Provenance kept on every pair.",
+)(write_pairs)

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from llama_sft_dagster.assets._metadata import rows_markdown, table_value
 from llama_sft_dagster.assets._versioned import versioned_asset
 from llama_sft_dagster.assets.data_chain import DATA_STAGES, LAST_STAGE
+from llama_sft_dagster.assets.source_table import SOURCES
 from llama_sft_dagster.launch.train import REPORT_FILE
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 
@@ -36,7 +37,7 @@ def stage_rows(artifacts: ArtifactStore) -> list:
     """StageRows for every stage, raw sources to sft_dataset, from the files the stages wrote."""
     from llama_sft_dagster.core.report.funnel import StageRows
 
-    raw_in = _rows(artifacts.path("bitext_raw")) + _rows(artifacts.path("multiwoz_raw"))
+    raw_in = sum(_rows(artifacts.path(s.raw_asset)) for s in SOURCES)
     stages = [
         StageRows(
             "raw_pairs",
@@ -65,14 +66,35 @@ def stage_rows(artifacts: ArtifactStore) -> list:
     return stages
 
 
+def count_rows(counts: dict[str, Counter], key_name: str) -> list[dict]:
+    """Rows of counts per key, one column per name (e.g. train/validation per intent)."""
+    keys = sorted(set().union(*counts.values()), key=lambda k: (k is None, str(k)))
+    return [{key_name: str(k), **{n: c.get(k, 0) for n, c in counts.items()}} for k in keys]
+
+
+def per_turn_depth(artifacts: ArtifactStore) -> list[dict]:
+    """Pairs per turn depth (assistant replies before the pair in its dialogue; 0 for Bitext rows), per split."""
+    counts = {
+        name: Counter(pq.read_table(artifacts.path(f"{name}_pairs"), columns=["turn_depth"]).column(0).to_pylist())
+        for name in SFT_SPLITS
+    }
+    return count_rows(counts, "turn depth")
+
+
+def source_funnel(artifacts: ArtifactStore) -> list[dict]:
+    """Rows per source at every stage: each source's raw rows/turns, then its pairs in each stage's file."""
+    counts = {"raw (rows or turns)": Counter({s.name: _rows(artifacts.path(s.raw_asset)) for s in SOURCES})}
+    for stage in ["raw_pairs", *(s.name for s in DATA_STAGES), "train_pairs", "validation_pairs"]:
+        counts[stage] = Counter(pq.read_table(artifacts.path(stage), columns=["source"]).column(0).to_pylist())
+    return count_rows(counts, "source")
+
+
 def per_source_and_intent(artifacts: ArtifactStore) -> tuple[list[dict], list[dict]]:
     """Pairs per source and per intent, one column per split."""
     counts = {name: pq.read_table(artifacts.path(f"{name}_pairs"), columns=["source", "intent"]) for name in SFT_SPLITS}
 
     def per(column: str) -> list[dict]:
-        by_split = {n: Counter(t.column(column).to_pylist()) for n, t in counts.items()}
-        keys = sorted(set().union(*by_split.values()), key=lambda k: (k is None, str(k)))
-        return [{column: str(k), **{n: c.get(k, 0) for n, c in by_split.items()}} for k in keys]
+        return count_rows({n: Counter(t.column(column).to_pylist()) for n, t in counts.items()}, column)
 
     return per("source"), per("intent")
 
@@ -142,8 +164,10 @@ def report_sections(context: dg.AssetExecutionContext, artifacts: ArtifactStore,
     return {
         "funnel": funnel,
         "rows_per_source": per_source,
+        "rows_per_source_per_stage": source_funnel(artifacts),
+        "rows_per_turn_depth": per_turn_depth(artifacts),
         "losses": loss_rows(report, evaluation),
-        "evaluation": table_rows(metrics, kinds=("overall", "category", "domain")),
+        "evaluation": table_rows(metrics, kinds=("overall", "source", "category")),
         "champion": [
             {"registered version": decision["version"], "promoted": decision["promoted"], "reason": decision["reason"]}
         ],

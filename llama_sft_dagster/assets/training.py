@@ -54,6 +54,18 @@ def row_sources(artifacts: ArtifactStore, consumer: str) -> dict[str, list[str] 
     return out
 
 
+def context_metadata(table) -> dict:
+    """Multi-turn samples (context='earlier_turns'): how many have earlier turns, kept and cut (budget)."""
+    if "context_turns" not in table.column_names:
+        return {}
+    kept, cut = table.column("context_turns").to_pylist(), table.column("context_turns_cut").to_pylist()
+    return {
+        "samples_with_context": sum(1 for n in kept if n),
+        "context_turns": sum(kept),
+        "context_turns_cut": sum(cut),
+    }
+
+
 class EmptySftSplitError(ValueError):
     """A split of sft_dataset has no rows: training could not start (or evaluate) on it."""
 
@@ -70,13 +82,13 @@ def empty_split_message(split: str, upstream: str, counts, max_length: int) -> s
     )
 
 
-def split_metadata(split: str, counts, lengths: list[int], max_length: int) -> dict:
-    """`<split>_<figure>`: the row accounting and the templated lengths of one split."""
+def split_metadata(split: str, counts, lengths: list[int], max_length: int, context: dict) -> dict:
+    """`<split>_<figure>`: the row accounting, the templated lengths and the multi-turn context of one split."""
     from llama_sft_dagster.core.training.masking import length_report
 
     report = length_report(lengths, max_length)
     # kept rows over max_length exist only when filtering is off: the trainer cuts them, counted here
-    figures = {**counts.as_metadata(), **report, "truncated_samples": report["over_max_length"]}
+    figures = {**counts.as_metadata(), **report, "truncated_samples": report["over_max_length"], **context}
     return {f"{split}_{k}": v for k, v in figures.items()}
 
 
@@ -105,12 +117,15 @@ def sft_dataset(
             config.filter_on_templated_length,
             config.system_prompt,
             assistant_only_loss=config.assistant_only_loss,
+            context=config.context,
+            context_max_tokens=config.context_max_tokens,
+            data_system_message=config.data_system_message,
         )
         if table.num_rows == 0:  # the trainer needs both: it trains on one and evaluates on the other
             raise EmptySftSplitError(empty_split_message(split, upstream, counts, config.max_length))
         write_parquet(table, out / f"{split}.parquet")
         rejects.append(rej)
-        metadata.update(split_metadata(split, counts, lengths, config.max_length))
+        metadata.update(split_metadata(split, counts, lengths, config.max_length, context_metadata(table)))
     import pyarrow as pa
 
     write_parquet(pa.concat_tables(rejects), out / "rejects.parquet")
@@ -145,7 +160,12 @@ def sft_dataset_label_masking(
         trainer = prepare_data(base_model_dir(artifacts), train_rows, eval_rows, hp.trainer_kwargs(), fmt, plan, tmp)
         reports = {
             s: verify_trainer_masking(
-                trainer, max_batches=8, split=s, sources=sources[s], system_prompt=fmt["system_prompt"]
+                trainer,
+                max_batches=8,
+                split=s,
+                sources=sources[s],
+                system_prompt=fmt["system_prompt"],
+                data_system_message=fmt.get("data_system_message") == "keep",
             )
             for s in ("train", "eval")
         }

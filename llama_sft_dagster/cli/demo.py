@@ -58,12 +58,15 @@ def quiet_output(log_path: Path):
             terminal.close()
 
 
-def record_source_versions(instance, defs) -> list[str]:
-    """Report the sources' current versions as observations (what raw_data_sensor records on a tick)."""
+def record_source_versions(instance, defs, run_config: dict | None = None) -> list[str]:
+    """Report the sources' current versions as observations (what raw_data_sensor records on a tick), each
+    source's resource configured as the run will configure it (a recipe's `resources:` section)."""
+    from llama_sft_dagster.assets.source_table import SOURCE_NAMES
     from llama_sft_dagster.automation import source_observations
 
-    resources = defs.resources
-    events = source_observations(instance, defs.resolve_asset_graph(), resources["bitext"], resources["multiwoz"])
+    configured = (run_config or {}).get("resources", {})
+    resources = {k: defs.resources[k].model_copy(update=configured.get(k, {}).get("config", {})) for k in SOURCE_NAMES}
+    events = source_observations(instance, defs.resolve_asset_graph(), resources)
     for event in events:
         instance.report_runless_asset_event(event)
     return [f"{e.asset_key.to_user_string()}={e.tags.get('dagster/data_version')}" for e in events]
@@ -179,7 +182,7 @@ def run_job(instance, job_name: str, run_config: dict, say, log_path: Path) -> t
 
     started = time.monotonic()
     try:
-        versions = record_source_versions(instance, build_defs())
+        versions = record_source_versions(instance, build_defs(), run_config)
         say(f"source versions recorded: {', '.join(versions)}\n" if versions else "source versions: unchanged\n")
     except Exception as exc:  # e.g. a missing file: the raw asset that reads it fails with the full story
         say(f"source versions not recorded ({type(exc).__name__}: {exc})\n")

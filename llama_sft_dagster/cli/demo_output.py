@@ -15,11 +15,13 @@ from pathlib import Path
 import dagster as dg
 
 from llama_sft_dagster.assets.data_chain import FIRST_INPUT, STAGE_NAMES
+from llama_sft_dagster.assets.source_table import SOURCES
 from llama_sft_dagster.core.report.funnel import StageRows, one_line
 
 PROGRESS_PREFIX = "train step "
 FUNNEL_ORDER = [FIRST_INPUT, *STAGE_NAMES, "sft_dataset"]  # the data chain as declared (assets/data_chain.py)
 MLFLOW_CMD = "make mlflow"
+RAW_UNITS = {s.raw_asset: s.pairs.unit for s in SOURCES}
 
 
 def _dropped(md: dict, prefix: str = "dropped_") -> Counter:
@@ -69,10 +71,11 @@ def describe(asset: str, md: dict) -> str:
         )
     if asset == "champion_model":
         return f"{'promoted' if md.get('promoted') else 'not promoted'}: {md.get('reason')}"
-    if asset == "multiwoz_raw":
-        return f"{md.get('dagster/row_count', 0):,} turns, {md.get('dialogues', 0):,} dialogues"
+    if asset in RAW_UNITS:  # a source's raw asset counts in its unit (rows, turns), then its dialogues
+        counted = [f"{md[k]:,} {k}" for k in ("dialogues",) if k in md]
+        return ", ".join([f"{md.get('dagster/row_count', 0):,} {RAW_UNITS[asset]}", *counted])
     if "dagster/row_count" in md:
-        return f"{md['dagster/row_count']:,} {'rows' if asset == 'bitext_raw' else 'pairs'}"
+        return f"{md['dagster/row_count']:,} pairs"
     return "done"
 
 

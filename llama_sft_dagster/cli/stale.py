@@ -48,10 +48,11 @@ class StaleRunSummary:
 
 def observe_sources(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[str]:
     """Record new versions of changed raw sources, like `raw_data_sensor`; returns their names."""
+    from llama_sft_dagster.assets.source_table import SOURCE_NAMES
     from llama_sft_dagster.automation import source_observations
 
-    resources = {k: defs.resources[k].process_config_and_initialize() for k in ("bitext", "multiwoz")}
-    events = source_observations(instance, defs.resolve_asset_graph(), resources["bitext"], resources["multiwoz"])
+    resources = {k: defs.resources[k].process_config_and_initialize() for k in SOURCE_NAMES}
+    events = source_observations(instance, defs.resolve_asset_graph(), resources)
     for event in events:
         instance.report_runless_asset_event(event)
     return [e.asset_key.to_user_string() for e in events]

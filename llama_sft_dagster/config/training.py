@@ -33,6 +33,20 @@ class SftDatasetConfig(dg.Config):
         "seed did silently; sft_dataset then counts them ({split}_truncated_samples) and the length check warns.",
     )
     system_prompt: str = Field(SYSTEM_PROMPT, description="System message of every sample (seed's, verbatim).")
+    # multi-turn (core/training/chat_format.py): the walkthrough's single user->assistant pair by default
+    context: Literal["none", "earlier_turns"] = Field(
+        "none",
+        description="'none': each sample is one user turn -> its reply (the seed's). 'earlier_turns': a dialogue's "
+        "earlier turns precede it as chat context (loss on that reply only), oldest dropped first to fit "
+        "context_max_tokens.",
+    )
+    context_max_tokens: int = Field(
+        512, gt=0, description="Templated-token budget of a sample with context (earlier_turns); whole turns are cut."
+    )
+    data_system_message: Literal["replace", "keep"] = Field(
+        "replace",
+        description="A system message in the data (earlier_turns): 'replace' it by system_prompt, or 'keep' it.",
+    )
 
     @model_validator(mode="after")
     def _loss_mask_is_real(self):

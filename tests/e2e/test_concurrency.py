@@ -12,13 +12,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from llama_sft_dagster.assets.source_table import SOURCES
 from llama_sft_dagster.core.data.locks import FileLock
 from llama_sft_dagster.core.versions import table_version
 from support.paths import REPO
 
 BIN = Path(sys.executable).parent
-CHAIN = "*word_count_filtered"  # bitext_raw, multiwoz_raw -> raw_pairs -> word_count_filtered (demo profile)
-ASSETS = ["bitext_raw", "multiwoz_raw", "raw_pairs", "word_count_filtered"]
+CHAIN = "*word_count_filtered"  # every source's raw asset -> raw_pairs -> word_count_filtered (demo profile)
+ASSETS = [*(s.raw_asset for s in SOURCES), "raw_pairs", "word_count_filtered"]
 
 
 def _env(state: Path) -> dict:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from llama_sft_dagster.assets.source_table import SOURCES
 from support.paths import REPO
 
 CHROMIUM = "/usr/bin/chromium"
@@ -33,7 +34,8 @@ LOCATION = "llama_sft_dagster"  # workspace.yaml's name: `make ui` and `make dem
 LOCATIONS_QUERY = (
     "{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { __typename } } } } }"
 )
-RAW_GROUP = ["bitext_source", "multiwoz_source", "bitext_raw", "multiwoz_raw", "raw_pairs"]
+RAW_ASSETS = [s.raw_asset for s in SOURCES]  # every source of the table (a team's conversations: off, 0 rows)
+RAW_GROUP = [*(s.source_asset for s in SOURCES), *RAW_ASSETS, "raw_pairs"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -145,10 +147,10 @@ def test_asset_graph_lists_assets_and_materializes_raw_group(dagster_ui, isolate
         page.goto(f"{base}/locations/{LOCATION}/asset-groups/raw", wait_until="networkidle")
         for name in RAW_GROUP:
             page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
-        page.get_by_role("button", name="Materialize all (3)").click()
+        page.get_by_role("button", name=f"Materialize all ({len(RAW_ASSETS) + 1})").click()
         runs = wait_for_runs(base)
         assert [r["status"] for r in runs] == ["SUCCESS"], runs
-        assert sorted(p["path"][0] for p in runs[0]["assetSelection"]) == ["bitext_raw", "multiwoz_raw", "raw_pairs"]
+        assert sorted(p["path"][0] for p in runs[0]["assetSelection"]) == sorted([*RAW_ASSETS, "raw_pairs"])
 
         page.reload(wait_until="networkidle")
         page.get_by_text("Materialized").first.wait_for(timeout=30_000)

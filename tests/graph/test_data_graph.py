@@ -102,7 +102,9 @@ def test_dagster_cli_materializes_from_repo_root(tmp_path):
     env.pop("DAGSTER_CLI_ASSET_MATERIALIZE_MODULE_NAME", None)  # must come from the venv's activate script
     (tmp_path / "home").mkdir()
     activate = os.path.join(os.path.dirname(sys.executable), "activate")
-    typed = "dagster asset materialize --select bitext_raw,multiwoz_raw,raw_pairs"
+    from llama_sft_dagster.assets.source_table import SOURCES
+
+    typed = f"dagster asset materialize --select {','.join([*(s.raw_asset for s in SOURCES), 'raw_pairs'])}"
     proc = subprocess.run(
         ["bash", "-c", f"source {activate} && {typed}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
     )

@@ -13,6 +13,7 @@ import dagster as dg
 import pytest
 
 from llama_sft_dagster import automation
+from llama_sft_dagster.assets.source_table import SOURCES
 from llama_sft_dagster.cli.stale import materialize_stale
 from support.paths import REPO
 from support.staleness_graph import build_defs, write_sources
@@ -81,7 +82,7 @@ def test_sensor_records_only_the_changed_source(fresh_graph):
     sensor_context = dg.build_sensor_context(
         instance=instance,
         repository_def=defs.get_repository_def(),
-        resources={"bitext": defs.resources["bitext"], "multiwoz": defs.resources["multiwoz"]},
+        resources={s.name: defs.resources[s.name] for s in SOURCES},
     )
     observed = automation.raw_data_sensor(sensor_context)
     assert [e.asset_key.to_user_string() for e in observed.asset_events] == ["bitext_source"]
@@ -93,7 +94,7 @@ def test_sensor_skips_when_sources_unchanged(fresh_graph):
     context = dg.build_sensor_context(
         instance=instance,
         repository_def=defs.get_repository_def(),
-        resources={"bitext": defs.resources["bitext"], "multiwoz": defs.resources["multiwoz"]},
+        resources={s.name: defs.resources[s.name] for s in SOURCES},
     )
     result = automation.raw_data_sensor(context)
     assert isinstance(result, dg.SkipReason) and result.skip_message == "raw sources unchanged"

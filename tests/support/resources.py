@@ -21,4 +21,8 @@ def project_resources(root: Path, **overrides) -> dict:
         "pool_guard": GpuPoolGuard(),
         "tracking": MlflowTracking(tracking_uri=f"sqlite:///{root / 'mlflow.db'}"),
     }
+    from llama_sft_dagster.assets.source_table import SOURCES
+
+    # every other source of the table (a team's conversations) with its defaults: off
+    resources.update({s.name: s.resource() for s in SOURCES if s.name not in resources})
     return {**resources, **overrides}

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 from llama_sft_dagster import automation
 from llama_sft_dagster.assets import checks, filters, raw, sources, split
 from llama_sft_dagster.assets.data_chain import FIRST_INPUT, STAGE_NAMES
+from llama_sft_dagster.assets.source_table import SOURCES
 from llama_sft_dagster.core.demo import corpus as demo_corpus
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from llama_sft_dagster.resources.data_sources import BitextSource, MultiwozSource
@@ -66,6 +67,7 @@ def build_defs(root: Path, bitext: Path, multiwoz: Path, assets_map=None) -> dg.
         schedules=automation.schedules,
         sensors=automation.sensors,
         resources={
+            **{s.name: s.resource() for s in SOURCES},  # a team's conversations: off
             "artifacts": ArtifactStore(root=str(root / "artifacts")),
             "bitext": BitextSource(location=str(bitext)),
             "multiwoz": MultiwozSource(location=str(multiwoz)),

@@ -10,10 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from llama_sft_dagster.core.data.pairs import extract_pairs, pairs_balanced
+from llama_sft_dagster.core.data.pairs import pairs_balanced
 from llama_sft_dagster.core.sources.bitext import load_bitext_file
 from llama_sft_dagster.core.sources.errors import RawDataError
 from llama_sft_dagster.core.sources.multiwoz import load_multiwoz_folder
+from support.pairs import seed_pairs
 
 HEADER = "flags,instruction,category,intent,response\n"
 ROW = 'B,"where is my order 12?",ORDER,track_order,"It ships today."\n'
@@ -230,7 +231,7 @@ def test_repeated_header_row_is_dropped_with_a_reason(tmp_path, header):
     raw = load_bitext_file(path)
     assert raw.num_rows == 3  # the raw copy stays faithful
     turns = load_multiwoz_folder(layout(tmp_path / "mw", {"train/dialogues_001.json": dialogues("A")}))
-    pairs, rejects, counts = extract_pairs(raw, turns)
+    pairs, rejects, counts = seed_pairs(raw, turns)
     assert counts["bitext_dropped_repeated_header"] == 1 and counts["bitext_pairs_out"] == 2
     assert rejects.to_pylist()[0]["row_index"] == 1 and rejects.to_pylist()[0]["reason"] == "repeated_header"
     assert "instruction" not in pairs.column("instruction").to_pylist() and pairs_balanced(counts)

@@ -68,3 +68,60 @@ def test_sft_table_drops_templated_too_long_with_reason(tokenizer):
     assert counts.balanced() and counts.dropped == {"templated_too_long": 1}
     kept, rejects, counts, _ = cf.sft_table(pairs, tokenizer, "prompt_completion", limit, False)
     assert kept.num_rows == 2 and rejects.num_rows == 0
+
+
+CONTEXT = (
+    '[{"role": "system", "content": "You are the shop bot."}, {"role": "user", "content": "Hi, my parcel is late."},'
+    ' {"role": "assistant", "content": "Sorry, which order?"}, {"role": "user", "content": "Order 42, thanks."},'
+    ' {"role": "assistant", "content": "It arrives tomorrow."}]'
+)
+
+
+def context_pairs() -> pa.Table:
+    rows = [
+        {"pair_id": "c:d:5", "source": "c", "instruction": "And the invoice?", "response": "In your account."},
+        {"pair_id": "c:e:1", "source": "c", "instruction": "Hello there", "response": "Hi, how can I help?"},
+    ]
+    rows[0].update(context=CONTEXT, turn_depth=2)
+    return pa.Table.from_pylist(rows, schema=PAIR_SCHEMA)
+
+
+def test_default_sample_is_the_single_pair_even_with_context(tokenizer):
+    kept, _, _, _ = cf.sft_table(context_pairs(), tokenizer, "prompt_completion", 4096, True)
+    assert [m["role"] for m in kept.column("prompt").to_pylist()[0]] == ["system", "user"]
+    assert "context_turns" not in kept.column_names
+
+
+def test_earlier_turns_as_context_loss_on_the_last_reply(tokenizer):
+    kept, _, _, _ = cf.sft_table(context_pairs(), tokenizer, "prompt_completion", 4096, True, context="earlier_turns")
+    prompt = kept.column("prompt").to_pylist()[0]
+    assert [m["role"] for m in prompt] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert prompt[0]["content"] == cf.SYSTEM_PROMPT  # the data's system message is replaced by default
+    assert kept.column("completion").to_pylist()[0] == [{"role": "assistant", "content": "In your account."}]
+    assert kept.column("context_turns").to_pylist() == [4, 0]
+    # the completion mask supervises the last reply only: its tokens and <|eot_id|>, none of the earlier replies
+    ids, mask = kept.column("input_ids").to_pylist()[0], kept.column("completion_mask").to_pylist()[0]
+    supervised = tokenizer.decode([t for t, m in zip(ids, mask) if m])
+    assert supervised == "In your account.<|eot_id|>"
+
+
+def test_data_system_message_kept_when_asked(tokenizer):
+    kept, _, _, _ = cf.sft_table(
+        context_pairs(), tokenizer, "prompt_completion", 4096, True, context="earlier_turns", data_system_message="keep"
+    )
+    assert kept.column("prompt").to_pylist()[0][0] == {"role": "system", "content": "You are the shop bot."}
+
+
+def test_context_is_cut_from_the_oldest_whole_turns_to_fit_the_budget(tokenizer):
+    full, _, _, lengths = cf.sft_table(context_pairs(), tokenizer, "prompt_completion", 4096, True)
+    single = lengths[0]  # the sample without context
+    kept, _, _, kept_lengths = cf.sft_table(
+        context_pairs(), tokenizer, "prompt_completion", 4096, True, context="earlier_turns", context_max_tokens=single
+    )
+    assert kept.column("context_turns").to_pylist()[0] == 0 and kept_lengths[0] == single
+    assert kept.column("context_turns_cut").to_pylist()[0] == 4
+    rows, per_row = cf.context_rows(
+        cf.build_rows(["And the invoice?"], ["In your account."]), [CONTEXT], tokenizer, single + 25, False, "S"
+    )
+    turns = rows[0]["prompt"][1:-1]
+    assert per_row["context_turns"][0] == len(turns) and turns and turns[0]["role"] == "user"  # never a reply first

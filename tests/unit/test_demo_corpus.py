@@ -8,10 +8,11 @@ import pytest
 
 from llama_sft_dagster.core.data import filters
 from llama_sft_dagster.core.data.dedup import NearDuplicateIndex
-from llama_sft_dagster.core.data.pairs import extract_pairs, pairs_balanced
+from llama_sft_dagster.core.data.pairs import pairs_balanced
 from llama_sft_dagster.core.demo import corpus as dc
 from llama_sft_dagster.core.sources.bitext import RAW_BITEXT_SCHEMA
 from llama_sft_dagster.core.sources.multiwoz import TURN_SCHEMA, load_multiwoz_folder
+from support.pairs import seed_pairs
 
 
 def ipc_bytes(table: pa.Table) -> bytes:
@@ -24,7 +25,7 @@ def ipc_bytes(table: pa.Table) -> bytes:
 @pytest.fixture(scope="module")
 def corpus():
     bitext, turns = dc.generate_bitext_rows(), dc.generate_multiwoz_turns()
-    pairs, rejects, counts = extract_pairs(bitext, turns)
+    pairs, rejects, counts = seed_pairs(bitext, turns)
     kinds = dc.bitext_row_kinds()
     pair_kinds = [kinds[r["row_index"]] if r["source"] == "bitext" else "normal" for r in pairs.to_pylist()]
     return {"bitext": bitext, "turns": turns, "pairs": pairs, "rejects": rejects, "counts": counts, "kinds": pair_kinds}
@@ -49,8 +50,8 @@ def test_shape_and_size(corpus):
 
 def test_multiwoz_planted_structure_is_dropped_by_pair_extraction(corpus):
     planted, counts = dc.planted_counts(), corpus["counts"]
-    assert counts["multiwoz_dropped_turns_user_turn_without_reply"] == planted["trailing_user"]
-    assert counts["multiwoz_dropped_turns_user_turn_followed_by_user"] == planted["double_user"]
+    assert counts["multiwoz_dropped_user_turn_without_reply"] == planted["trailing_user"]
+    assert counts["multiwoz_dropped_user_turn_followed_by_user"] == planted["double_user"]
     assert counts["bitext_dropped_blank_response"] == planted["blank"]
 
 

@@ -100,6 +100,8 @@ def test_held_out_dialogues_are_dev_and_test_only():
     assert set(held.column("split").to_pylist()) == {"dev", "test"}
     train_ids = set(generate_multiwoz_turns(n_dialogues=20).column("dialogue_id").to_pylist())
     assert not set(held.column("dialogue_id").to_pylist()) & train_ids
-    rows, counts = held_out_rows(held, max_pairs=7, system_prompt="S")
+    from llama_sft_dagster.core.sources import multiwoz
+
+    rows, counts = held_out_rows(held, max_pairs=7, system_prompt="S", source=("multiwoz", multiwoz.PAIRS))
     assert len(rows) == 7 and counts["held_out_pairs"] > 7 and all(r["set"] == "held_out" for r in rows)
     assert rows[0]["prompt"][0] == {"role": "system", "content": "S"}

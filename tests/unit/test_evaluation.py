@@ -23,9 +23,17 @@ def row(set_="validation", source="bitext", intent="cancel_order", category="ORD
     }
 
 
-def test_groups_bitext_and_multiwoz():
-    assert metrics.groups(row()) == ["overall", "intent:cancel_order", "category:ORDER"]
-    assert metrics.groups(row(source="multiwoz", intent="find_hotel", category="hotel")) == ["overall", "domain:hotel"]
+def test_groups_per_source_and_the_groups_a_row_has():
+    assert metrics.groups(row()) == ["overall", "source:bitext", "intent:cancel_order", "category:ORDER"]
+    assert metrics.groups(row(source="multiwoz", intent=None, category="hotel")) == [
+        "overall",
+        "source:multiwoz",
+        "category:hotel",
+    ]
+    assert metrics.groups(row(source="support_chats", intent=None, category=None)) == [
+        "overall",
+        "source:support_chats",
+    ]
 
 
 def test_aggregate_is_token_weighted():
@@ -42,7 +50,13 @@ def test_compare_worse_groups_and_table():
     base = [row(nll=10.0), row(intent="track_order", nll=5.0), row("held_out", "multiwoz", "book_taxi", "taxi", 8.0)]
     tuned = [row(nll=4.0), row(intent="track_order", nll=6.0), row("held_out", "multiwoz", "book_taxi", "taxi", 3.0)]
     table = metrics.compare(base, tuned)
-    assert [(r["set"], r["group"]) for r in table][:2] == [("held_out", "overall"), ("held_out", "domain:taxi")]
+    held_out = [r["group"] for r in table if r["set"] == "held_out"]
+    assert held_out[0] == "overall" and set(held_out) == {
+        "overall",
+        "source:multiwoz",
+        "intent:book_taxi",
+        "category:taxi",
+    }
     assert metrics.worse_groups(table) == ["validation/intent:track_order"]
     assert metrics.overall(table, "validation")["tuned_loss"] == pytest.approx(10 / 10)
     rows = {(r["set"], r["group"]): r for r in metrics.table_rows(table)}

@@ -49,13 +49,12 @@ def test_revision_is_asked_once_per_interval(tmp_path):
 
 
 def test_source_version_of_a_hub_dataset_uses_the_cache(monkeypatch):
-    from llama_sft_dagster.assets.sources import bitext_version
     from llama_sft_dagster.resources.data_sources import BitextSource
 
     api = FakeApi()
     monkeypatch.setattr(versions, "hub_revision", lambda *a, **k: api._info("org/data").sha)
     source = BitextSource(location="hf://org/data")
-    assert bitext_version(source) == bitext_version(source) == "hub:abc123"  # e.g. two sensor ticks
+    assert source.version() == source.version() == "hub:abc123"  # e.g. two sensor ticks
     assert len(api.calls) == 1
 
 

@@ -4,7 +4,6 @@ published layout (../shared/data/multiwoz_2.2/hf_dummy_fixtures: 17 train, 2 dev
 import pytest
 from pydantic import ValidationError
 
-from llama_sft_dagster.assets.sources import multiwoz_version
 from llama_sft_dagster.resources.data_sources import MultiwozSource
 from support.paths import shared_file
 
@@ -30,6 +29,6 @@ def test_unknown_split_is_refused_naming_the_choices():
 
 def test_choosing_other_splits_is_a_new_source_version():
     folder = str(shared_file("multiwoz_2.2/hf_dummy_fixtures"))
-    train = multiwoz_version(MultiwozSource(location=folder))
-    assert train != multiwoz_version(MultiwozSource(location=folder, splits=["train", "dev"]))
-    assert train == multiwoz_version(MultiwozSource(location=folder))
+    train = MultiwozSource(location=folder).version()
+    assert train != MultiwozSource(location=folder, splits=["train", "dev"]).version()
+    assert train == MultiwozSource(location=folder).version()

@@ -3,10 +3,11 @@
 import pyarrow as pa
 import pytest
 
-from llama_sft_dagster.core.data.pairs import extract_pairs, pairs_balanced
+from llama_sft_dagster.core.data.pairs import pairs_balanced
 from llama_sft_dagster.core.data.schema import PAIR_SCHEMA, REJECT_SCHEMA
 from llama_sft_dagster.core.sources.bitext import RAW_BITEXT_SCHEMA, load_bitext_file
 from llama_sft_dagster.core.sources.multiwoz import TURN_SCHEMA, load_multiwoz_folder
+from support.pairs import seed_pairs
 from support.paths import shared_file
 
 
@@ -70,17 +71,17 @@ U, S = "USER", "SYSTEM"
     ],
 )
 def test_multiwoz_turn_pairing_and_drop_reasons(turns, pairs, drops):
-    got_pairs, rejects, counts = extract_pairs(NO_BITEXT, turns_table({"D1": turns}), max_utterance_chars=30)
+    got_pairs, rejects, counts = seed_pairs(NO_BITEXT, turns_table({"D1": turns}), max_utterance_chars=30)
     assert [(r["turn_index"], r["instruction"], r["response"]) for r in got_pairs.to_pylist()] == pairs
     assert [(r["turn_index"], r["reason"]) for r in rejects.to_pylist()] == drops
     assert counts["multiwoz_pairs_out"] == len(pairs)
     assert pairs_balanced(counts)
     for _, reason in drops:
-        assert counts[f"multiwoz_dropped_turns_{reason}"] >= 1 and counts[f"dropped_{reason}"] >= 1
+        assert counts[f"multiwoz_dropped_{reason}"] >= 1 and counts[f"dropped_{reason}"] >= 1
 
 
 def test_pair_does_not_cross_dialogues():
-    pairs, rejects, counts = extract_pairs(
+    pairs, rejects, counts = seed_pairs(
         NO_BITEXT, turns_table({"A": [(U, "a0")], "B": [(S, "b0"), (U, "b1"), (S, "b2")]})
     )
     assert [r["pair_id"] for r in pairs.to_pylist()] == ["multiwoz:B:1"]
@@ -92,7 +93,7 @@ def test_pair_does_not_cross_dialogues():
 
 
 def test_pair_fields_and_reject_mapping():
-    pairs, rejects, _ = extract_pairs(NO_BITEXT, turns_table({"D": [(U, "u0"), (S, "s1"), (S, "s2")]}))
+    pairs, rejects, _ = seed_pairs(NO_BITEXT, turns_table({"D": [(U, "u0"), (S, "s1"), (S, "s2")]}))
     row = pairs.to_pylist()[0]
     assert row == {
         "pair_id": "multiwoz:D:0",
@@ -107,6 +108,8 @@ def test_pair_fields_and_reject_mapping():
         "row_index": None,
         "dialogue_id": "D",
         "turn_index": 0,
+        "context": None,
+        "turn_depth": 0,
     }
     rej = rejects.to_pylist()[0]
     assert (rej["instruction"], rej["response"], rej["stage"], rej["detail"]) == (
@@ -129,7 +132,7 @@ def test_pair_fields_and_reject_mapping():
     ],
 )
 def test_bitext_blank_cells_dropped_with_reason(instruction, response, reason):
-    pairs, rejects, counts = extract_pairs(bitext_table([(instruction, response)]), turns_table({}))
+    pairs, rejects, counts = seed_pairs(bitext_table([(instruction, response)]), turns_table({}))
     assert pairs_balanced(counts)
     if reason is None:
         assert pairs.to_pylist()[0]["pair_id"] == "bitext:b.csv:0" and rejects.num_rows == 0
@@ -140,7 +143,7 @@ def test_bitext_blank_cells_dropped_with_reason(instruction, response, reason):
 
 def test_schemas_counts_and_balance_check():
     bt = bitext_table([("a b", "c\x01 d"), ("x", None)])
-    pairs, rejects, counts = extract_pairs(bt, turns_table({"D": [(U, "u"), (S, "s"), (U, "v")]}))
+    pairs, rejects, counts = seed_pairs(bt, turns_table({"D": [(U, "u"), (S, "s"), (U, "v")]}))
     assert pairs.schema.equals(PAIR_SCHEMA) and rejects.schema.equals(REJECT_SCHEMA)
     assert pairs.column("response").to_pylist() == ["c d", "s"]
     assert (
@@ -152,7 +155,7 @@ def test_schemas_counts_and_balance_check():
     assert counts["bitext_rows_control_characters_stripped"] == 1
     assert pairs_balanced(counts)
     assert not pairs_balanced({**counts, "rows_out": counts["rows_out"] + 1})
-    assert not pairs_balanced({**counts, "multiwoz_dropped_turns_unknown_speaker": 1, "dropped_unknown_speaker": 1})
+    assert not pairs_balanced({**counts, "multiwoz_dropped_unknown_speaker": 1, "dropped_unknown_speaker": 1})
     assert pairs_balanced({**counts, "dropped_total": 99})  # an aggregate key is not a reason
 
 
@@ -161,8 +164,25 @@ def test_real_samples_give_the_documented_pair_counts():
         shared_file("bitext/Bitext_Sample_Customer_Support_Training_Dataset_27K_responses-v11.head5000.csv")
     )
     studio = load_multiwoz_folder(shared_file("multiwoz_2.2/samples/dialogstudio_original_examples.json"))
-    pairs, rejects, counts = extract_pairs(bt, studio)
+    pairs, rejects, counts = seed_pairs(bt, studio)
     assert (counts["bitext_pairs_out"], counts["multiwoz_pairs_out"], rejects.num_rows) == (5000, 23, 0)
     assert pairs_balanced(counts)
-    _, _, dummy = extract_pairs(NO_BITEXT, load_multiwoz_folder(shared_file("multiwoz_2.2/hf_dummy_fixtures")))
+    _, _, dummy = seed_pairs(NO_BITEXT, load_multiwoz_folder(shared_file("multiwoz_2.2/hf_dummy_fixtures")))
     assert (dummy["multiwoz_turns_in"], dummy["multiwoz_pairs_out"]) == (42, 21)
+
+
+def test_dialogue_pairs_keep_their_earlier_turns_as_context():
+    """Every usable earlier turn (dropped ones aside) travels with a pair, for sft_dataset's multi-turn samples."""
+    import json
+
+    dialogue = [(U, "u0"), (S, "s1"), (U, "  "), (U, "u3"), (S, "s4"), (U, "u5"), (S, "s6")]
+    pairs, _, counts = seed_pairs(NO_BITEXT, turns_table({"D": dialogue}))
+    assert pairs_balanced(counts)
+    rows = pairs.to_pylist()
+    assert [r["turn_depth"] for r in rows] == [0, 1, 2] and rows[0]["context"] is None
+    assert json.loads(rows[2]["context"]) == [
+        {"role": "user", "content": "u0"},
+        {"role": "assistant", "content": "s1"},
+        {"role": "user", "content": "u3"},
+        {"role": "assistant", "content": "s4"},
+    ]

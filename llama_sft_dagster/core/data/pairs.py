@@ -1,38 +1,41 @@
-"""Turn the raw Bitext rows and MultiWOZ turns into instruction/response pairs (`raw_pairs`).
+"""Turn every source's raw table into instruction/response pairs (`raw_pairs`), each input row accounted for.
 
-Bitext: each row is a pair, dropped as `repeated_header` when its cells are the column names (two
-exports concatenated), else as `blank_instruction` / `blank_response` when a cell is null or only
-whitespace. MultiWOZ: each USER turn followed directly by a SYSTEM turn is a pair (the
-seed's rule). The MultiWOZ accounting unit is the TURN: every turn is in exactly one pair or is
-dropped with one of these reasons, checked in this order per turn:
-- `unknown_speaker`: speaker is neither "USER" nor "SYSTEM" (exact spelling, as published);
+Each source declares a `PairExtractor` (its module in core/sources/, its row in the sources table): what
+one raw row is (`unit`: a Bitext row, a dialogue turn), how many units a pair uses, and the function
+that makes pairs. Conversation-shaped sources (MultiWOZ, a team's own chats) share `turn_pairs`: each
+turn's speaker label is mapped to a role (user / assistant / system) by the source's mapping, and each
+user turn followed directly by an assistant turn is a pair (the seed's USER->SYSTEM rule). Every turn
+is in exactly one pair or is dropped with one of these reasons, checked in this order per turn:
+- `unknown_speaker`: the label is not in the source's speaker mapping (samples in rejects, `detail`);
 - `empty_utterance`: nothing but whitespace (after control characters are removed);
 - `utterance_too_long`: more than `max_utterance_chars` characters;
-- `user_turn_followed_by_user`: a USER turn whose next turn is another valid USER turn (the later
-  one may still pair with the SYSTEM turn after it);
-- `user_turn_reply_dropped`: a USER turn whose next turn was itself dropped by a reason above;
-- `user_turn_without_reply`: a USER turn that ends the dialogue;
-- `system_turn_without_user`: a SYSTEM turn not preceded by a valid, still unpaired USER turn.
-Control characters (C0/C1 except tab, newline, carriage return) are STRIPPED from both sources, not
-dropped: they are transport noise, the text around them is usable. Stripped rows/turns are counted.
+- `system_message`: a system-role message of the data; a single-turn pair is templated with the
+  configured system prompt instead (sample_format), so the message is counted here, not lost silently;
+- `user_turn_followed_by_user`: a user turn whose next turn is another valid user turn (the later
+  one may still pair with the reply after it);
+- `user_turn_reply_dropped`: a user turn whose next turn was itself dropped by a reason above;
+- `user_turn_without_reply`: a user turn that ends the dialogue;
+- `system_turn_without_user`: an assistant (MultiWOZ: SYSTEM) turn not preceded by a valid, unpaired user turn.
+Control characters (C0/C1 except tab, newline, carriage return) are STRIPPED, not dropped: they are
+transport noise, the text around them is usable. Stripped rows/turns are counted.
 
-Identity (checked by `pairs_balanced`), in input-row units (a Bitext row or a MultiWOZ turn):
-    rows_in = bitext_rows_in + multiwoz_turns_in
-    rows_out = bitext_pairs_out + 2 * multiwoz_pairs_out   (each MultiWOZ pair consumes two turns)
-    rows_in == rows_out + sum(dropped_<reason>)
-Rejected MultiWOZ turns map onto REJECT_SCHEMA as: pair_id "multiwoz:<dialogue_id>:<turn_index>",
-the utterance in `instruction` for USER turns and in `response` for SYSTEM (and unknown-speaker)
-turns, the other text column "", `turn_index` = the rejected turn's own index, `detail` = speaker.
+Counts, per source `<name>` with its unit `<unit>` ("rows" or "turns"), and the identity `pairs_balanced` checks:
+    <name>_<unit>_in = <name>_<unit>_per_pair * <name>_pairs_out + sum(<name>_dropped_<reason>)
+    rows_in = sum of <name>_<unit>_in;  rows_out = sum of <unit>_per_pair * pairs_out;  dropped_<reason> = sums
+Rejected turns map onto REJECT_SCHEMA as: pair_id "<name>:<dialogue_id>:<turn_index>", the utterance in
+`instruction` for user turns and in `response` otherwise, `turn_index` = the rejected turn's own index,
+`detail` = "speaker=<label as written>".
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llama_sft_dagster.core.data.accounting import partition
 from llama_sft_dagster.core.data.schema import PAIR_SCHEMA, REJECT_SCHEMA
 
 STAGE = "raw_pairs"
@@ -41,110 +44,71 @@ STAGE = "raw_pairs"
 # record, and dropping it here keeps megabyte strings out of every later stage.
 MAX_UTTERANCE_CHARS = 20_000
 CONTROL_CHARS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
-BITEXT_REASONS = ("repeated_header", "blank_instruction", "blank_response")
-MULTIWOZ_REASONS = (
+ROLES = ("user", "assistant", "system")
+TURN_REASONS = (
     "unknown_speaker",
     "empty_utterance",
     "utterance_too_long",
+    "system_message",
     "user_turn_followed_by_user",
     "user_turn_reply_dropped",
     "user_turn_without_reply",
     "system_turn_without_user",
 )
+# (source name, raw table, max utterance chars) -> (pairs, rejects, counts: {"in", "pairs_out",
+# "control_characters_stripped", "dropped_<reason>"})
+Extract = Callable[[str, pa.Table, int], tuple[pa.Table, pa.Table, dict[str, int]]]
 
 
-def _strip_control(col: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+@dataclass(frozen=True)
+class PairExtractor:
+    unit: str  # what one raw row is, in the counts: "rows" or "turns"
+    units_per_pair: int  # a Bitext row is a pair; a dialogue pair uses two turns
+    extract: Extract
+
+
+def strip_control(col: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
     """(column without control characters, per-row mask of the rows that had some)."""
     mask = pc.fill_null(pc.match_substring_regex(col, CONTROL_CHARS), False)
     return (pc.replace_substring_regex(col, CONTROL_CHARS, "") if pc.any(mask).as_py() else col), mask
 
 
-def _repeated_header(bitext: pa.Table) -> pa.ChunkedArray:
-    """Rows whose cells are the column names: a header repeated inside the data (two exports
-    concatenated). `flags` may read `tags`, the 2023-08 release's name of that column."""
-    same = pc.is_in(bitext.column("flags"), pa.array(["flags", "tags"]))
-    for name in ("instruction", "category", "intent", "response"):
-        same = pc.and_(same, pc.equal(bitext.column(name), name))
-    return pc.fill_null(same, False)
+def role_mapper(mapping: dict[str, str]) -> Callable[[str], str | None]:
+    """label -> role, whatever the label's case (mapping keys are matched case-insensitively)."""
+    folded = {str(k).casefold(): v for k, v in mapping.items()}
+    return lambda label: folded.get(str(label).strip().casefold())
 
 
-def _bitext_pairs(bitext: pa.Table) -> tuple[pa.Table, pa.Table, dict[str, int]]:
-    instruction, mask_ins = _strip_control(bitext.column("instruction"))
-    response, mask_resp = _strip_control(bitext.column("response"))
-    n_stripped = pc.sum(pc.or_(mask_ins, mask_resp)).as_py() or 0
-    blank_ins = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(instruction), ""), True)
-    blank_resp = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(response), ""), True)
-    header = _repeated_header(bitext)
-    reasons = pc.if_else(
-        header,
-        "repeated_header",
-        pc.if_else(blank_ins, "blank_instruction", pc.if_else(blank_resp, "blank_response", None)),
-    )
-    n = bitext.num_rows
-    source_file = bitext.column("source_file")
-    row_index = bitext.column("row_index")
-    pair_id = pc.binary_join_element_wise("bitext", source_file, pc.cast(row_index, pa.string()), ":")
-    nulls = pa.nulls(n, pa.string())
-    table = pa.Table.from_arrays(
-        [
-            pair_id,
-            pa.array(["bitext"] * n, pa.string()),
-            pc.fill_null(instruction, ""),
-            pc.fill_null(response, ""),
-            bitext.column("intent"),
-            bitext.column("category"),
-            nulls,
-            bitext.column("flags"),
-            source_file,
-            row_index,
-            nulls,
-            pa.nulls(n, pa.int64()),
-        ],
-        schema=PAIR_SCHEMA,
-    )
-    kept, rejects, counts = partition(table, reasons.to_pylist(), STAGE)
-    out = {
-        "bitext_rows_in": n,
-        "bitext_pairs_out": kept.num_rows,
-        "bitext_rows_control_characters_stripped": n_stripped,
-    }
-    out.update({f"bitext_dropped_{r}": counts.dropped.get(r, 0) for r in BITEXT_REASONS})
-    return kept, rejects, out
-
-
-def _turn_reason(speaker: str, text: str, max_chars: int) -> str | None:
-    if speaker not in ("USER", "SYSTEM"):
+def _turn_reason(role: str | None, text: str, max_chars: int) -> str | None:
+    if role is None:
         return "unknown_speaker"
     if not text.strip():
         return "empty_utterance"
     if len(text) > max_chars:
         return "utterance_too_long"
+    if role == "system":
+        return "system_message"
     return None
 
 
-def _multiwoz_pairs(turns: pa.Table, max_chars: int) -> tuple[pa.Table, pa.Table, dict[str, int]]:
-    utterance, mask = _strip_control(turns.column("utterance"))
-    n_stripped = pc.sum(mask).as_py() or 0
-    cols = {
-        name: turns.column(name).to_pylist()
-        for name in ("dialogue_id", "services", "turn_index", "speaker", "source_file", "active_intent", "domain")
-    }
-    cols["utterance"] = utterance.to_pylist()
+def _pair_turns(dialogue_ids: list, roles: list, texts: list, max_chars: int):
+    """(pairs as (user index, reply index), drops as (index, reason)) over turns in dialogue order."""
     pairs: list[tuple[int, int]] = []
     dropped: list[tuple[int, str]] = []
-    pending: int | None = None  # index of a valid USER turn waiting for its reply
-    n = turns.num_rows
-    for i in range(n):
-        if pending is not None and cols["dialogue_id"][pending] != cols["dialogue_id"][i]:
+    pending: int | None = None  # index of a valid user turn waiting for its reply
+    for i in range(len(roles)):
+        if pending is not None and dialogue_ids[pending] != dialogue_ids[i]:
             dropped.append((pending, "user_turn_without_reply"))
             pending = None
-        reason = _turn_reason(cols["speaker"][i], cols["utterance"][i], max_chars)
-        if reason is not None:
+        reason = _turn_reason(roles[i], texts[i], max_chars)
+        if reason == "system_message":
+            dropped.append((i, reason))  # context, not a reply: the user turn still waits for its answer
+        elif reason is not None:
             dropped.append((i, reason))
             if pending is not None:
                 dropped.append((pending, "user_turn_reply_dropped"))
                 pending = None
-        elif cols["speaker"][i] == "USER":
+        elif roles[i] == "user":
             if pending is not None:
                 dropped.append((pending, "user_turn_followed_by_user"))
             pending = i
@@ -155,74 +119,120 @@ def _multiwoz_pairs(turns: pa.Table, max_chars: int) -> tuple[pa.Table, pa.Table
             dropped.append((i, "system_turn_without_user"))
     if pending is not None:
         dropped.append((pending, "user_turn_without_reply"))
+    return pairs, sorted(dropped)
 
-    def pid(i: int) -> str:
-        return f"multiwoz:{cols['dialogue_id'][i]}:{cols['turn_index'][i]}"
 
+def _contexts(pairs: list[tuple[int, int]], dialogue_ids: list, roles: list, texts: list, max_chars: int):
+    """(context JSON, turn depth) of each pair: every usable earlier turn of its dialogue (a known role, some text,
+    within `max_chars`: system messages and replies included), and how many assistant turns came before."""
+    import json
+
+    usable = [r is not None and t.strip() != "" and len(t) <= max_chars for r, t in zip(roles, texts)]
+    contexts, depths = [], []
+    start = 0
+    for user, _ in pairs:
+        while dialogue_ids[start] != dialogue_ids[user]:
+            start += 1
+        earlier = [i for i in range(start, user) if usable[i]]
+        contexts.append(json.dumps([{"role": roles[i], "content": texts[i]} for i in earlier]) if earlier else None)
+        depths.append(sum(roles[i] == "assistant" for i in earlier))
+    return contexts, depths
+
+
+def turn_pairs(
+    name: str, turns: pa.Table, role_of: Callable[[str], str | None], max_chars: int
+) -> tuple[pa.Table, pa.Table, dict[str, int]]:
+    """Pairs of a TURN_SCHEMA table; `turns` lists each dialogue's turns contiguously, in turn order."""
+    utterance, mask = strip_control(turns.column("utterance"))
+    cols = {
+        c: turns.column(c).to_pylist()
+        for c in ("dialogue_id", "services", "turn_index", "speaker", "source_file", "active_intent", "domain")
+    }
+    cols["utterance"] = utterance.to_pylist()
+    roles = [role_of(s) for s in cols["speaker"]]
+    pairs, dropped = _pair_turns(cols["dialogue_id"], roles, cols["utterance"], max_chars)
+    context, depth = _contexts(pairs, cols["dialogue_id"], roles, cols["utterance"], max_chars)
+
+    def rows(indices: list[int]) -> dict[str, list]:
+        return {
+            "pair_id": [f"{name}:{cols['dialogue_id'][i]}:{cols['turn_index'][i]}" for i in indices],
+            "source": [name] * len(indices),
+            "intent": [cols["active_intent"][i] for i in indices],
+            "category": [cols["domain"][i] for i in indices],
+            "services": [cols["services"][i] for i in indices],
+            "flags": [None] * len(indices),
+            "source_file": [cols["source_file"][i] for i in indices],
+            "row_index": [None] * len(indices),
+            "dialogue_id": [cols["dialogue_id"][i] for i in indices],
+            "turn_index": [cols["turn_index"][i] for i in indices],
+        }
+
+    users = [u for u, _ in pairs]
     pair_rows = {
-        "pair_id": [pid(u) for u, _ in pairs],
-        "source": ["multiwoz"] * len(pairs),
+        **rows(users),
         "instruction": [cols["utterance"][u] for u, _ in pairs],
         "response": [cols["utterance"][s] for _, s in pairs],
-        "intent": [cols["active_intent"][u] for u, _ in pairs],
-        "category": [cols["domain"][u] for u, _ in pairs],
-        "services": [cols["services"][u] for u, _ in pairs],
-        "flags": [None] * len(pairs),
-        "source_file": [cols["source_file"][u] for u, _ in pairs],
-        "row_index": [None] * len(pairs),
-        "dialogue_id": [cols["dialogue_id"][u] for u, _ in pairs],
-        "turn_index": [cols["turn_index"][u] for u, _ in pairs],
+        "context": context,
+        "turn_depth": depth,
     }
-    dropped.sort()
-    is_user = [cols["speaker"][i] == "USER" for i, _ in dropped]
+    at = [i for i, _ in dropped]
+    is_user = [roles[i] == "user" for i in at]
     reject_rows = {
-        "pair_id": [pid(i) for i, _ in dropped],
-        "source": ["multiwoz"] * len(dropped),
-        "instruction": [cols["utterance"][i] if u else "" for (i, _), u in zip(dropped, is_user)],
-        "response": [cols["utterance"][i] if not u else "" for (i, _), u in zip(dropped, is_user)],
-        "intent": [cols["active_intent"][i] for i, _ in dropped],
-        "category": [cols["domain"][i] for i, _ in dropped],
-        "services": [cols["services"][i] for i, _ in dropped],
-        "flags": [None] * len(dropped),
-        "source_file": [cols["source_file"][i] for i, _ in dropped],
-        "row_index": [None] * len(dropped),
-        "dialogue_id": [cols["dialogue_id"][i] for i, _ in dropped],
-        "turn_index": [cols["turn_index"][i] for i, _ in dropped],
-        "stage": [STAGE] * len(dropped),
+        **rows(at),
+        "instruction": [cols["utterance"][i] if u else "" for i, u in zip(at, is_user)],
+        "response": [cols["utterance"][i] if not u else "" for i, u in zip(at, is_user)],
+        "stage": [STAGE] * len(at),
+        "context": [None] * len(at),
+        "turn_depth": [None] * len(at),
         "reason": [r for _, r in dropped],
-        "detail": [f"speaker={cols['speaker'][i]}" for i, _ in dropped],
+        "detail": [f"speaker={cols['speaker'][i]}" for i in at],
     }
     reasons = Counter(r for _, r in dropped)
-    out = {
-        "multiwoz_turns_in": n,
-        "multiwoz_pairs_out": len(pairs),
-        "multiwoz_turns_control_characters_stripped": n_stripped,
+    counts = {
+        "in": turns.num_rows,
+        "pairs_out": len(pairs),
+        "control_characters_stripped": pc.sum(mask).as_py() or 0,
+        **{f"dropped_{r}": reasons.get(r, 0) for r in TURN_REASONS},
     }
-    out.update({f"multiwoz_dropped_turns_{r}": reasons.get(r, 0) for r in MULTIWOZ_REASONS})
-    return pa.table(pair_rows, schema=PAIR_SCHEMA), pa.table(reject_rows, schema=REJECT_SCHEMA), out
+    return pa.table(pair_rows, schema=PAIR_SCHEMA), pa.table(reject_rows, schema=REJECT_SCHEMA), counts
 
 
 def extract_pairs(
-    bitext: pa.Table, turns: pa.Table, max_utterance_chars: int = MAX_UTTERANCE_CHARS
+    sources: Sequence[tuple[str, PairExtractor, pa.Table]], max_utterance_chars: int = MAX_UTTERANCE_CHARS
 ) -> tuple[pa.Table, pa.Table, dict[str, int]]:
-    """(pairs in PAIR_SCHEMA, rejects in REJECT_SCHEMA with stage "raw_pairs", counts).
-
-    `turns` must list each dialogue's turns contiguously, in turn order (as the loaders write them).
-    """
-    b_pairs, b_rejects, counts = _bitext_pairs(bitext)
-    m_pairs, m_rejects, m_counts = _multiwoz_pairs(turns, max_utterance_chars)
-    counts.update(m_counts)
-    counts["rows_in"] = counts["bitext_rows_in"] + counts["multiwoz_turns_in"]
-    counts["rows_out"] = counts["bitext_pairs_out"] + 2 * counts["multiwoz_pairs_out"]
+    """(pairs in PAIR_SCHEMA, rejects in REJECT_SCHEMA with stage "raw_pairs", counts) of every
+    (source name, its extractor, its raw table), in the order given."""
+    all_pairs, all_rejects, counts = [], [], {"rows_in": 0, "rows_out": 0}
     combined: Counter = Counter()
-    for key, value in counts.items():
-        for prefix in ("bitext_dropped_", "multiwoz_dropped_turns_"):
-            if key.startswith(prefix):
-                combined[key[len(prefix) :]] += value
+    for name, extractor, table in sources:
+        pairs, rejects, own = extractor.extract(name, table, max_utterance_chars)
+        unit, per_pair = extractor.unit, extractor.units_per_pair
+        counts[f"{name}_{unit}_in"] = own["in"]
+        counts[f"{name}_pairs_out"] = own["pairs_out"]
+        counts[f"{name}_{unit}_per_pair"] = per_pair
+        counts[f"{name}_{unit}_control_characters_stripped"] = own["control_characters_stripped"]
+        for key, value in own.items():
+            if key.startswith("dropped_"):
+                counts[f"{name}_{key}"] = value
+                combined[key[len("dropped_") :]] += value
+        counts["rows_in"] += own["in"]
+        counts["rows_out"] += per_pair * own["pairs_out"]
+        all_pairs.append(pairs)
+        all_rejects.append(rejects.cast(REJECT_SCHEMA))
     counts.update({f"dropped_{r}": v for r, v in sorted(combined.items())})
-    pairs = pa.concat_tables([b_pairs, m_pairs])
-    rejects = pa.concat_tables([b_rejects.cast(REJECT_SCHEMA), m_rejects])
+    pairs = pa.concat_tables(all_pairs) if all_pairs else PAIR_SCHEMA.empty_table()
+    rejects = pa.concat_tables(all_rejects) if all_rejects else REJECT_SCHEMA.empty_table()
     return pairs, rejects, counts
+
+
+def source_units(counts: dict[str, int]) -> dict[str, tuple[str, int]]:
+    """{source name: (unit, units per pair)} read back from the counts of `extract_pairs`."""
+    out = {}
+    for key, value in counts.items():
+        for unit in ("rows", "turns"):
+            if key.endswith(f"_{unit}_per_pair"):
+                out[key[: -len(f"_{unit}_per_pair")]] = (unit, value)
+    return out
 
 
 def pairs_balanced(counts: dict[str, int]) -> bool:
@@ -234,10 +244,16 @@ def pairs_balanced(counts: dict[str, int]) -> bool:
     def dropped(prefix: str) -> int:
         return sum(v for k, v in counts.items() if k.startswith(prefix) and k != "dropped_total")
 
+    units = source_units(counts)
+    per_source = all(
+        counts[f"{name}_{unit}_in"] == per_pair * counts[f"{name}_pairs_out"] + dropped(f"{name}_dropped_")
+        for name, (unit, per_pair) in units.items()
+    )
+    rows_in = sum(counts[f"{name}_{unit}_in"] for name, (unit, _) in units.items())
+    rows_out = sum(per_pair * counts[f"{name}_pairs_out"] for name, (_, per_pair) in units.items())
     return (
-        counts["rows_in"] == counts["rows_out"] + dropped("dropped_")
-        and counts["bitext_rows_in"] == counts["bitext_pairs_out"] + dropped("bitext_dropped_")
-        and counts["multiwoz_turns_in"] == 2 * counts["multiwoz_pairs_out"] + dropped("multiwoz_dropped_turns_")
-        and counts["rows_in"] == counts["bitext_rows_in"] + counts["multiwoz_turns_in"]
-        and counts["rows_out"] == counts["bitext_pairs_out"] + 2 * counts["multiwoz_pairs_out"]
+        per_source
+        and counts["rows_in"] == counts["rows_out"] + dropped("dropped_")
+        and counts["rows_in"] == rows_in
+        and counts["rows_out"] == rows_out
     )

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 
+from llama_sft_dagster.core.data.pairs import PairExtractor
 from llama_sft_dagster.core.training.chat_format import conversation, prompt_completion_row
 
 GROUP_COLUMNS = ("source", "intent", "category")
@@ -30,13 +31,15 @@ def validation_rows(sft_rows: Sequence[Mapping], pairs: pa.Table) -> list[dict]:
     return [{**{c: info[r["pair_id"]][c] for c in GROUP_COLUMNS}, **r, "set": "validation"} for r in sft_rows]
 
 
-def held_out_rows(turns: pa.Table, max_pairs: int, system_prompt: str) -> tuple[list[dict], dict]:
-    """USER->SYSTEM pairs of held-out dialogue turns (the training corpus's pairing rule), at most
-    `max_pairs` of them chosen by a hash of pair_id (stable across runs); returns (rows, counts)."""
+def held_out_rows(
+    turns: pa.Table, max_pairs: int, system_prompt: str, source: tuple[str, PairExtractor]
+) -> tuple[list[dict], dict]:
+    """Pairs of held-out dialogue turns of `source` (name, its extractor: the training corpus's pairing rule),
+    at most `max_pairs` of them chosen by a hash of pair_id (stable across runs); returns (rows, counts)."""
     from llama_sft_dagster.core.data.pairs import extract_pairs
-    from llama_sft_dagster.core.sources.bitext import RAW_BITEXT_SCHEMA
 
-    pairs, _, counts = extract_pairs(RAW_BITEXT_SCHEMA.empty_table(), turns)
+    name, extractor = source
+    pairs, _, counts = extract_pairs([(name, extractor, turns)])
     rows = sorted(pairs.to_pylist(), key=lambda r: hashlib.sha256(r["pair_id"].encode()).hexdigest())
     kept = rows[:max_pairs]
     out = [
@@ -49,7 +52,7 @@ def held_out_rows(turns: pa.Table, max_pairs: int, system_prompt: str) -> tuple[
         for r in kept
     ]
     return out, {
-        "held_out_turns": counts["multiwoz_turns_in"],
+        "held_out_turns": counts["rows_in"],
         "held_out_pairs": pairs.num_rows,
         "held_out_pairs_evaluated": len(out),
     }

@@ -6,8 +6,9 @@ fine-tune supervises: the assistant reply and its <|eot_id|>):
     {"set": "validation", "source": "bitext", "intent": "cancel_order", "category": "ORDER",
      "nll": 41.7, "tokens": 52, "correct": 31}
 
-`groups(row)` names the groups a row counts in: per set, `overall`; Bitext rows also `intent:<x>` and
-`category:<x>`; MultiWOZ rows `domain:<x>` (their `category` holds the dialogue domain). A group's loss
+`groups(row)` names the groups a row counts in: per set, `overall`, `source:<name>` (each row of the sources
+table), and `intent:<x>` / `category:<x>` where the row has them (a MultiWOZ pair's intent is its user turn's
+active intent, its category the dialogue domain; a team's conversations have them when mapped). A group's loss
 is token-weighted (sum nll / sum tokens, the trainer's eval_loss), perplexity is exp(loss), accuracy
 is next-token (argmax) accuracy on reply tokens, `samples` the number of rows.
 
@@ -23,13 +24,9 @@ SCORE_FIELDS = ("nll", "tokens", "correct")
 
 
 def groups(row: Mapping) -> list[str]:
-    """The group names a scored row counts in, e.g. ["overall", "intent:cancel_order", "category:ORDER"]."""
-    names = ["overall"]
-    if row.get("source") == "multiwoz":
-        names.append(f"domain:{row.get('category') or 'unknown'}")
-    else:
-        names += [f"intent:{row.get('intent') or 'unknown'}", f"category:{row.get('category') or 'unknown'}"]
-    return names
+    """The group names a scored row counts in, e.g. ["overall", "source:x", "intent:cancel_order", "category:ORDER"]."""
+    names = ["overall", f"source:{row.get('source') or 'unknown'}"]
+    return names + [f"{c}:{row[c]}" for c in ("intent", "category") if row.get(c)]
 
 
 def aggregate(rows: Iterable[Mapping]) -> dict[tuple[str, str], dict]:

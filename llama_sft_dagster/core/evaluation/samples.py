@@ -1,5 +1,6 @@
-"""The fixed generation samples of adapter_evaluation: a seeded pick of `per_group` rows per Bitext
-intent and per MultiWOZ domain, so that two evaluations of two adapters show replies to the same prompts.
+"""The fixed generation samples of adapter_evaluation: a seeded pick of `per_group` rows per intent (else
+per category, e.g. a MultiWOZ pair without an active intent, else per source), so that two evaluations of
+two adapters show replies to the same prompts.
 
     pick_samples(rows, per_group=2, seed=0) -> indices into rows, sorted
 """
@@ -11,10 +12,11 @@ from collections.abc import Mapping, Sequence
 
 
 def sample_group(row: Mapping) -> str:
-    """`intent:<x>` for Bitext rows, `domain:<x>` for MultiWOZ rows (their category is the domain)."""
-    if row.get("source") == "multiwoz":
-        return f"domain:{row.get('category') or 'unknown'}"
-    return f"intent:{row.get('intent') or 'unknown'}"
+    """`intent:<x>`, else `category:<x>`, else `source:<name>`: the most specific group the row has."""
+    for column in ("intent", "category", "source"):
+        if row.get(column):
+            return f"{column}:{row[column]}"
+    return "source:unknown"
 
 
 def pick_samples(rows: Sequence[Mapping], per_group: int, seed: int) -> list[int]:

@@ -22,7 +22,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from llama_sft_dagster.core.sources.errors import RawDataError, decode_utf8
+from llama_sft_dagster.core.data.accounting import partition
+from llama_sft_dagster.core.data.pairs import STAGE, PairExtractor, strip_control
+from llama_sft_dagster.core.data.schema import PAIR_SCHEMA
+from llama_sft_dagster.core.sources.errors import RawDataError, decode_text
+from llama_sft_dagster.core.sources.files import file_kind, read_bytes
 
 BITEXT_COLUMNS = ["flags", "instruction", "category", "intent", "response"]
 # The training text: never converted from another type (the other columns only where lossless).
@@ -128,14 +132,9 @@ def _bad_record_line(text: str, width: int) -> tuple[int, int] | None:
     return None
 
 
-def _read_csv(path: Path, name: str) -> pa.Table:
-    data = path.read_bytes()
-    if not data.strip():
-        raise RawDataError(f"{name}: empty file")
-    text = decode_utf8(data, name)
-    if text.startswith("\ufeff"):
-        data = data[3:]
-        text = text[1:]
+def _read_csv(data: bytes, name: str) -> pa.Table:
+    text = decode_text(data, name)  # by its byte-order mark (a spreadsheet's UTF-16 export), else strict UTF-8
+    data = text.encode("utf-8")  # what Arrow reads: the text without its mark, in UTF-8
     # The header is parsed with the csv module so quoted names are handled, then every column is
     # read as text: Bitext fields are quoted multi-line strings, never numbers.
     header = next(csv.reader(io.StringIO(text)))
@@ -159,7 +158,7 @@ def _read_csv(path: Path, name: str) -> pa.Table:
 
 
 def load_bitext_file(path: str | Path, source_file: str | None = None) -> pa.Table:
-    """Read a local Bitext .csv or .parquet file into RAW_BITEXT_SCHEMA.
+    """Read a local Bitext .csv or .parquet file (optionally .gz/.zst-compressed) into RAW_BITEXT_SCHEMA.
 
     `source_file` is recorded in every row (default: the file name, so no machine path is stored);
     messages name the path as given.
@@ -168,18 +167,19 @@ def load_bitext_file(path: str | Path, source_file: str | None = None) -> pa.Tab
     path = Path(path)
     if not path.is_file():
         raise RawDataError(f"{path}: Bitext file not found")
-    suffix = path.suffix.lower()
+    suffix, _ = file_kind(path)
+    if suffix not in (".csv", ".parquet"):
+        raise RawDataError(f"{name}: unsupported file type; expected .csv or .parquet, optionally .gz or .zst")
+    data = read_bytes(path, name)
+    if not data.strip():
+        raise RawDataError(f"{name}: empty file")
     if suffix == ".csv":
-        table = _read_csv(path, name)
-    elif suffix == ".parquet":
-        if path.stat().st_size == 0:
-            raise RawDataError(f"{name}: empty file")
+        table = _read_csv(data, name)
+    else:
         try:
-            table = pq.read_table(path)
+            table = pq.read_table(pa.BufferReader(data))
         except (pa.ArrowInvalid, OSError) as exc:
             raise RawDataError(f"{name}: not a readable Parquet file: {exc}") from exc
-    else:
-        raise RawDataError(f"{name}: unsupported file type {suffix!r}; expected .csv or .parquet")
     return normalise_bitext_table(table, source_file or path.name, name)
 
 
@@ -203,3 +203,62 @@ def load_bitext_hub(
     )
     table = dataset.with_format("arrow")[:]
     return normalise_bitext_table(table, f"{dataset_id}@{sha[:12]}/{split}"), sha
+
+
+# ---- pairs ---------------------------------------------------------------------------------------
+# Each row is a pair, dropped as `repeated_header` when its cells are the column names (two exports
+# concatenated), else as `blank_instruction` / `blank_response` when a cell is null or only whitespace.
+PAIR_REASONS = ("repeated_header", "blank_instruction", "blank_response")
+
+
+def _repeated_header(bitext: pa.Table) -> pa.ChunkedArray:
+    """Rows whose cells are the column names: a header repeated inside the data (two exports
+    concatenated). `flags` may read `tags`, the 2023-08 release's name of that column."""
+    same = pc.is_in(bitext.column("flags"), pa.array(["flags", "tags"]))
+    for name in ("instruction", "category", "intent", "response"):
+        same = pc.and_(same, pc.equal(bitext.column(name), name))
+    return pc.fill_null(same, False)
+
+
+def bitext_pairs(name: str, bitext: pa.Table, max_chars: int = 0) -> tuple[pa.Table, pa.Table, dict[str, int]]:
+    """Pairs of a RAW_BITEXT_SCHEMA table (`max_chars` is for dialogue turns: a Bitext row has no cap here)."""
+    instruction, mask_ins = strip_control(bitext.column("instruction"))
+    response, mask_resp = strip_control(bitext.column("response"))
+    blank_ins = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(instruction), ""), True)
+    blank_resp = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(response), ""), True)
+    reasons = pc.if_else(
+        _repeated_header(bitext),
+        "repeated_header",
+        pc.if_else(blank_ins, "blank_instruction", pc.if_else(blank_resp, "blank_response", None)),
+    )
+    n = bitext.num_rows
+    source_file, row_index = bitext.column("source_file"), bitext.column("row_index")
+    nulls = pa.nulls(n, pa.string())
+    columns = {
+        "pair_id": pc.binary_join_element_wise(name, source_file, pc.cast(row_index, pa.string()), ":"),
+        "source": pa.array([name] * n, pa.string()),
+        "instruction": pc.fill_null(instruction, ""),
+        "response": pc.fill_null(response, ""),
+        "intent": bitext.column("intent"),
+        "category": bitext.column("category"),
+        "services": nulls,
+        "flags": bitext.column("flags"),
+        "source_file": source_file,
+        "row_index": row_index,
+        "dialogue_id": nulls,
+        "turn_index": pa.nulls(n, pa.int64()),
+        "context": nulls,
+        "turn_depth": pa.array([0] * n, pa.int64()),
+    }
+    table = pa.Table.from_arrays([columns[f] for f in PAIR_SCHEMA.names], schema=PAIR_SCHEMA)
+    kept, rejects, counts = partition(table, reasons.to_pylist(), STAGE)
+    out = {
+        "in": n,
+        "pairs_out": kept.num_rows,
+        "control_characters_stripped": pc.sum(pc.or_(mask_ins, mask_resp)).as_py() or 0,
+    }
+    out.update({f"dropped_{r}": counts.dropped.get(r, 0) for r in PAIR_REASONS})
+    return kept, rejects, out
+
+
+PAIRS = PairExtractor(unit="rows", units_per_pair=1, extract=bitext_pairs)

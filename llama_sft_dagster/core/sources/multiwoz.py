@@ -15,7 +15,6 @@ are kept; `core.pairs.extract_pairs` decides what to do with them and counts eve
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import tempfile
 import zipfile
@@ -24,31 +23,35 @@ from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
 
+from llama_sft_dagster.core.data.pairs import PairExtractor, role_mapper, turn_pairs
+from llama_sft_dagster.core.data.schema import TURN_SCHEMA
 from llama_sft_dagster.core.sources.download import download
-from llama_sft_dagster.core.sources.errors import RawDataError, decode_utf8
+from llama_sft_dagster.core.sources.errors import RawDataError, decode_text, parse_json
 from llama_sft_dagster.core.sources.multiwoz_files import shown_path, survey, with_skipped
 
 SPLITS = ("train", "dev", "test")
-TURN_SCHEMA = pa.schema(
-    [
-        pa.field("dialogue_id", pa.string(), nullable=False),
-        pa.field("split", pa.string(), nullable=False),
-        pa.field("source_file", pa.string(), nullable=False),  # relative, e.g. "train/dialogues_001.json"
-        pa.field("services", pa.string(), nullable=False),  # comma-joined dialogue services
-        pa.field("turn_index", pa.int64(), nullable=False),  # position of the turn in its dialogue
-        pa.field("turn_id", pa.string()),  # as written in the file
-        pa.field("speaker", pa.string(), nullable=False),
-        pa.field("utterance", pa.string(), nullable=False),
-        pa.field("active_intent", pa.string()),  # USER turns: first frame state's non-"NONE" intent
-        pa.field("domain", pa.string()),  # service of that frame
-    ]
-)
 # Pinned snapshot of budzianowski/multiwoz (the 2.2 data last changed in 44f0f84, 2021-04-12).
 MULTIWOZ_ARCHIVE_URL = "https://github.com/budzianowski/multiwoz/archive/fe0c8e65cfcd8462bd33c86e35f21addc84ca82b.zip"
 MULTIWOZ_22_DIR = "data/MultiWOZ_2.2"
 
 
+# Speaker label -> role, matched whatever its case: the published files write USER/SYSTEM, other copies
+# user/system, and the Hugging Face `multiwoz22` dataset stores 0 (USER) and 1 (SYSTEM). Any other label
+# is an `unknown_speaker` drop in raw_pairs (counted, with samples in its rejects file).
+SPEAKER_ROLES = {"user": "user", "system": "assistant", "0": "user", "1": "assistant"}
+
+
+def _rows_of(columns: dict, where: str) -> list:
+    """A column-wise record (`{field: [values...]}`, how `datasets` stores a list of structs) as row dicts."""
+    lengths = {k: len(v) for k, v in columns.items() if isinstance(v, list)}
+    if len(lengths) != len(columns) or len(set(lengths.values())) > 1:
+        raise RawDataError(f"{where}: column-wise 'turns' must map each field to a list of one length, found {lengths}")
+    return [dict(zip(columns, values)) for values in zip(*columns.values())]
+
+
 def _user_intent(frames: object) -> tuple[str | None, str | None]:
+    if isinstance(frames, dict):  # column-wise frames (Hugging Face copy): {"service": [...], "state": [...]}
+        frames = [dict(zip(frames, values)) for values in zip(*(v for v in frames.values() if isinstance(v, list)))]
     if not isinstance(frames, list):
         return None, None
     for frame in frames:
@@ -62,16 +65,10 @@ def _user_intent(frames: object) -> tuple[str | None, str | None]:
 
 def _read_dialogues(path: Path, shown: str) -> list:
     """`shown`: the file as the user configured it (folder + relative name), for messages."""
-    text = decode_utf8(path.read_bytes(), shown)
+    text = decode_text(path.read_bytes(), shown)
     if not text.strip():
         raise RawDataError(f"{shown}: empty file")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RawDataError(f"{shown}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
-    if not isinstance(data, list):
-        raise RawDataError(f"{shown}: top level must be a list of dialogues, found {type(data).__name__}")
-    return data
+    return parse_json(text, shown, list, "top level must be a list of dialogues")
 
 
 def _append_dialogues(
@@ -102,19 +99,23 @@ def _append_dialogues(
             raise RawDataError(f"duplicate dialogue_id {dialogue_id!r}: {places}")
         seen[dialogue_id] = (shown, d_idx)
         turns = dialogue.get("turns")
+        if isinstance(turns, dict):  # the Hugging Face datasets copy: turns stored column-wise
+            turns = _rows_of(turns, where)
         if not isinstance(turns, list):
-            raise RawDataError(f"{where}: missing field 'turns' (a list)")
+            raise RawDataError(f"{where}: missing field 'turns' (a list of turns, or column-wise lists)")
         services = dialogue.get("services") or []
         services_text = ",".join(str(s) for s in services) if isinstance(services, list) else str(services)
         for t_idx, turn in enumerate(turns):
             if not isinstance(turn, dict):
                 raise RawDataError(f"{where}, turn {t_idx}: must be an object, found {type(turn).__name__}")
-            for field in ("speaker", "utterance"):
-                if not isinstance(turn.get(field), str):
-                    problem = "missing field" if turn.get(field) is None else "non-text field"
+            for field, types in (("speaker", (str, int)), ("utterance", (str,))):
+                value = turn.get(field)
+                if not isinstance(value, types) or isinstance(value, bool):
+                    problem = "missing field" if value is None else "non-text field"
                     raise RawDataError(f"{where}, turn {t_idx}: {problem} {field!r}")
-            speaker = turn["speaker"]
-            intent, domain = _user_intent(turn.get("frames")) if speaker == "USER" else (None, None)
+            speaker = str(turn["speaker"])  # as written; 0/1 of the Hugging Face copy as "0"/"1"
+            is_user = SPEAKER_ROLES.get(speaker.casefold()) == "user"
+            intent, domain = _user_intent(turn.get("frames")) if is_user else (None, None)
             turn_id = turn.get("turn_id")
             rows["dialogue_id"].append(dialogue_id)
             rows["split"].append(split)
@@ -227,3 +228,11 @@ def _extract(archive: Path, url: str, target: Path) -> Path:
         staged.rename(target)
     archive.unlink()  # extracted: the archive is only needed again for a new URL
     return target
+
+
+def multiwoz_pairs(name: str, turns: pa.Table, max_chars: int) -> tuple[pa.Table, pa.Table, dict[str, int]]:
+    """Each USER turn followed directly by a SYSTEM turn is a pair (the seed's rule; core/data/pairs.py)."""
+    return turn_pairs(name, turns, role_mapper(SPEAKER_ROLES), max_chars)
+
+
+PAIRS = PairExtractor(unit="turns", units_per_pair=2, extract=multiwoz_pairs)

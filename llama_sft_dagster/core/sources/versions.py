@@ -1,6 +1,6 @@
 """Versions of the raw sources, so new upstream data makes the chain stale (Dagster-free).
 
-- a local file or folder: a hash of its bytes (and, for a folder, its file names);
+- a local file or folder: a hash of its bytes (and, for a folder, its file names); a glob: of what it matches;
 - a hub dataset: the commit sha its revision resolves to (needs the network);
 - a published archive: its URL, which the project pins to a commit (core/sources/multiwoz.py), so it names the bytes;
 - the generated demo corpus: its seed and the generator's source code.
@@ -23,6 +23,15 @@ def local_version(path: str | Path) -> str:
     if path.is_dir():
         return folder_version(path)
     raise FileNotFoundError(f"raw source {str(path)!r} does not exist")
+
+
+def glob_version(location: str) -> str:
+    """`local_version` of a file or folder; for a glob pattern, a hash of the names and bytes it matches."""
+    from llama_sft_dagster.core.sources.files import expand
+
+    if Path(location).exists():
+        return local_version(location)
+    return fingerprint({str(path): file_version(path) for path, _ in expand(location)})
 
 
 def demo_version(seed: int) -> str:

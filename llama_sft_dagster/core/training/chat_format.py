@@ -7,6 +7,12 @@ prompt: the reply and its `<|eot_id|>`. This works with any chat template, inclu
 Llama-3.1-8B-Instruct one, which has no `{% generation %}` markers (those are needed only by
 `assistant_only_loss` on `messages` rows, the other mechanism TRL offers).
 
+Multi-turn (`context="earlier_turns"`): a dialogue pair's earlier turns (raw_pairs' `context` column) go into
+the prompt between the system message and the user turn, so the sample is a multi-turn chat whose completion, and
+so the loss, is that pair's reply only. The oldest turns are cut (whole turns, never starting on a reply) until
+the templated sample fits `context_max_tokens`. A system message of the data replaces the configured prompt only
+with `data_system_message="keep"`.
+
 TRL removed `DataCollatorForCompletionOnlyLM`; `completion_only_loss=True` on plain `messages` rows
 silently supervises every token (there is no completion mask to apply), so core/training/masking.py verifies
 the labels instead of trusting the settings.
@@ -53,6 +59,44 @@ def build_rows(
     return [make(i, r, system_prompt) for i, r in zip(instructions, responses, strict=True)]
 
 
+def _with_turns(row: dict, system: str, turns: list[dict]) -> dict:
+    prompt = [{"role": "system", "content": system}, *turns, *row["prompt"][1:]] if "prompt" in row else None
+    if prompt is not None:
+        return {"prompt": prompt, "completion": row["completion"]}
+    return {"messages": [{"role": "system", "content": system}, *turns, *row["messages"][1:]]}
+
+
+def context_rows(
+    rows: list[dict], contexts: Sequence[str | None], tokenizer, budget: int, keep_data_system: bool, system_prompt: str
+) -> tuple[list[dict], dict[str, list[int]]]:
+    """(`rows` with their dialogue's earlier turns in the prompt, cut from the oldest to fit `budget` tokens;
+    per row: `context_turns` kept and `context_turns_cut`)."""
+    import json
+
+    plans = []  # (system message, earlier user/assistant turns) per row
+    for ctx in contexts:
+        earlier = json.loads(ctx) if ctx else []
+        data_system = [m["content"] for m in earlier if m["role"] == "system"]
+        turns = [m for m in earlier if m["role"] != "system"]
+        plans.append((data_system[0] if keep_data_system and data_system else system_prompt, turns))
+    out = [_with_turns(r, s, t) for r, (s, t) in zip(rows, plans, strict=True)]
+    cut = [0] * len(rows)
+    todo = [i for i, (_, turns) in enumerate(plans) if turns]
+    while todo:
+        lengths = templated_lengths(tokenizer, [out[i] for i in todo])
+        todo = [i for i, n in zip(todo, lengths, strict=True) if n > budget]
+        for i in todo:
+            system, turns = plans[i]
+            drop = 1
+            while drop < len(turns) and turns[drop]["role"] != "user":
+                drop += 1  # a context never starts with a reply
+            cut[i] += drop
+            plans[i] = (system, turns[drop:])
+            out[i] = _with_turns(rows[i], system, plans[i][1])
+        todo = [i for i in todo if plans[i][1]]
+    return out, {"context_turns": [len(t) for _, t in plans], "context_turns_cut": cut}
+
+
 def conversation(row: dict) -> list[dict[str, str]]:
     """The full conversation of a row in either format."""
     return row["messages"] if "messages" in row else list(row["prompt"]) + list(row["completion"])
@@ -81,6 +125,9 @@ def sft_table(
     system_prompt: str = SYSTEM_PROMPT,
     stage: str = "sft_dataset",
     assistant_only_loss: bool = False,
+    context: str = "none",
+    context_max_tokens: int = 512,
+    data_system_message: str = "replace",
 ):
     """Pair table -> (training rows table, rejects table, StageCounts, templated lengths of kept rows).
 
@@ -95,6 +142,16 @@ def sft_table(
 
     instructions, responses = pairs.column("instruction").to_pylist(), pairs.column("response").to_pylist()
     rows = build_rows(instructions, responses, dataset_format, system_prompt)
+    per_row: dict[str, list[int]] = {}  # multi-turn figures per sample (none for single-pair samples)
+    if context == "earlier_turns" and "context" in pairs.column_names:
+        rows, per_row = context_rows(
+            rows,
+            pairs.column("context").to_pylist(),
+            tokenizer,
+            context_max_tokens,
+            data_system_message == "keep",
+            system_prompt,
+        )
     tokens = trainer_tokens(tokenizer, rows, assistant_only_loss)
     lengths = [len(ids) for ids in tokens["input_ids"]]
     too_long = [filter_on_templated_length and n > max_length for n in lengths]
@@ -103,7 +160,15 @@ def sft_table(
     _, rejects, counts = partition(pairs, reasons, stage, details)
     keep = [i for i, r in enumerate(reasons) if r is None]
     table = pa.Table.from_pylist(
-        [{"pair_id": pairs.column("pair_id")[i].as_py(), **rows[i], "templated_tokens": lengths[i]} for i in keep]
+        [
+            {
+                "pair_id": pairs.column("pair_id")[i].as_py(),
+                **rows[i],
+                "templated_tokens": lengths[i],
+                **{k: v[i] for k, v in per_row.items()},
+            }
+            for i in keep
+        ]
     )
     # int32 ids (vocabularies < 2**31) and int8 masks: a quarter of the default int64's bytes on disk and in memory
     for name, values in tokens.items():

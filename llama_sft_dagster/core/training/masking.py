@@ -247,12 +247,15 @@ def verify_trainer_masking(
     split: str = "train",
     sources: Sequence[str] | None = None,
     system_prompt: str | None = None,
+    data_system_message: bool = False,
 ) -> MaskReport:
     """Collate batches spread over the trainer's processed dataset (and over every source, `sources` giving
     each dataset row's source) with the trainer's own collator and check every row: labels, the decoded
     supervised text against the row's reply, one BOS, the system header (core/training/template_check.py),
-    and a pad token that is not the end-of-turn token."""
-    from llama_sft_dagster.core.training.chat_format import reply_text
+    and a pad token that is not the end-of-turn token. Multi-turn samples (earlier turns in the prompt) are
+    checked the same way: only the last reply is supervised. With `data_system_message` the system header
+    must hold each row's own system message (kept from the data) instead of `system_prompt`."""
+    from llama_sft_dagster.core.training.chat_format import conversation, reply_text
     from llama_sft_dagster.core.training.template_check import pad_problem, template_problems
 
     tok = trainer.processing_class
@@ -283,9 +286,12 @@ def verify_trainer_masking(
                 if got != reply_text(rows[i]).strip() + "<|eot_id|>":
                     part.text_mismatch += 1
                     _note(part, f"{name}: supervised text {got[:80]!r} != reply")
-            if system_prompt is not None:
+            expected_system = system_prompt
+            if data_system_message and has_text and i < len(indices):
+                expected_system = conversation(rows[i])[0]["content"]
+            if expected_system is not None:
                 content = [t for t, a in zip(ids, attn or [1] * len(ids), strict=True) if a]
-                for message in template_problems(tok, content, system_prompt):
+                for message in template_problems(tok, content, expected_system):
                     part.template_errors += 1
                     _note(part, f"{name}: {message}")
             if sources is not None and i < len(indices):
