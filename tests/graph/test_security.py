@@ -68,9 +68,14 @@ def test_hub_token_from_env_is_never_written(demo_state):
     assert files_containing(demo_state, FAKE_TOKEN[3:].encode()) == []  # nor without its hf_ prefix
 
 
-def test_trust_remote_code_is_off_by_default():
+def test_trust_remote_code_is_off_by_default(tmp_path):
+    from llama_sft_dagster.config.training import SftDatasetConfig
+    from llama_sft_dagster.core.training.device import MachineFacts, plan_device
+    from llama_sft_dagster.core.training.trainer import build_sft_config
+
     assert TrainConfig().trust_remote_code is False
-    assert TrainConfig().trainer_kwargs()["trust_remote_code"] is False
+    cpu = plan_device("cpu", MachineFacts(False))
+    assert build_sft_config(tmp_path, TrainConfig(), SftDatasetConfig().model_dump(), cpu).trust_remote_code is False
     # no code path switches it on by itself
     literal = re.compile(r"trust_remote_code\s*=\s*True")
     offenders = [p for p in (REPO / "llama_sft_dagster").rglob("*.py") if literal.search(p.read_text())]
