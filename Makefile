@@ -25,15 +25,38 @@ UV := $(BIN)/uv
 ifneq ($(PIP_FIND_LINKS),)
 export UV_FIND_LINKS ?= $(PIP_FIND_LINKS)
 endif
+# The torch build: `cuda` where `nvidia-smi -L` lists a GPU, else `cpu` (the pinned version's CPU build, as the
+# machine's index or find-links folder offers it); TORCH_BUILD=cpu|cuda overrides the probe. The CUDA build comes
+# from TORCH_INDEX_URL when set (your mirror, or file:// of a local simple index), else from uv's PyTorch backend,
+# which picks the build matching the installed driver (--torch-backend auto). A GPU install adds the `gpu` extra:
+# prebuilt kernels only (Liger, the `kernels` package), nothing compiled.
+TORCH_VERSION := 2.13.0
+TORCH_BUILD ?= $(shell nvidia-smi -L 2>/dev/null | grep -q '^GPU' && echo cuda || echo cpu)
+TORCH_SOURCE = $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL),--torch-backend auto)
+EXTRAS = test,k8s$(if $(filter cuda,$(TORCH_BUILD)),$(comma)gpu)
+comma := ,
 
-.PHONY: install demo test ui mlflow tensorboard browser stale sweep bench gpu-check clean
+.PHONY: install torch demo test ui mlflow tensorboard browser stale sweep bench gpu-check clean
 
-$(BIN)/.installed: pyproject.toml
+$(UV):
 	$(PYTHON) -m venv $(VENV)
 	# uv installs in parallel (measured on 2 cores: see README "Quick start"); it is bootstrapped into the venv
 	$(BIN)/python -m pip install -q uv
-	# torch==2.13.0 is pinned in pyproject: the CPU build; an unpinned torch pulls a multi-GB CUDA build
-	$(UV) pip install -q --python $(BIN)/python -e '.[test,k8s]'
+
+# the torch build alone (see TORCH_BUILD above); `make torch TORCH_BUILD=cuda` switches an existing venv
+torch: $(UV)
+ifeq ($(TORCH_BUILD),cuda)
+	# no find-links here: a CPU wheel offered there would satisfy torch==$(TORCH_VERSION) too
+	env -u UV_FIND_LINKS $(UV) pip install -q --python $(BIN)/python --reinstall-package torch $(TORCH_SOURCE) torch==$(TORCH_VERSION)
+else
+	$(UV) pip install -q --python $(BIN)/python --reinstall-package torch torch==$(TORCH_VERSION)
+endif
+	@$(BIN)/python -c "import torch; print('torch', torch.__version__, '($(TORCH_BUILD) build)')"
+
+$(BIN)/.installed: pyproject.toml | $(UV)
+	$(MAKE) --no-print-directory torch
+	# torch==2.13.0 is pinned in pyproject: the build installed above satisfies it and stays
+	$(UV) pip install -q --python $(BIN)/python -e '.[$(EXTRAS)]'
 	# deploy/ validation (tests/unit/test_deploy.py): the dagster-k8s/postgres matching dagster 1.13.28
 	# is not published, so 0.29.27 goes in without its dagster pin, as in deploy/Dockerfile
 	$(UV) pip install -q --python $(BIN)/python --no-deps dagster-k8s==0.29.27 dagster-postgres==0.29.27

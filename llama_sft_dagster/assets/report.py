@@ -132,6 +132,7 @@ def run_report(context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> d
         "losses": losses_md(report),
         "checks": check_results(context),
         "rows_per_intent": per_intent,
+        "batch_plan": report.get("batch_plan") or "not recorded",  # how the run was computed (gpu resource)
     }
     sketch = (
         inline_markdown(loss_sketch_png(report["losses"]["train"], report["losses"]["eval"]), "loss curve")

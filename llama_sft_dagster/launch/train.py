@@ -132,6 +132,7 @@ def write_report(job: TrainJob, trainer, result, monitor, plots: dict[str, Path]
         "tensorboard_run": str(tb_dir),
         "mlflow_run_id": job.mlflow_run_id or None,
         "mlflow_url": job.mlflow_url or None,
+        "batch_plan": job.batch.get("reason"),  # how the global batch was computed here (core/training/batch_plan.py)
     }
     (Path(job.out_dir) / REPORT_FILE).write_text(json.dumps(report, indent=2))
     return report

@@ -94,11 +94,12 @@ class GpuResource(dg.ConfigurableResource):
     flash_attention: bool = Field(
         True, description="Use flash_attention_2 when flash-attn imports and CUDA is present."
     )
-    require_flash_attention: bool = profiled(
-        demo=False,
-        full=True,
-        description="On CUDA, fail at start with one line when flash-attn is not "
-        "importable instead of training on sdpa (full profile), unless attn_implementation is set.",
+    # off in every profile: flash-attn only builds from source, and sdpa keeps padding-free samples apart (packed
+    # position_ids -> block-diagonal mask, tests/unit/test_padding_free.py); the batch planner sizes sdpa's run
+    require_flash_attention: bool = Field(
+        False,
+        description="On CUDA, fail at start with one line when flash-attn is not importable instead of "
+        "training on sdpa, unless attn_implementation is set.",
     )
     attn_implementation: str | None = Field(
         None,

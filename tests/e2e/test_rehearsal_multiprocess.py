@@ -41,7 +41,7 @@ TRAIN = {
     "eval_max_samples": 8,
     "per_device_eval_batch_size": 4,
 }
-BATCH = {1: 2, 2: 1}  # per-device micro-batch by process count: the same global batch
+BATCH = {1: 2, 2: 2}  # the same config: the batch plan splits its global batch of 4 into 2 x 2 on 2 ranks
 TRAIN_ROWS = 64  # 4 steps x 4 samples; every rank tokenizes the whole split
 
 

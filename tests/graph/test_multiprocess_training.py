@@ -1,6 +1,7 @@
 """train_adapter with 2 processes on CPU (torchrun ranks over gloo), launched through Dagster Pipes.
 
-- 2 ranks x 4 samples against 1 rank x 8 samples (the same global batch, the same data order): the loss
+- the same config (8 samples per step) on 2 ranks, which the batch plan splits into 2 x 4, against 1 rank x 8 (the
+  same global batch, the same data order): the loss
   trajectories agree within LOSS_TOLERANCE, one adapter is written, MLflow holds one run, and only rank 0
   wrote TensorBoard files.
 - SIGKILL of rank 1 mid-training fails the step with a message naming rank 1, leaves no device lock, pool
@@ -77,7 +78,7 @@ def _metadata(result) -> dict:
 
 def test_two_processes_train_like_one_with_the_same_global_batch(demo_state, tmp_path):
     runs = {}
-    for processes, batch in ((1, 8), (2, 4)):
+    for processes, batch in ((1, 8), (2, 8)):  # the config's global batch; the batch plan splits it per rank
         state = training_copy(demo_state, tmp_path / f"p{processes}", TRAIN_ROWS)
         started = time.monotonic()
         # the same global eval batch too: eval_loss is the Trainer's mean of per-batch mean losses
@@ -85,6 +86,11 @@ def test_two_processes_train_like_one_with_the_same_global_batch(demo_state, tmp
         assert result.success, [e.message for e in result.all_events if e.is_failure]
         runs[processes] = (state, _metadata(result), time.monotonic() - started)
     assert_same_trajectories(runs, STEPS["max_steps"], LOSS_TOLERANCE)
+    split = {
+        p: tuple(m[f"batch_plan_{k}"] for k in ("micro_batch", "accumulation", "global_batch"))
+        for p, (_, m, _) in runs.items()
+    }
+    assert split == {1: (8, 1, 8), 2: (4, 1, 8)}, split
     # rank 0 alone wrote: one adapter, one MLflow run, the same TensorBoard files as the 1-process run
     assert_rank0_alone_wrote(runs)
     assert {"loss_plot", "grad_norm_plot", "effective_rank_plot", "peak_memory_gb"} <= runs[2][1].keys()

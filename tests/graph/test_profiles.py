@@ -26,7 +26,7 @@ def test_demo_and_full_definitions_in_one_interpreter_show_their_own_defaults():
         assert config_default(defs, "train_adapter", "max_steps") == train.max_steps
         assert config_default(defs, "base_tokenizer", "model_id") == base.model_id
         assert config_default(defs, merge_check, "probe_dtype") == merge.probe_dtype
-        assert defs.resources["gpu"].require_flash_attention == (profile != "demo")
+        assert defs.resources["gpu"].allow_cpu_training == (profile != "full")
     # the values themselves differ (read from config/training.py: the seed's in full, small ones in demo)
     assert config_default(built["demo"], "train_adapter", "learning_rate") != config_default(
         built["full"], "train_adapter", "learning_rate"

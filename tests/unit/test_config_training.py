@@ -69,7 +69,6 @@ def test_each_profile_has_its_defaults_in_one_interpreter():
     assert [config_for(p, TrainConfig)().max_steps for p in ("demo", "rehearsal", "full")] == [40, 3, -1]
     assert config_for("rehearsal", TokenizerConfig)().model_id == "rehearsal"
     assert profile_defaults(GpuResource, "full") == {
-        "require_flash_attention": True,
         "allow_cpu_training": False,
         "allow_fp32_training": False,
     }
