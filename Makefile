@@ -30,17 +30,40 @@ UV := $(BIN)/uv
 ifneq ($(PIP_FIND_LINKS),)
 export UV_FIND_LINKS ?= $(PIP_FIND_LINKS)
 endif
+# The torch build: `cuda` where `nvidia-smi -L` lists a GPU, else `cpu` (the pinned version's CPU build, as the
+# machine's index or find-links folder offers it); TORCH_BUILD=cpu|cuda overrides the probe. The CUDA build comes
+# from TORCH_INDEX_URL when set (your mirror, or file:// of a local simple index), else from uv's PyTorch backend,
+# which picks the build matching the installed driver (--torch-backend auto). A GPU install adds the `gpu` extra:
+# prebuilt kernels only (Liger, the `kernels` package), nothing compiled.
+TORCH_VERSION := 2.13.0
+TORCH_BUILD ?= $(shell nvidia-smi -L 2>/dev/null | grep -q '^GPU' && echo cuda || echo cpu)
+TORCH_SOURCE = $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL),--torch-backend auto)
+EXTRAS = test,k8s$(if $(filter cuda,$(TORCH_BUILD)),$(comma)gpu)
+comma := ,
 
-.PHONY: lock install demo chat test test-fast ui mlflow tensorboard browser postgres deploy-local deploy-stop stale sweep bench gpu-check clean
+.PHONY: lock install torch demo chat test test-fast ui mlflow tensorboard browser postgres deploy-local deploy-stop stale sweep bench gpu-check clean
 
-$(BIN)/.installed: pyproject.toml deploy/requirements.lock
+$(UV):
 	$(PYTHON) -m venv $(VENV)
 	# uv installs in parallel (measured on 2 cores: see README "Quick start"); it is bootstrapped into the venv
 	$(BIN)/python -m pip install -q uv
-	# torch==2.13.0 is pinned in pyproject: the CPU build; an unpinned torch pulls a multi-GB CUDA build
-	# constrained by deploy/requirements.lock, the locked set deploy/Dockerfile installs (one Dagster family:
-	# dagster 1.13.27 + dagster-k8s/dagster-postgres 0.29.27 with their own pins); refresh it with `make lock`
-	$(UV) pip install -q --python $(BIN)/python -e '.[test,k8s]' -c deploy/requirements.lock
+
+# the torch build alone (see TORCH_BUILD above); `make torch TORCH_BUILD=cuda` switches an existing venv
+torch: $(UV)
+ifeq ($(TORCH_BUILD),cuda)
+	# no find-links here: a CPU wheel offered there would satisfy torch==$(TORCH_VERSION) too
+	env -u UV_FIND_LINKS $(UV) pip install -q --python $(BIN)/python --reinstall-package torch $(TORCH_SOURCE) torch==$(TORCH_VERSION)
+else
+	$(UV) pip install -q --python $(BIN)/python --reinstall-package torch torch==$(TORCH_VERSION)
+endif
+	@$(BIN)/python -c "import torch; print('torch', torch.__version__, '($(TORCH_BUILD) build)')"
+
+$(BIN)/.installed: pyproject.toml deploy/requirements.lock | $(UV)
+	$(MAKE) --no-print-directory torch
+	# torch==2.13.0 is pinned in pyproject: the build installed above satisfies it and stays. Constrained by
+	# deploy/requirements.lock, the locked set deploy/Dockerfile installs (one Dagster family: dagster 1.13.27 +
+	# dagster-k8s/dagster-postgres 0.29.27 with their own pins); refresh it with `make lock`
+	$(UV) pip install -q --python $(BIN)/python -e '.[$(EXTRAS)]' -c deploy/requirements.lock
 	# `source .venv/bin/activate` then gives the project's instance and lets
 	# `dagster asset materialize --select ...` find the code location when typed in the repo root
 	# (dagster 1.13's `asset materialize` reads -m from this variable, not from pyproject).

@@ -62,7 +62,6 @@ def measure(root: Path, repeats: int) -> dict:
     fmt, train_ids, eval_ids = load_sft(ArtifactStore(root=str(root)), "train_adapter")
     text = [[{k: v for k, v in r.items() if k not in TOKEN_COLUMNS} for r in rows] for rows in (train_ids, eval_ids)]
     plan, hp = GpuResource().plan(), TrainConfig()
-    kw, lora = hp.trainer_kwargs(), hp.lora_kwargs()
     pick = spread(range(len(eval_ids)), hp.eval_max_samples or len(eval_ids))  # the eval subset a rank trains with
     tok, calls, out = load_tokenizer(base), counter(), {"train_rows": len(train_ids), "eval_rows": len(eval_ids)}
     rows = text[0] + text[1]
@@ -75,15 +74,15 @@ def measure(root: Path, repeats: int) -> dict:
     count("sft_dataset_before", lambda: templated_lengths(tok, rows))
     count("sft_dataset_after", lambda: trainer_tokens(tok, rows, fmt["assistant_only_loss"]))
     with tempfile.TemporaryDirectory() as tmp:
-        count("masking_check_before", lambda: setup(base, text[0], text[1], kw, lora, fmt, plan, Path(tmp)))
-        count("masking_check_after", lambda: prepare_data(base, train_ids, eval_ids, kw, fmt, plan, Path(tmp)))
+        count("masking_check_before", lambda: setup(base, text[0], text[1], hp, fmt, plan, Path(tmp)))
+        count("masking_check_after", lambda: prepare_data(base, train_ids, eval_ids, hp, fmt, plan, Path(tmp)))
         count(
             "train_setup_before",
-            lambda: setup(base, text[0], [text[1][i] for i in pick], kw, lora, fmt, plan, Path(tmp)),
+            lambda: setup(base, text[0], [text[1][i] for i in pick], hp, fmt, plan, Path(tmp)),
         )
         count(
             "train_setup_after",
-            lambda: setup(base, train_ids, [eval_ids[i] for i in pick], kw, lora, fmt, plan, Path(tmp)),
+            lambda: setup(base, train_ids, [eval_ids[i] for i in pick], hp, fmt, plan, Path(tmp)),
         )
     for part in ("sft_dataset", "masking_check", "train_setup"):
         out[f"{part}_ratio"] = round(out[f"{part}_before_s"] / out[f"{part}_after_s"], 2)

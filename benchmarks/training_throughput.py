@@ -5,7 +5,7 @@
 
 The data is the project's own: `<root>/sft_dataset/{train,validation}.parquet` and `<root>/base_model/model`
 (root: --root, default the project state's artifact root). When they are missing the script materializes
-`*sft_dataset` (demo: generated corpus + tiny model; full: hub datasets + Llama-3.1-8B-Instruct, which needs
+`*sft_dataset *base_model` (demo: generated corpus + tiny model; full: hub datasets + Llama-3.1-8B-Instruct, which needs
 HF_TOKEN and network). Each batching mode runs in its own child process (so its peak memory is its own):
 `core.training.setup` with the profile's TrainConfig defaults (only padding_free / packing, max_steps and
 no eval/save within the run changed), `--warmup` untimed steps, then `--steps` timed optimizer steps.
@@ -175,15 +175,11 @@ def child(mode: str, root: Path, steps: int, warmup: int, peak_tflops: float | N
     from llama_sft_dagster.resources.gpu import GpuResource
 
     fmt, train_rows, eval_rows = load_sft(ArtifactStore(root=str(root)), "train_adapter")
-    plan, config = GpuResource().plan(), TrainConfig(**MODES[mode])
+    plan = GpuResource().plan()
     # no evaluation or checkpoint inside the measured run: eval/save steps beyond max_steps
-    hp = {
-        **config.trainer_kwargs(),
-        "max_steps": warmup + steps,
-        "eval_steps": 10**9,
-        "save_steps": 10**9,
-        "load_best_model_at_end": False,
-    }
+    hp = TrainConfig(
+        **MODES[mode], max_steps=warmup + steps, eval_steps=10**9, save_steps=10**9, load_best_model_at_end=False
+    )
     meter, rss = ThroughputMeter(warmup), StageMeter()
     with tempfile.TemporaryDirectory() as tmp:
         trainer = setup(
@@ -191,7 +187,6 @@ def child(mode: str, root: Path, steps: int, warmup: int, peak_tflops: float | N
             train_rows,
             eval_rows[:16],
             hp,
-            config.lora_kwargs(),
             fmt,
             plan,
             Path(tmp),
@@ -232,8 +227,8 @@ def child(mode: str, root: Path, steps: int, warmup: int, peak_tflops: float | N
             "device": plan.device_name,
             "dtype": plan.dtype,
             "attn_implementation": plan.attn_implementation,
-            "micro_batch": config.per_device_train_batch_size,
-            "grad_accum": config.gradient_accumulation_steps,
+            "micro_batch": hp.per_device_train_batch_size,
+            "grad_accum": hp.gradient_accumulation_steps,
             "max_length": fmt["max_length"],
             "steps": steps,
             "warmup_steps": warmup,
@@ -243,7 +238,7 @@ def child(mode: str, root: Path, steps: int, warmup: int, peak_tflops: float | N
 
 
 def ensure_data(root: Path) -> None:
-    """Materialize `*sft_dataset` into `root` unless its outputs and the base model are there."""
+    """Materialize `*sft_dataset` and `*base_model` into `root` unless their outputs are there."""
     if (root / "sft_dataset" / "train.parquet").exists() and (root / "base_model" / "model" / "config.json").exists():
         return
     import dagster as dg
@@ -256,10 +251,10 @@ def ensure_data(root: Path) -> None:
         [*definitions.sources.raw_sources, *definitions.all_assets],
         resources=resources,
         instance=dg.DagsterInstance.ephemeral(),
-        selection="*sft_dataset",
+        selection="*sft_dataset *base_model",  # the data stages need only base_tokenizer, training the weights
     )
     if not result.success:
-        raise SystemExit("materializing *sft_dataset failed")
+        raise SystemExit("materializing *sft_dataset *base_model failed")
 
 
 def print_table(results: list[dict]) -> None:

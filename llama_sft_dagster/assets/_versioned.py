@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from llama_sft_dagster.config.profiles import config_for
+from llama_sft_dagster.config.profiles import active_profile, config_for
 from llama_sft_dagster.core.versions import code_version
 
 # definition key -> (the undecorated function, how it is decorated): to build it again for a profile
@@ -57,12 +57,18 @@ def _register(fn, decorate: Callable):
     return definition
 
 
-def versioned_asset(**asset_kwargs):
-    """`@dg.asset(**asset_kwargs)` with `code_version` derived from the function and its config."""
+def versioned_asset(deps_for: Callable[[str], list[str]] | None = None, **asset_kwargs):
+    """`@dg.asset(**asset_kwargs)` with `code_version` derived from the function and its config.
 
-    def decorate(f):
-        return dg.asset(code_version=code_version(f, configs=config_classes(f)), **asset_kwargs)(f)
+    `deps_for(profile)`: upstream assets that depend on the profile (the demo's tokenizer and tiny model are
+    trained on the demo corpus; the hub model depends on no data)."""
 
+    def decorate(f, profile: str | None = None):
+        deps = deps_for(profile or active_profile()) if deps_for else asset_kwargs.get("deps")
+        kwargs = {**asset_kwargs, **({"deps": deps} if deps_for else {})}
+        return dg.asset(code_version=code_version(f, configs=config_classes(f)), **kwargs)(f)
+
+    decorate.by_profile = deps_for is not None
     return lambda fn: _register(fn, decorate)
 
 
@@ -72,8 +78,12 @@ def profiled_check(**check_kwargs):
 
 
 def for_profile(definition, profile: str):
-    """`definition` as built for `profile`: the same object when none of its config defaults differ."""
+    """`definition` as built for `profile`: the same object when none of its config defaults or deps differ."""
     fn, decorate = _BUILDERS.get(_key(definition), (None, None))
-    if fn is None or (variant := with_profile_config(fn, profile)) is fn:
+    if fn is None:
+        return definition
+    if getattr(decorate, "by_profile", False):
+        return decorate(with_profile_config(fn, profile), profile)
+    if (variant := with_profile_config(fn, profile)) is fn:
         return definition
     return decorate(variant)

@@ -45,6 +45,31 @@ class RankFailedError(dg.Failure):
     """A training rank failed (exception, signal, out of memory); the description names the rank."""
 
 
+def plan_batches(
+    config: TrainConfig, artifacts: ArtifactStore, gpu: GpuResource, plan, processes: int, fmt: dict, train_path: Path
+):
+    """Refuse a machine that cannot train (GpuResource.refuse_unworkable), then plan micro-batch x accumulation,
+    checkpointing and Liger for the seed's global batch (per_device_train_batch_size x gradient_accumulation_steps)
+    on `processes` processes (core/training/batch_plan.py)."""
+    from llama_sft_dagster.core.data.storage import read_parquet
+
+    model_config = json.loads((base_model_dir(artifacts) / "config.json").read_text())
+    lora = (config.lora_r, list(config.lora_target_modules))
+    gpu.refuse_unworkable(plan, model_config, lora, fmt["max_length"])
+    lengths = read_parquet(train_path, columns=["templated_tokens"]).column(0).to_pylist()
+    return gpu.plan_batches(
+        plan,
+        processes,
+        config.per_device_train_batch_size * config.gradient_accumulation_steps,
+        config.per_device_train_batch_size,
+        model_config,
+        lora,
+        lengths,
+        fmt["max_length"],
+        config.padding_free or config.packing,
+    )
+
+
 def build_job(
     config: TrainConfig,
     artifacts: ArtifactStore,
@@ -56,37 +81,34 @@ def build_job(
     checkpoints_dir: Path | None = None,
     tensorboard_dir: Path | None = None,
 ) -> tuple[TrainJob, str, str]:
-    """(the job spec, the train data version, the base model version) of training `config` on sft_dataset
-    into `out_dir`."""
+    """(the job spec, the train data version, the base model version, the batch plan) of training `config` on
+    sft_dataset into `out_dir`."""
     fmt = json.loads(artifacts.upstream("sft_dataset", consumer, FORMAT_FILE).read_text())
     splits = {s: artifacts.upstream("sft_dataset", consumer, f"{s}.parquet") for s in SFT_SPLITS}
     data_version = fingerprint({s: table_version(p) for s, p in splits.items()}, fmt)
-    # the launch shape is part of the run: a checkpoint of 1 process is not resumed by 2 (other global batch)
+    batch = plan_batches(config, artifacts, gpu, plan, processes, fmt, splits["train"])
+    plan = dataclasses.replace(plan, gradient_checkpointing=batch.gradient_checkpointing)
+    # the launch shape is part of the run: a checkpoint of 1 process is not resumed by 2 (other data order)
     launch = {"processes": processes, "launch_config": gpu.launch_config}
     base_version = model_folder_version(base_model_dir(artifacts))
-    run_fp = fingerprint(
-        config.model_dump(), fmt, plan.metadata(), {"data": data_version, "base": base_version}, launch
-    )
+    versions = {"data": data_version, "base": base_version}
+    run_fp = fingerprint(config.model_dump(), fmt, plan.metadata(), versions, launch, batch.metadata())
     job = TrainJob(
         base_dir=str(base_model_dir(artifacts)),
         train_path=str(splits["train"]),
         validation_path=str(splits["validation"]),
         fmt=fmt,
-        hp=config.trainer_kwargs(),
-        lora=config.lora_kwargs(),
+        config=config.model_dump(),
+        batch=dataclasses.asdict(batch),
         plan=dataclasses.asdict(plan),
         out_dir=str(out_dir),
         run_fingerprint=run_fp,
         checkpoints_dir=str(checkpoints_dir or ""),
         tensorboard_dir=str(tensorboard_dir or ""),
-        monitor_log_every=config.monitor_log_every,
-        monitor_deep_every=config.monitor_deep_every,
-        eval_max_samples=config.eval_max_samples,
         processes=processes,
         accelerate_config=str(config_file(gpu.launch_config)),
-        progress_every=config.progress_every,
     )
-    return job, data_version, base_version
+    return job, data_version, base_version, batch
 
 
 def _tuned_params(config: TrainConfig, fmt: dict, data_version: str, base_version: str, launch: dict) -> dict:
@@ -156,17 +178,25 @@ def train_adapter_into(
     (default out_dir/checkpoints) holds the resumable checkpoints, outside a per-run folder when a rerun must
     find them; `tensorboard_dir` (default out_dir/tensorboard) gets one folder per run, side by side with
     earlier runs'."""
+    from llama_sft_dagster.core.training.batch_plan import BatchPlanError
+    from llama_sft_dagster.core.training.device import TrainingRefused
+
     plan = gpu.plan(context.log)
     processes = gpu.process_count(plan)
-    job, data_version, base_version = build_job(
-        config, artifacts, gpu, plan, processes, Path(out_dir), consumer, checkpoints_dir, tensorboard_dir
-    )
+    try:
+        job, data_version, base_version, batch = build_job(
+            config, artifacts, gpu, plan, processes, Path(out_dir), consumer, checkpoints_dir, tensorboard_dir
+        )
+    except (TrainingRefused, BatchPlanError) as exc:  # one line, naming the setting; before the model loads
+        raise dg.Failure(str(exc), allow_retries=False) from exc
+    context.log.info(f"{run_name}: batch plan: {batch.reason}")
     env = {STEP_PID_ENV: str(os.getpid())}
     if plan.device == "cuda":  # the ranks see exactly the devices this step locked
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu.device_ids(plan, processes))
     params = _tuned_params(
         config, job.fmt, data_version, base_version, {"processes": processes, "launch_config": gpu.launch_config}
     )
+    plan = dataclasses.replace(plan, gradient_checkpointing=batch.gradient_checkpointing)
     tags = {**{f"device.{k}": str(v) for k, v in plan.metadata().items()}, **(mlflow_tags or {})}
     # the pool `gpu` queues the step; the device locks make it exclusive (see GpuResource.exclusive)
     with (
@@ -208,6 +238,7 @@ def train_adapter_into(
             "mlflow": None if run else "not tracked: the store was unreachable (see the run log)",
             "launch_processes": processes,
             "launch_config": gpu.launch_config,
+            **batch.metadata(),
         }
     )
     scalars = {k: v for k, v in plain_values({**reported, **facts}).items() if k not in PLOTS}

@@ -33,15 +33,15 @@ Decide = Callable[[pa.Table], Decisions]
 FIRST_INPUT = "raw_pairs"  # the chain's input: every instruction/response pair with provenance
 
 
-def word_count_decide(config: WordCountConfig, model_dir: Path) -> Decide:
+def word_count_decide(config: WordCountConfig, tokenizer_dir: Path) -> Decide:
     return lambda batch: filters.word_count_decisions(
         *columns(batch), config.min_instruction_words, config.min_response_words
     )
 
 
-def token_limit_decide(config: TokenLimitConfig, model_dir: Path) -> Decide:
+def token_limit_decide(config: TokenLimitConfig, tokenizer_dir: Path) -> Decide:
     # the base model's own tokenizer, as the seed; plain `tokenizers` where that gives the same ids
-    limit = filters.TokenLimit(filters.counting_tokenizer(model_dir), config.max_tokens)
+    limit = filters.TokenLimit(filters.counting_tokenizer(tokenizer_dir), config.max_tokens)
 
     def decide(batch: pa.Table) -> Decisions:
         return limit.decisions(*columns(batch))
@@ -51,15 +51,15 @@ def token_limit_decide(config: TokenLimitConfig, model_dir: Path) -> Decide:
     return decide
 
 
-def language_decide(config: LanguageConfig, model_dir: Path) -> Decide:
+def language_decide(config: LanguageConfig, tokenizer_dir: Path) -> Decide:
     return lambda batch: filters.language_decisions(*columns(batch), tuple(config.languages), config.keep_language)
 
 
-def parroting_decide(config: ParrotingConfig, model_dir: Path) -> Decide:
+def parroting_decide(config: ParrotingConfig, tokenizer_dir: Path) -> Decide:
     return lambda batch: filters.parroting_decisions(*columns(batch), config.max_jaccard_similarity)
 
 
-def dedup_decide(config: DedupConfig, model_dir: Path) -> Decide:
+def dedup_decide(config: DedupConfig, tokenizer_dir: Path) -> Decide:
     index = NearDuplicateIndex(config.threshold, config.num_perm, config.shingle_size, config.seed, config.backend)
     return lambda batch: index.add_batch(batch.column("pair_id").to_pylist(), *columns(batch))
 
@@ -69,10 +69,10 @@ class DataStage:
     name: str  # the asset: noun for the data it holds
     upstream: str
     config: type[dg.Config]
-    decide: Callable[[dg.Config, Path], Decide]  # (config, base model folder) -> per-batch decisions
+    decide: Callable[[dg.Config, Path], Decide]  # (config, base tokenizer folder) -> per-batch decisions
     description: str  # format string over the config's fields
     group: str = "filters"
-    needs_base_model: bool = False  # the token filter counts with the base model's tokenizer
+    needs_tokenizer: bool = False  # the token filter counts with the base model's tokenizer (base_tokenizer)
 
     def describe(self, config: dg.Config | None = None) -> str:
         return self.description.format(**(config or self.config()).model_dump())
@@ -102,7 +102,7 @@ DATA_STAGES = _chain(
         token_limit_decide,
         "Keeps pairs of at most {max_tokens} tokens (instruction + ' ' + response, with BOS) under the base model's "
         "tokenizer (default: the seed's 580).",
-        {"needs_base_model": True},
+        {"needs_tokenizer": True},
     ),
     (
         "english_filtered",

@@ -173,6 +173,7 @@ def report_sections(context: dg.AssetExecutionContext, artifacts: ArtifactStore,
         ],
         "checks": check_results(context),
         "rows_per_intent": per_intent,
+        "batch_plan": report.get("batch_plan") or "not recorded",  # how the run was computed (gpu resource)
     }
 
 

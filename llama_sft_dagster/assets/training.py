@@ -10,7 +10,7 @@ import dagster as dg
 
 from llama_sft_dagster.assets._versioned import profiled_check, versioned_asset
 from llama_sft_dagster.assets.adapter_training import train_adapter_into
-from llama_sft_dagster.assets.model_paths import FORMAT_FILE, base_model_dir
+from llama_sft_dagster.assets.model_paths import BASE_TOKENIZER_ASSET, FORMAT_FILE, base_tokenizer_dir
 from llama_sft_dagster.config.k8s import K8S_CONFIG_TAG, training_step_k8s_config
 from llama_sft_dagster.config.training import MergeCheckConfig, SftDatasetConfig, TrainConfig
 from llama_sft_dagster.core.data.storage import read_parquet, write_parquet
@@ -95,7 +95,7 @@ def split_metadata(split: str, counts, lengths: list[int], max_length: int, cont
 @versioned_asset(
     group_name="training",
     kinds={"parquet"},
-    deps=[*SPLITS.values(), "base_model"],
+    deps=[*SPLITS.values(), BASE_TOKENIZER_ASSET],
     description="Train/validation pairs as chat rows (seed system prompt, Llama-3 template): conversational "
     "prompt/completion for completion-only loss, with each row's templated token count.",
 )
@@ -106,7 +106,7 @@ def sft_dataset(
 
     from llama_sft_dagster.core.training.chat_format import sft_table
 
-    tokenizer = AutoTokenizer.from_pretrained(artifacts.upstream("base_model", "sft_dataset", "model"))
+    tokenizer = AutoTokenizer.from_pretrained(artifacts.upstream(BASE_TOKENIZER_ASSET, "sft_dataset", "tokenizer"))
     out, metadata, rejects = artifacts.asset_dir("sft_dataset"), {}, []
     for split, upstream in SPLITS.items():
         table, rej, counts, lengths = sft_table(
@@ -156,8 +156,9 @@ def sft_dataset_label_masking(
     fmt, train_rows, eval_rows = load_sft(artifacts, "sft_dataset")
     sources, hp, plan = row_sources(artifacts, "sft_dataset"), TrainConfig(), gpu.plan()
     # the trainer's processed datasets and collator without the base model: nothing to place on the device
+    tokenizer_dir = base_tokenizer_dir(artifacts)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = prepare_data(base_model_dir(artifacts), train_rows, eval_rows, hp.trainer_kwargs(), fmt, plan, tmp)
+        trainer = prepare_data(tokenizer_dir, train_rows, eval_rows, hp, fmt, plan, tmp)
         reports = {
             s: verify_trainer_masking(
                 trainer,

@@ -1,6 +1,6 @@
-"""Typed config of the model and training groups: `base_model` (which model), `sft_dataset` (format, loss
-masking, max length), `train_adapter` (LoRA + trainer hyperparameters), the merge check. Field names are
-TRL's / PEFT's.
+"""Typed config of the model and training groups: `base_tokenizer` (which model), `base_model` (the demo
+model's pretraining), `sft_dataset` (format, loss masking, max length), `train_adapter` (LoRA + trainer
+hyperparameters), the merge check. Field names are TRL's / PEFT's.
 
 Defaults: `full` = the seed's arguments; `demo` = the same code with small numbers for 2 CPU cores.
 Conflicting settings are rejected with a message naming the field (like litgpt's args.py).
@@ -74,9 +74,17 @@ class TrainConfig(dg.Config):
         default_factory=lambda: list(LORA_TARGETS),
         description="Projections wrapped by LoRA (seed: q/k/v/o/gate/up/down).",
     )
-    per_device_train_batch_size: int = Field(8, gt=0, description="Micro-batch size (seed: 8).")
+    # the global batch is per_device_train_batch_size x gradient_accumulation_steps (seed: 8 x 4 = 32 samples per
+    # optimizer step) on any machine: the batch planner (gpu resource, core/training/batch_plan.py) may split it
+    # into another micro-batch x accumulation x processes, never change it
+    per_device_train_batch_size: int = Field(
+        8,
+        gt=0,
+        description="Micro-batch size of the seed's one-GPU run (seed: 8); global batch = this x "
+        "gradient_accumulation_steps, kept on any process count (the gpu resource's batch plan splits it).",
+    )
     gradient_accumulation_steps: int = profiled(
-        demo=1, full=4, gt=0, description="Micro-batches per optimizer step (seed: 4)."
+        demo=1, full=4, gt=0, description="Micro-batches per optimizer step of the seed's one-GPU run (seed: 4)."
     )
     per_device_eval_batch_size: int = Field(16, gt=0, description="Eval batch size (seed: 16).")
     eval_max_samples: int = profiled(
@@ -163,29 +171,11 @@ class TrainConfig(dg.Config):
             raise ValueError(f"lora_target_modules has unknown projections {bad}; choose from {LORA_TARGETS}")
         return self
 
-    def lora_kwargs(self) -> dict:
-        return {
-            "r": self.lora_r,
-            "lora_alpha": self.lora_alpha,
-            "lora_dropout": self.lora_dropout,
-            "target_modules": list(self.lora_target_modules),
-        }
 
-    def trainer_kwargs(self) -> dict:
-        skip = {
-            "lora_r",
-            "lora_alpha",
-            "lora_dropout",
-            "lora_target_modules",
-            "monitor_log_every",
-            "monitor_deep_every",
-            "eval_max_samples",
-            "progress_every",
-        }
-        return {k: v for k, v in self.model_dump().items() if k not in skip}
+class TokenizerConfig(dg.Config):
+    """Which model the pipeline tunes. The tokenizer is fetched first and alone (a few MB): the data stages need
+    only it, and `base_model` downloads the weights at the revision this asset resolved."""
 
-
-class BaseModelConfig(dg.Config):
     model_id: str = profiled(
         demo="demo",
         full="meta-llama/Llama-3.1-8B-Instruct",
@@ -200,6 +190,11 @@ class BaseModelConfig(dg.Config):
     )
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit); None = main.")
     demo_vocab_size: int = Field(4096, gt=256, description="BPE vocabulary of the demo tokenizer.")
+
+
+class BaseModelConfig(dg.Config):
+    """The weights: model_id and revision come from `base_tokenizer` (TokenizerConfig)."""
+
     demo_seed: int = Field(0, description="Seed of the demo model's random init and pretraining order.")
     # 64 blocks of 128 tokens: on 2 cores a 64x128 step took 1.6 s against 2.1 s for 8x256 (the tiny model's
     # step is overhead-bound), so 100 steps see 819K tokens (1.3 epochs) instead of 205K. Measured on the demo

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 
@@ -15,23 +16,29 @@ class TrainJob:
     train_path: str  # sft_dataset's train.parquet
     validation_path: str  # sft_dataset's validation.parquet
     fmt: dict[str, Any]  # sft_dataset format settings (format.json)
-    hp: dict[str, Any]  # TrainingArguments names (TrainConfig.trainer_kwargs)
-    lora: dict[str, Any]  # LoraConfig names (TrainConfig.lora_kwargs)
+    config: dict[str, Any]  # the whole TrainConfig (model_dump), validated by the asset that wrote the job
+    batch: dict[str, Any]  # BatchPlan fields (core/training/batch_plan.py): how the global batch is computed here
     plan: dict[str, Any]  # DevicePlan fields (core/training/device.py)
     out_dir: str  # checkpoints/, adapter/, tensorboard/, plots, launch/ go here
     run_fingerprint: str  # resume only checkpoints of the same fingerprint (core/training/trainer.py)
-    monitor_log_every: int
-    monitor_deep_every: int
-    eval_max_samples: int = 0  # validation samples evaluated, evenly spaced (0 = all; TrainConfig)
     processes: int = 1  # processes on each machine
     accelerate_config: str = ""  # accelerate config file (launch/accelerate/*.yaml or the user's)
     mlflow_tracking_uri: str = ""  # rank 0 logs into this run, which the asset opened and will close
     mlflow_run_id: str = ""
     mlflow_url: str = ""  # where the run opens in the MLflow UI (report.json links it)
-    progress_every: int = 10  # a progress line every N steps (TrainConfig.progress_every)
     dagster_run_id: str = ""  # names the TensorBoard run folder (progress.tensorboard_run_dir)
     checkpoints_dir: str = ""  # resumable checkpoints; default out_dir/checkpoints (apart from a version folder)
     tensorboard_dir: str = ""  # TensorBoard root, one folder per run; default out_dir/tensorboard
+
+    def train_config(self) -> SimpleNamespace:
+        """The TrainConfig's fields as attributes: what core/training/trainer.py reads. Not the dagster class:
+        the ranks import no dagster (tests/unit/test_launch.py), and the asset validated the values already."""
+        return SimpleNamespace(**self.config)
+
+    def batch_plan(self):
+        from llama_sft_dagster.core.training.batch_plan import BatchPlan
+
+        return BatchPlan(**self.batch)
 
     @property
     def checkpoints(self) -> Path:

@@ -134,6 +134,7 @@ def write_report(job: TrainJob, trainer, result, monitor, plots: dict[str, Path]
         "tensorboard_run": str(tb_dir),
         "mlflow_run_id": job.mlflow_run_id or None,
         "mlflow_url": job.mlflow_url or None,
+        "batch_plan": job.batch.get("reason"),  # how the global batch was computed here (core/training/batch_plan.py)
     }
     (Path(job.out_dir) / REPORT_FILE).write_text(json.dumps(report, indent=2))
     return report
@@ -161,7 +162,7 @@ def rank0_metadata(report: dict, monitor, resumed_from, adapter: Path, plots: di
 
 def read_rows(job: TrainJob) -> tuple[list[dict], list[dict], list[str] | None]:
     """(train rows, validation rows, each train row's source or None): the validation rows are
-    `job.eval_max_samples` of them evenly spaced when that is set; sources come from the pair ids."""
+    TrainConfig.eval_max_samples of them evenly spaced when that is set; sources come from the pair ids."""
     import pyarrow.parquet as pq
 
     from llama_sft_dagster.core.data.storage import read_parquet
@@ -174,7 +175,7 @@ def read_rows(job: TrainJob) -> tuple[list[dict], list[dict], list[str] | None]:
         ).to_pylist()
 
     train, evals = rows(job.train_path), rows(job.validation_path)
-    evals = [evals[i] for i in spread(range(len(evals)), job.eval_max_samples or len(evals))]
+    evals = [evals[i] for i in spread(range(len(evals)), job.config["eval_max_samples"] or len(evals))]
     sources = None
     if "pair_id" in pq.read_schema(job.train_path).names:
         ids = read_parquet(Path(job.train_path), columns=["pair_id"]).column(0).to_pylist()
@@ -193,19 +194,20 @@ def train(job: TrainJob, rank: int, logger) -> dict | None:
     from llama_sft_dagster.core.training.monitoring import TrainingMonitor
 
     plan, out, main = DevicePlan(**job.plan), Path(job.out_dir), rank == 0
+    config, batch = job.train_config(), job.batch_plan()
     train_rows, eval_rows, sources = read_rows(job)
     run = open_mlflow_run(job) if main else None
     # one readable TensorBoard folder per run, for the Trainer's curves and the monitor's
     tb_dir = progress.tensorboard_run_dir(
         job.tensorboard,
         job.dagster_run_id or job.run_fingerprint,
-        job.lora["r"],
-        job.hp["learning_rate"],
-        job.hp["max_steps"],
+        config.lora_r,
+        config.learning_rate,
+        config.max_steps,
     )
     monitor = (
         TrainingMonitor(
-            tb_dir, log_every=job.monitor_log_every, deep_every=job.monitor_deep_every, use_mlflow=run is not None
+            tb_dir, log_every=config.monitor_log_every, deep_every=config.monitor_deep_every, use_mlflow=run is not None
         )
         if main
         else None
@@ -215,18 +217,18 @@ def train(job: TrainJob, rank: int, logger) -> dict | None:
         Path(job.base_dir),
         train_rows,
         eval_rows,
-        job.hp,
-        job.lora,
+        config,
         job.fmt,
         plan,
         job.checkpoints,
         ["tensorboard"] if main else ["none"],
         monitor,
+        batch=batch,
     )
     if main:
         progress.route_tensorboard(trainer, tb_dir)
         trainer.add_callback(progress.TrainerLogsToMlflow())
-        trainer.add_callback(progress.ProgressLine(logger.info, job.progress_every, lambda: monitor.total.positions))
+        trainer.add_callback(progress.ProgressLine(logger.info, config.progress_every, lambda: monitor.total.positions))
     # every rank: the dataloaders synchronise their RNG
     mask = verify_trainer_masking(trainer, max_batches=4, sources=sources, system_prompt=job.fmt.get("system_prompt"))
     if not mask.ok:

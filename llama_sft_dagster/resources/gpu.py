@@ -17,7 +17,8 @@ import dagster as dg
 from pydantic import Field
 
 from llama_sft_dagster.config.profiles import profiled
-from llama_sft_dagster.core.training.device import DevicePlan, MachineFacts, plan_device
+from llama_sft_dagster.core.training.batch_plan import BatchPlan, Lengths, ModelShape, Pins, plan_cpu, plan_gpu
+from llama_sft_dagster.core.training.device import DevicePlan, MachineFacts, TrainingRefused, plan_device, refusal
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,12 @@ def _flash_attn_importable() -> bool:
     except Exception:
         return False
     return True
+
+
+def liger_importable() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("liger_kernel") is not None
 
 
 def machine_facts() -> MachineFacts:
@@ -53,15 +60,46 @@ class GpuResource(dg.ConfigurableResource):
     device: Literal["auto", "cuda", "cpu"] = Field(
         "auto", description="'auto': CUDA when available, else CPU (logged); 'cuda' fails without a GPU."
     )
-    gradient_checkpointing: bool = Field(True, description="Non-reentrant gradient checkpointing on CUDA (seed: on).")
+    gradient_checkpointing: bool | None = Field(
+        None,
+        description="Non-reentrant gradient checkpointing on CUDA; None: the batch planner decides (off when the "
+        "memory allows: faster). The seed had it on. Never on the CPU unless set True.",
+    )
+    micro_batch_size: int | None = Field(
+        None,
+        gt=0,
+        description="Samples per forward pass on one process; None: the batch planner decides "
+        "(core/training/batch_plan.py). The global batch (per_device_train_batch_size x gradient_accumulation_steps "
+        "of train_adapter, seed 8 x 4 = 32) is kept: accumulation = global / (micro-batch x processes).",
+    )
+    liger_kernel: bool | None = Field(
+        None,
+        description="Liger's fused kernels (RMSNorm, SwiGLU, RoPE, linear + cross-entropy without the logits "
+        "tensor) on CUDA; None: used when liger-kernel is installed. Same loss, less memory, faster.",
+    )
+    allow_cpu_training: bool = profiled(
+        demo=True,
+        full=False,
+        rehearsal=True,
+        description="Train on the CPU when no GPU is usable. Off in the full profile: an 8B model in float32 "
+        "on a CPU takes weeks, so the run stops before any download with one line saying so.",
+    )
+    allow_fp32_training: bool = profiled(
+        demo=True,
+        full=False,
+        rehearsal=True,
+        description="Train in float32 on a GPU without bf16. Off in the full profile (twice the memory, far "
+        "slower): the run stops before any download with one line saying so.",
+    )
     flash_attention: bool = Field(
         True, description="Use flash_attention_2 when flash-attn imports and CUDA is present."
     )
-    require_flash_attention: bool = profiled(
-        demo=False,
-        full=True,
-        description="On CUDA, fail at start with one line when flash-attn is not "
-        "importable instead of training on sdpa (full profile), unless attn_implementation is set.",
+    # off in every profile: flash-attn only builds from source, and sdpa keeps padding-free samples apart (packed
+    # position_ids -> block-diagonal mask, tests/unit/test_padding_free.py); the batch planner sizes sdpa's run
+    require_flash_attention: bool = Field(
+        False,
+        description="On CUDA, fail at start with one line when flash-attn is not importable instead of "
+        "training on sdpa, unless attn_implementation is set.",
     )
     attn_implementation: str | None = Field(
         None,
@@ -92,7 +130,7 @@ class GpuResource(dg.ConfigurableResource):
         plan = plan_device(
             self.device,
             machine_facts(),
-            gradient_checkpointing=self.gradient_checkpointing,
+            gradient_checkpointing=self.gradient_checkpointing is not False,  # the batch plan decides on CUDA
             allow_flash_attention=self.flash_attention,
             allow_tf32=self.tf32,
             require_flash_attention=self.require_flash_attention,
@@ -104,6 +142,64 @@ class GpuResource(dg.ConfigurableResource):
                 "for anything but the demo model"
             )
         return plan  # tf32 is applied by TrainingArguments(tf32=plan.tf32) via transformers' enable_tf32
+
+    def refuse_unworkable(self, plan: DevicePlan, model_config: dict | None = None, lora=None, max_length=512):
+        """Raise TrainingRefused (one line, naming the setting) when this machine cannot train: a CPU or fp32 run
+        where the profile forbids it, or a GPU too small for the model (`model_config`: its config.json values;
+        `lora`: (r, target modules)) with the leanest plan (one sample of max_length tokens, checkpointing, Liger
+        when installed). Called before any download (base_tokenizer, base_model) and before training."""
+        why = refusal(plan, self.allow_cpu_training, self.allow_fp32_training)
+        if why:
+            raise TrainingRefused(why)
+        if plan.device != "cuda" or model_config is None or plan.total_memory_gb is None:
+            return
+        from llama_sft_dagster.core.training.batch_plan import BatchPlanError
+
+        shape = ModelShape.from_config(model_config)
+        try:
+            plan_gpu(
+                plan.total_memory_gb,
+                shape,
+                shape.lora_params(*lora) if lora else 0,
+                Lengths(max_length, 0.0, max_length, max_length),
+                1,
+                attn=plan.attn_implementation,
+                liger_available=liger_importable(),
+                pins=Pins(1, True, None),
+            )
+        except BatchPlanError as exc:
+            raise TrainingRefused(f"{plan.device_name}: {exc}") from exc
+
+    def plan_batches(
+        self,
+        plan: DevicePlan,
+        processes: int,
+        global_batch: int,
+        micro_batch: int,
+        model_config: dict,
+        lora: tuple[int, list[str]],
+        lengths: list[int],
+        max_length: int,
+        padding_free: bool = True,
+    ) -> BatchPlan:
+        """Micro-batch x accumulation x processes = `global_batch`, checkpointing and Liger, for this device
+        (core/training/batch_plan.py); on the CPU the configured `micro_batch` (at most each process's share)."""
+        pins = Pins(self.micro_batch_size, self.gradient_checkpointing, self.liger_kernel)
+        if plan.device != "cuda" or plan.total_memory_gb is None:
+            return plan_cpu(micro_batch, global_batch, processes, plan.attn_implementation, pins)
+        shape = ModelShape.from_config(model_config)
+        return plan_gpu(
+            plan.total_memory_gb,
+            shape,
+            shape.lora_params(*lora),
+            Lengths.of(lengths, max_length),
+            global_batch,
+            processes,
+            attn=plan.attn_implementation,
+            liger_available=liger_importable(),
+            padding_free=padding_free,
+            pins=pins,
+        )
 
     def process_count(self, plan: DevicePlan) -> int:
         """How many ranks the training step starts on this machine (see `processes`)."""

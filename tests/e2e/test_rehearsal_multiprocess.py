@@ -43,7 +43,7 @@ TRAIN = {
     "eval_max_samples": 8,
     "per_device_eval_batch_size": 4,
 }
-BATCH = {1: 2, 2: 1}  # per-device micro-batch by process count: the same global batch
+BATCH = {1: 2, 2: 2}  # the same config: the batch plan splits its global batch of 4 into 2 x 2 on 2 ranks
 TRAIN_ROWS = 64  # 4 steps x 4 samples; every rank tokenizes the whole split
 
 
@@ -65,6 +65,12 @@ def test_two_processes_train_the_rehearsal_like_one_with_the_same_global_batch(r
     # the rehearsal's model, not the demo's: a random init over Llama 3.1's 128,256 tokens starts at ln(128,256)
     assert all(abs(m["first_train_loss"] - math.log(128_256)) < 0.01 for _, m, _ in runs.values())
     assert_same_trajectories(runs, MAX_STEPS, LOSS_TOLERANCE)
+    # the same config on both: the batch plan divides the accumulation by the ranks, the global batch stays 4
+    split = {
+        p: tuple(m[f"batch_plan_{k}"] for k in ("micro_batch", "accumulation", "global_batch"))
+        for p, (_, m, _) in runs.items()
+    }
+    assert split == {1: (2, 2, 4), 2: (2, 1, 4)}, split
     # rank 0 alone wrote: one adapter, one MLflow run, the same TensorBoard files as the 1-process run
     assert_rank0_alone_wrote(runs)
     assert {*PLOTS, "peak_memory_gb"} <= runs[2][1].keys()  # rank 0 made the plots and measured memory

@@ -6,7 +6,7 @@ import dagster as dg
 
 from llama_sft_dagster import definitions
 from llama_sft_dagster.config.profiles import config_for
-from llama_sft_dagster.config.training import BaseModelConfig, MergeCheckConfig, TrainConfig
+from llama_sft_dagster.config.training import MergeCheckConfig, TokenizerConfig, TrainConfig
 
 
 def config_default(defs: dg.Definitions, key, field: str):
@@ -21,17 +21,17 @@ def test_demo_and_full_definitions_in_one_interpreter_show_their_own_defaults():
     built = {p: definitions.build_defs(p) for p in ("demo", "full", "rehearsal")}
     merge_check = dg.AssetCheckKey(dg.AssetKey("merged_model"), "merged_model_logits")
     for profile, defs in built.items():
-        train, base, merge = (config_for(profile, c)() for c in (TrainConfig, BaseModelConfig, MergeCheckConfig))
+        train, base, merge = (config_for(profile, c)() for c in (TrainConfig, TokenizerConfig, MergeCheckConfig))
         assert config_default(defs, "train_adapter", "learning_rate") == train.learning_rate
         assert config_default(defs, "train_adapter", "max_steps") == train.max_steps
-        assert config_default(defs, "base_model", "model_id") == base.model_id
+        assert config_default(defs, "base_tokenizer", "model_id") == base.model_id
         assert config_default(defs, merge_check, "probe_dtype") == merge.probe_dtype
-        assert defs.resources["gpu"].require_flash_attention == (profile != "demo")
+        assert defs.resources["gpu"].allow_cpu_training == (profile != "full")
     # the values themselves differ (read from config/training.py: the seed's in full, small ones in demo)
     assert config_default(built["demo"], "train_adapter", "learning_rate") != config_default(
         built["full"], "train_adapter", "learning_rate"
     )
-    assert config_default(built["full"], "base_model", "model_id") == "meta-llama/Llama-3.1-8B-Instruct"
+    assert config_default(built["full"], "base_tokenizer", "model_id") == "meta-llama/Llama-3.1-8B-Instruct"
     # code versions include the config defaults, so a profile's assets are versioned by its own defaults
     versions = {p: d.resolve_assets_def("train_adapter").code_versions_by_key for p, d in built.items()}
     assert len({str(v) for v in versions.values()}) == 3

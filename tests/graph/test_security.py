@@ -69,25 +69,30 @@ def test_hub_token_from_env_is_never_written(demo_state):
 
 
 def test_hub_token_sent_to_the_hub_is_never_written(isolated_state, monkeypatch):
-    """The full profile's base_model asks the hub (a local 127.0.0.1 stand-in answering as the hub does:
-    the model's info, then 403 GatedRepo for the download) with HF_TOKEN from dg.EnvVar, on a persistent
-    instance: the token goes out in the Authorization header only, and no file the run wrote holds it."""
+    """The full profile's base_tokenizer (its first hub call) asks the hub (a local 127.0.0.1 stand-in
+    answering as the hub does: the model's info, then 403 GatedRepo for the download) with HF_TOKEN from
+    dg.EnvVar, on a persistent instance: the token goes out in the Authorization header only, and no file the
+    run wrote holds it. The gpu resource allows the CPU, so the CPU refusal does not stop it first."""
     import dagster as dg
     import huggingface_hub.constants
 
+    from llama_sft_dagster.config.profiles import profile_defaults
     from llama_sft_dagster.definitions import build_defs
+    from llama_sft_dagster.resources.gpu import GpuResource
     from support.demo_state import instance_at
     from support.fake_hub import Reply, fake_hub, repo_info
 
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
-    defs = build_defs("full")
+    full = build_defs("full")
+    gpu = GpuResource(**{**profile_defaults(GpuResource, "full"), "allow_cpu_training": True})
+    defs = dg.Definitions(assets=full.assets, resources={**full.resources, "gpu": gpu})
     job = defs.resolve_implicit_global_asset_job_def()
     model = "meta-llama/Llama-3.1-8B-Instruct"
     with fake_hub([repo_info(model, gated="manual")], default=Reply(403, "GatedRepo")) as hub:
         monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.url)
         with instance_at(isolated_state / "dagster_home") as instance:
             result = job.execute_in_process(
-                instance=instance, asset_selection=[dg.AssetKey("base_model")], raise_on_error=False
+                instance=instance, asset_selection=[dg.AssetKey("base_tokenizer")], raise_on_error=False
             )
             error = result.get_step_failure_events()[0].event_specific_data.error
     chain = []
@@ -103,9 +108,14 @@ def test_hub_token_sent_to_the_hub_is_never_written(isolated_state, monkeypatch)
     assert files_containing(isolated_state, FAKE_TOKEN[3:].encode()) == []
 
 
-def test_trust_remote_code_is_off_by_default():
+def test_trust_remote_code_is_off_by_default(tmp_path):
+    from llama_sft_dagster.config.training import SftDatasetConfig
+    from llama_sft_dagster.core.training.device import MachineFacts, plan_device
+    from llama_sft_dagster.core.training.trainer import build_sft_config
+
     assert TrainConfig().trust_remote_code is False
-    assert TrainConfig().trainer_kwargs()["trust_remote_code"] is False
+    cpu = plan_device("cpu", MachineFacts(False))
+    assert build_sft_config(tmp_path, TrainConfig(), SftDatasetConfig().model_dump(), cpu).trust_remote_code is False
     # no code path switches it on by itself
     literal = re.compile(r"trust_remote_code\s*=\s*True")
     offenders = [p for p in (REPO / "llama_sft_dagster").rglob("*.py") if literal.search(p.read_text())]

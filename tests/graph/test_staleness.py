@@ -107,7 +107,7 @@ def test_threshold_change_makes_that_filter_and_everything_downstream_stale_noth
     old_code = defs.resolve_asset_graph().get(dg.AssetKey("word_count_filtered")).code_version
     assert graph.get(dg.AssetKey("word_count_filtered")).code_version not in (None, old_code)
     closure = [p.name for p in stale_plan.plan(instance, graph, whole_chain=True)]
-    assert closure == CHAIN[2:], closure  # word_count_filtered and all below; no raw asset, no base_model
+    assert closure == CHAIN[2:], closure  # word_count_filtered and all below; no raw asset, no base_tokenizer
     summary = materialize_stale(changed, instance)
     assert summary.ok
     assert sorted(summary.materialized) == sorted(CHAIN[2:])

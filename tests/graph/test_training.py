@@ -1,4 +1,5 @@
-"""End-to-end demo-profile training: base_model -> sft_dataset (+ checks) -> train_adapter -> merged_model (+ check).
+"""End-to-end demo-profile training: base_tokenizer, base_model -> sft_dataset (+ checks) -> train_adapter ->
+merged_model (+ check).
 
 Train/validation pairs are built in the test from the demo corpus generator (PAIR_SCHEMA), so this runs
 without the data assets. Real Dagster instance, real MLflow SQLite store, real TensorBoard logs.
@@ -69,6 +70,7 @@ def trained(tmp_path_factory):
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
         [
+            model.base_tokenizer,
             model.base_model,
             training.sft_dataset,
             training.train_adapter,

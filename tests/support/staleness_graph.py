@@ -1,6 +1,6 @@
 """A small real data graph for the orchestration tests: the project's raw, filter, dedup and split
 assets and checks over small local source files (so "new raw data" is a file edit), a stand-in
-`base_model` that only provides a byte-level BPE tokenizer (the training assets are not needed to
+`base_tokenizer` (a byte-level BPE) (the training assets are not needed to
 test data staleness), and a real Dagster instance."""
 
 from pathlib import Path
@@ -27,7 +27,7 @@ CHAIN = ["bitext_raw", FIRST_INPUT, *STAGE_NAMES, "train_pairs", "validation_pai
     deps=["raw_pairs"],
     description="Test stand-in: a byte-level BPE tokenizer (all token_limit_filtered reads).",
 )
-def base_model(artifacts: ArtifactStore) -> dg.MaterializeResult:
+def base_tokenizer(artifacts: ArtifactStore) -> dg.MaterializeResult:
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -39,7 +39,7 @@ def base_model(artifacts: ArtifactStore) -> dg.MaterializeResult:
             vocab_size=300, special_tokens=["<s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
         ),
     )
-    folder = artifacts.asset_dir("base_model") / "model"
+    folder = artifacts.asset_dir("base_tokenizer") / "tokenizer"
     PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>").save_pretrained(folder)
     return dg.MaterializeResult(data_version=dg.DataVersion("test-tokenizer-1"))
 
@@ -57,7 +57,12 @@ def write_sources(folder: Path, bitext_rows: int = BITEXT_ROWS, seed: int = 13) 
 def build_defs(root: Path, bitext: Path, multiwoz: Path, assets_map=None) -> dg.Definitions:
     """The data graph with its real code versions; `assets_map` may rewrite assets (e.g. bump a code version)."""
     # filters.data_stage_assets is read at call time: a test may reload the module after changing a default
-    assets = [*sources.raw_sources, base_model, *dg.load_assets_from_modules([raw, split]), *filters.data_stage_assets]
+    assets = [
+        *sources.raw_sources,
+        base_tokenizer,
+        *dg.load_assets_from_modules([raw, split]),
+        *filters.data_stage_assets,
+    ]
     if assets_map is not None:
         assets = [assets_map(a) for a in assets]
     return dg.Definitions(

@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from llama_sft_dagster.config.profiles import config_for, profile_defaults
-from llama_sft_dagster.config.training import BaseModelConfig, SftDatasetConfig, TrainConfig
+from llama_sft_dagster.config.training import SftDatasetConfig, TokenizerConfig, TrainConfig
 from llama_sft_dagster.resources.gpu import GpuResource
 
 
@@ -72,8 +72,11 @@ def test_each_profile_has_its_defaults_in_one_interpreter():
     assert TrainConfig().learning_rate == 1e-3  # the demo profile, active in the tests
     assert config_for("demo", TrainConfig) is TrainConfig
     assert [config_for(p, TrainConfig)().max_steps for p in ("demo", "rehearsal", "full")] == [40, 3, -1]
-    assert config_for("rehearsal", BaseModelConfig)().model_id == "rehearsal"
-    assert profile_defaults(GpuResource, "full") == {"require_flash_attention": True}
+    assert config_for("rehearsal", TokenizerConfig)().model_id == "rehearsal"
+    assert profile_defaults(GpuResource, "full") == {
+        "allow_cpu_training": False,
+        "allow_fp32_training": False,
+    }
     with pytest.raises(ValueError, match="'fast' is not a profile"):
         config_for("fast", TrainConfig)
 
@@ -84,9 +87,7 @@ def test_sft_config_is_explicit_and_warmup_is_a_ratio(tmp_path):
     from llama_sft_dagster.core.training.trainer import build_sft_config
 
     c = TrainConfig()
-    args = build_sft_config(
-        tmp_path, c.trainer_kwargs(), SftDatasetConfig().model_dump(), plan_device("auto", MachineFacts(False))
-    )
+    args = build_sft_config(tmp_path, c, SftDatasetConfig().model_dump(), plan_device("auto", MachineFacts(False)))
     assert not args.bf16 and not args.gradient_checkpointing and args.use_cpu and args.optim == "adamw_torch"
     assert args.completion_only_loss and not args.assistant_only_loss and args.max_length == 512
     assert args.load_best_model_at_end and args.metric_for_best_model == "eval_loss" and not args.greater_is_better

@@ -33,23 +33,23 @@ CPU = plan_device("cpu", MachineFacts(False))
 def test_padding_free_on_where_the_kernel_separates_samples(attn):
     plan = dataclasses.replace(CPU, attn_implementation=attn)
     expected = {"padding_free": True, "packing": False, "padded_reason": None}
-    assert batching(TrainConfig().trainer_kwargs(), plan) == expected
+    assert batching(TrainConfig(), plan) == expected
 
 
 def test_other_kernels_train_padded_and_refuse_packing():
     plan = dataclasses.replace(CPU, attn_implementation="flex_attention")
-    got = batching({"padding_free": True}, plan)
+    got = batching(TrainConfig(padding_free=True), plan)
     assert not got["padding_free"] and "flex_attention" in got["padded_reason"]
     with pytest.raises(ValueError, match="packing=True.*flex_attention"):
-        batching({"packing": True}, plan)
+        batching(TrainConfig(packing=True), plan)
 
 
 def test_sft_config_keeps_max_length_truncation_and_passes_packing(tmp_path):
     data = SftDatasetConfig().model_dump()
-    args = build_sft_config(tmp_path, TrainConfig().trainer_kwargs(), data, CPU)
+    args = build_sft_config(tmp_path, TrainConfig(), data, CPU)
     # TRL refuses padding_free=True with max_length and no packing; the collator is swapped in setup instead
     assert not args.padding_free and not args.packing and args.max_length == 512
-    packed = build_sft_config(tmp_path, TrainConfig(packing=True).trainer_kwargs(), data, CPU)
+    packed = build_sft_config(tmp_path, TrainConfig(packing=True), data, CPU)
     assert packed.packing and packed.packing_strategy == "bfd" and packed.max_length == 512
 
 
@@ -95,8 +95,7 @@ def make_trainer(demo, tmp_path, attn="sdpa", **train):
         base,
         train_rows,
         eval_rows,
-        hp.trainer_kwargs(),
-        hp.lora_kwargs(),
+        hp,
         SftDatasetConfig().model_dump(),
         dataclasses.replace(CPU, attn_implementation=attn),
         tmp_path,

@@ -51,7 +51,7 @@ def count_tokenizations(monkeypatch) -> list[int]:
 def prepared(base_dir, train_rows, eval_rows, tmp_path, data=None, **train):
     from llama_sft_dagster.core.training.trainer import prepare_data
 
-    hp = TrainConfig(**train).trainer_kwargs()
+    hp = TrainConfig(**train)
     return prepare_data(base_dir, train_rows, eval_rows, hp, data or SftDatasetConfig().model_dump(), CPU, tmp_path)
 
 
@@ -108,7 +108,7 @@ def test_prepare_data_equals_the_real_trainers_without_loading_the_model(base, t
     rows = with_tokens(rows, load_tokenizer(base))
     hp = TrainConfig(**{"max_steps": 1, "eval_steps": 1, "save_steps": 1, **train})
     data = SftDatasetConfig().model_dump()
-    trainer = setup(base, rows, rows[:6], hp.trainer_kwargs(), hp.lora_kwargs(), data, CPU, tmp_path / "t")
+    trainer = setup(base, rows, rows[:6], hp, data, CPU, tmp_path / "t")
 
     def no_weights(*args, **kwargs):
         raise AssertionError("prepare_data loaded the model")

@@ -1,5 +1,6 @@
 """The base model: a tiny Llama built locally (demo profile) or a hub snapshot (full profile).
 
+`base_tokenizer` builds or fetches the tokenizer alone; `base_model` the weights beside a copy of it.
 Demo: a byte-level BPE tokenizer trained with `tokenizers` on the corpus, carrying the Llama-3
 special tokens and chat template, and a random-init LlamaForCausalLM (hidden 64, 2 layers, 4 heads,
 2 KV heads) saved as safetensors. Deterministic: the same texts and seed give the same files.
@@ -80,22 +81,26 @@ def train_demo_tokenizer(texts: Iterable[str], vocab_size: int = DEMO_VOCAB_SIZE
     return fast
 
 
-def build_demo_base_model(
-    texts: Iterable[str],
-    out_dir: Path,
-    seed: int = 0,
-    vocab_size: int = DEMO_VOCAB_SIZE,
-    pretrain: Mapping | None = None,
+def build_demo_tokenizer(texts: Iterable[str], out_dir: Path, vocab_size: int = DEMO_VOCAB_SIZE) -> Path:
+    """Train the demo tokenizer on `texts` and save it to `out_dir` (the `base_tokenizer` folder)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train_demo_tokenizer(texts, vocab_size).save_pretrained(out_dir)
+    return out_dir
+
+
+def build_demo_model(
+    tokenizer_dir: Path, texts: Iterable[str], out_dir: Path, seed: int = 0, pretrain: Mapping | None = None
 ) -> Path:
-    """Train the demo tokenizer on `texts`, build a tiny Llama, save both to `out_dir`.
+    """A tiny Llama for the tokenizer saved in `tokenizer_dir`, saved with that tokenizer to `out_dir`.
 
     `pretrain` (keyword arguments of core.demo.pretrain.pretrain: steps, batch_size, seq_len,
-    learning_rate) trains the random init on the same texts first; its figures go to PRETRAINING_FILE."""
+    learning_rate) trains the random init on `texts` first; its figures go to PRETRAINING_FILE."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    out_dir, texts = Path(out_dir), list(texts)
-    tokenizer = train_demo_tokenizer(texts, vocab_size)
+    out_dir = Path(out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         bos_token_id=tokenizer.bos_token_id,
@@ -111,11 +116,41 @@ def build_demo_base_model(
     if pretrain:
         from llama_sft_dagster.core.demo.pretrain import pretrain as run_pretraining
 
-        figures = run_pretraining(model, tokenizer, texts, seed=seed, **pretrain)
+        figures = run_pretraining(model, tokenizer, list(texts), seed=seed, **pretrain)
         (out_dir / PRETRAINING_FILE).write_text(json.dumps(figures, indent=2))
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+def build_demo_base_model(
+    texts: Iterable[str],
+    out_dir: Path,
+    seed: int = 0,
+    vocab_size: int = DEMO_VOCAB_SIZE,
+    pretrain: Mapping | None = None,
+) -> Path:
+    """Tokenizer and tiny Llama in one folder (what `base_tokenizer` then `base_model` build), for tests."""
+    texts = list(texts)
+    build_demo_tokenizer(texts, out_dir, vocab_size)
+    return build_demo_model(out_dir, texts, out_dir, seed, pretrain)
+
+
+TOKENIZER_FILES = ["tokenizer*", "special_tokens_map.json", "*.jinja", "config.json", "generation_config.json"]
+
+
+def resolve_hub_tokenizer(
+    model_id: str,
+    revision: str | None,
+    token: str | None,
+    out_dir: Path,
+    api=None,
+    timeout: float = 30.0,
+    retries: int = 4,
+) -> tuple[Path, str]:
+    """Download only the tokenizer (and the small config files) of `model_id` at `revision`: a few MB, all the
+    data stages need. Returns (folder, commit sha); `base_model` downloads the weights at that same sha."""
+    return resolve_hub_base_model(model_id, revision, token, out_dir, api, timeout, retries, TOKENIZER_FILES)
 
 
 def resolve_hub_base_model(
@@ -126,6 +161,7 @@ def resolve_hub_base_model(
     api=None,
     timeout: float = 30.0,
     retries: int = 4,
+    patterns: list[str] | None = None,
 ) -> tuple[Path, str]:
     """Download safetensors weights + tokenizer of `model_id` at `revision`; return (folder, commit sha).
 
@@ -149,7 +185,7 @@ def resolve_hub_base_model(
                 token=token,
                 local_dir=Path(out_dir),
                 etag_timeout=timeout,
-                allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.jinja"],
+                allow_patterns=patterns or ["*.json", "*.safetensors", "tokenizer*", "*.jinja"],
             ),
             f"hub model {model_id}",
             retries,

@@ -38,6 +38,25 @@ class DevicePlan:
 ATTENTION_KERNELS = ("flash_attention_2", "sdpa", "eager")
 
 
+class TrainingRefused(RuntimeError):
+    """A training that cannot work here (a large model on the CPU, in fp32), refused before any download."""
+
+
+def refusal(plan: DevicePlan, allow_cpu_training: bool, allow_fp32_training: bool) -> str | None:
+    """Why this device plan must not train the profile's model (None: it may). One line with the setting."""
+    if plan.device == "cpu" and not allow_cpu_training:
+        return (
+            f"refusing to train on the CPU ({plan.fallback_reason}): an 8B model would take weeks in float32; run on "
+            "a CUDA GPU, or set the gpu resource's allow_cpu_training=True to train on the CPU anyway"
+        )
+    if plan.device == "cuda" and plan.dtype != "bfloat16" and not allow_fp32_training:
+        return (
+            f"refusing to train in {plan.dtype} on {plan.device_name} (no bf16): twice the memory and far slower "
+            "than the seed's bf16; use an Ampere or newer GPU, or set the gpu resource's allow_fp32_training=True"
+        )
+    return None
+
+
 class FlashAttentionMissing(RuntimeError):
     """A CUDA run that should use flash-attn cannot import it (and no kernel was chosen explicitly)."""
 

@@ -88,27 +88,37 @@ def rehearsal_config(shape: dict | None = None, pad_token_id: int | None = None)
     return config
 
 
-def build_rehearsal_base_model(
-    tokenizer_dir: str | Path, out_dir: str | Path, seed: int = 0, shape: dict | None = None
-) -> Path:
-    """Copy the local Llama-3.1 tokenizer (pad token set) and a random-init Llama-3.1-shaped model to `out_dir`."""
-    import torch
-    from transformers import AutoTokenizer, GenerationConfig, LlamaForCausalLM
+def save_rehearsal_tokenizer(tokenizer_dir: str | Path, out_dir: str | Path):
+    """Copy the local Llama-3.1 tokenizer (pad token set) to `out_dir`; return it."""
+    from transformers import AutoTokenizer
 
     tokenizer_dir, out_dir = Path(tokenizer_dir), Path(out_dir)
     if not (tokenizer_dir / "tokenizer.json").is_file():
         raise FileNotFoundError(
             f"{tokenizer_dir}: no tokenizer.json (the rehearsal needs a local Llama-3.1 "
-            "tokenizer folder; set BaseModelConfig.tokenizer_dir)"
+            "tokenizer folder; set TokenizerConfig.tokenizer_dir of base_tokenizer)"
         )
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     if len(tokenizer) != LLAMA31_8B_INSTRUCT["vocab_size"]:
         raise ValueError(f"{tokenizer_dir}: {len(tokenizer)} tokens, Llama 3.1 has {LLAMA31_8B_INSTRUCT['vocab_size']}")
-    pad_id = ensure_pad_token(tokenizer)
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(rehearsal_config(shape, pad_id))  # fp32 init; saved in bf16 like the hub weights
-    model.generation_config = GenerationConfig(**LLAMA31_GENERATION)
+    ensure_pad_token(tokenizer)
     out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(out_dir)
+    return tokenizer
+
+
+def build_rehearsal_base_model(
+    tokenizer_dir: str | Path, out_dir: str | Path, seed: int = 0, shape: dict | None = None
+) -> Path:
+    """Copy the local Llama-3.1 tokenizer (pad token set) and a random-init Llama-3.1-shaped model to `out_dir`."""
+    import torch
+    from transformers import GenerationConfig, LlamaForCausalLM
+
+    out_dir = Path(out_dir)
+    tokenizer = save_rehearsal_tokenizer(tokenizer_dir, out_dir)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(rehearsal_config(shape, tokenizer.pad_token_id))  # fp32 init; saved in bf16 like the hub
+    model.generation_config = GenerationConfig(**LLAMA31_GENERATION)
     model.to(getattr(torch, LLAMA31_DTYPE)).save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir

@@ -1,14 +1,16 @@
 """LoRA SFT of the base model, shaped like litgpt `finetune/lora.py` (setup / fit / save) and TRL
 `scripts/sft.py` (SFTTrainer(..., peft_config=...), train(), save_model()).
 
-    trainer = setup(base_dir, train_rows, eval_rows, hp, lora, data, plan, output_dir)
+    trainer = setup(base_dir, train_rows, eval_rows, config, data, plan, output_dir, batch=batch)
     result, resumed_from = fit(trainer, output_dir, fingerprint)
     save_best_adapter(trainer, adapter_dir); summary(trainer, result)
 
-`hp` holds TrainingArguments names (learning_rate, eval_steps, ...), `lora` LoraConfig names, `data`
-the sft_dataset format (max_length, completion_only_loss, assistant_only_loss), `plan` the
-DevicePlan (core/training/device.py). Every SFTConfig field that differs between TRL and transformers
-(bf16, gradient_checkpointing, logging_steps) is set explicitly. Weights are saved as safetensors
+`config` is the TrainConfig itself (config/training.py; TRL's sft.py hands its dataclasses to the trainer the
+same way), `data` the sft_dataset format (max_length, completion_only_loss, assistant_only_loss), `plan` the
+DevicePlan (core/training/device.py), `batch` the BatchPlan (core/training/batch_plan.py: micro-batch x
+accumulation for the config's global batch, checkpointing, Liger; default: the config's own split).
+Every SFTConfig field is set by name from those, so a new TrainConfig field reaches the trainer only
+where it is mapped here. Weights are saved as safetensors
 only (transformers 5 and PEFT write nothing else). Heavy imports stay inside the functions.
 """
 
@@ -21,15 +23,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llama_sft_dagster.core.training.batch_plan import BatchPlan
 from llama_sft_dagster.core.training.device import DevicePlan
 
 RUN_CONFIG = "run_config.json"  # fingerprint of the run that owns the checkpoints folder
 
 
-def lora_config(lora: Mapping):
+def lora_config(config):
+    """PEFT's LoraConfig of a TrainConfig (seed: r64, alpha 128, dropout 0.05, the seven projections)."""
     from peft import LoraConfig
 
-    return LoraConfig(bias="none", task_type="CAUSAL_LM", **lora)
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.lora_target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def configured_batch(config, plan: DevicePlan) -> BatchPlan:
+    """The config's own split on one process (what runs when no batch plan is given: tests, benchmarks)."""
+    micro, accum = config.per_device_train_batch_size, config.gradient_accumulation_steps
+    return BatchPlan(
+        micro, accum, 1, plan.gradient_checkpointing, plan.attn_implementation, False, None, None, "configured"
+    )
 
 
 # Attention kernels that keep the samples of a padding-free row apart. flash_attention_2 gets the sample
@@ -41,14 +60,14 @@ def lora_config(lora: Mapping):
 BOUNDARY_AWARE_ATTENTION = ("flash_attention_2", "sdpa", "eager")
 
 
-def batching(hp: Mapping, plan: DevicePlan) -> dict:
+def batching(config, plan: DevicePlan) -> dict:
     """How micro-batches are built: {"padding_free", "packing", "padded_reason"}.
 
     padding_free: TRL's collator concatenates the batch's samples into one row (no padding); the samples
     per step stay those of the padded run. packing: TRL best-fit-decreasing packing into max_length rows
     (padding-free too, but more samples per step). Packing on a kernel that cannot see boundaries is an
     error; padding_free falls back to padded batches there, with the reason."""
-    padding_free, packing = bool(hp.get("padding_free", False)), bool(hp.get("packing", False))
+    padding_free, packing = config.padding_free, config.packing
     attn = plan.attn_implementation
     if attn in BOUNDARY_AWARE_ATTENTION:
         return {"padding_free": padding_free or packing, "packing": packing, "padded_reason": None}
@@ -63,40 +82,60 @@ def batching(hp: Mapping, plan: DevicePlan) -> dict:
 
 
 def build_sft_config(
-    output_dir: Path, hp: Mapping, data: Mapping, plan: DevicePlan, report_to: Sequence[str] = ("none",)
+    output_dir: Path,
+    config,
+    data: Mapping,
+    plan: DevicePlan,
+    report_to: Sequence[str] = ("none",),
+    batch: BatchPlan | None = None,
 ):
     """SFTConfig of the run. `padding_free` stays False here even when batches are padding-free: TRL 1.16
     refuses padding_free=True with max_length set and no packing (it would not truncate), so max_length
     truncation runs as in the padded run and `use_padding_free_collator` swaps the collator afterwards."""
     from trl import SFTConfig
 
-    hp = dict(hp)
-    trust_remote_code = hp.pop("trust_remote_code", False)
-    plan_batches = batching(hp, plan)
-    for key in ("padding_free", "packing"):  # TrainConfig names, applied below and in setup
-        hp.pop(key, None)
+    batch = batch or configured_batch(config, plan)
     return SFTConfig(
         output_dir=str(output_dir),
-        **hp,
+        # how the run is computed (the batch plan): micro-batch x accumulation x processes = the global batch
+        per_device_train_batch_size=batch.micro_batch,
+        gradient_accumulation_steps=batch.accumulation,
+        gradient_checkpointing=batch.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if batch.gradient_checkpointing else None,
+        use_liger_kernel=batch.liger_kernel,
+        # what the run computes (TrainConfig, the seed's values)
+        per_device_eval_batch_size=config.per_device_eval_batch_size,
+        num_train_epochs=config.num_train_epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_steps,
+        max_grad_norm=config.max_grad_norm,
+        weight_decay=config.weight_decay,
+        logging_steps=config.logging_steps,
+        eval_steps=config.eval_steps,
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        load_best_model_at_end=config.load_best_model_at_end,
+        metric_for_best_model=config.metric_for_best_model,
+        seed=config.seed,
+        data_seed=config.seed,
         greater_is_better=False,
         eval_strategy="steps",
         save_strategy="steps",
         logging_first_step=True,
-        data_seed=hp.get("seed", 42),
         bf16=plan.bf16,
         tf32=plan.tf32 if plan.device == "cuda" else None,
-        gradient_checkpointing=plan.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if plan.gradient_checkpointing else None,
         optim=plan.optim,
         use_cpu=plan.device == "cpu",
         max_length=data["max_length"],
         completion_only_loss=data["completion_only_loss"],
         assistant_only_loss=data["assistant_only_loss"],
         # "bfd" keeps sample boundaries and truncates at max_length; TRL makes packed batches padding-free
-        packing=plan_batches["packing"],
+        packing=batching(config, plan)["packing"],
         packing_strategy="bfd",
         padding_free=False,
-        trust_remote_code=trust_remote_code,
+        trust_remote_code=config.trust_remote_code,
         report_to=list(report_to),
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -143,14 +182,14 @@ def setup(
     base_dir: Path,
     train_rows: list[dict],
     eval_rows: list[dict],
-    hp: Mapping,
-    lora: Mapping,
+    config,
     data: Mapping,
     plan: DevicePlan,
     output_dir: Path,
     report_to: Sequence[str] = ("none",),
     monitor=None,
     model=None,
+    batch: BatchPlan | None = None,
 ):
     """The SFTTrainer that trains (and, in the masking check, only prepares) the data. `model`: an already
     built base model to use instead of loading base_dir's weights (benchmarks/gpu_check.py: random 8B weights
@@ -166,10 +205,10 @@ def setup(
             return super().training_step(model, inputs, num_items_in_batch)
 
     if model is None:
-        model, tokenizer = load_base(base_dir, plan, hp.get("trust_remote_code", False))
+        model, tokenizer = load_base(base_dir, plan, config.trust_remote_code)
     else:
-        tokenizer = load_tokenizer(base_dir, hp.get("trust_remote_code", False))
-    args = build_sft_config(output_dir, hp, data, plan, report_to)
+        tokenizer = load_tokenizer(base_dir, config.trust_remote_code)
+    args = build_sft_config(output_dir, config, data, plan, report_to, batch)
     # rows carrying sft_dataset's input_ids (core/training/tokenized.py) are "processed" to TRL: not tokenized again
     trainer = MonitoredSFTTrainer(
         model=model,
@@ -177,10 +216,10 @@ def setup(
         train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
-        peft_config=lora_config(lora),
+        peft_config=lora_config(config),
         callbacks=[monitor] if monitor is not None else None,
     )
-    plan_batches = batching(hp, plan)
+    plan_batches = batching(config, plan)
     if plan_batches["padding_free"] and not plan_batches["packing"]:
         use_padding_free_collator(trainer)
     elif plan_batches["padded_reason"]:
@@ -205,7 +244,7 @@ def prepare_data(
     base_dir: Path,
     train_rows: list[dict],
     eval_rows: list[dict],
-    hp: Mapping,
+    config,
     data: Mapping,
     plan: DevicePlan,
     output_dir: Path,
@@ -224,8 +263,8 @@ def prepare_data(
 
     from llama_sft_dagster.core.training.tokenized import training_chat_template
 
-    tokenizer = load_tokenizer(base_dir, hp.get("trust_remote_code", False))
-    args = build_sft_config(output_dir, hp, data, plan)
+    tokenizer = load_tokenizer(base_dir, config.trust_remote_code)
+    args = build_sft_config(output_dir, config, data, plan)
     train = Dataset.from_list(train_rows)
     completion_only = (
         "prompt" in train.column_names and "completion" in train.column_names
@@ -255,7 +294,7 @@ def prepare_data(
         prepare(Dataset.from_list(eval_rows), eval_packing, "eval") if eval_rows else None,
         collator,
     )
-    plan_batches = batching(hp, plan)
+    plan_batches = batching(config, plan)
     return (
         use_padding_free_collator(prepared)
         if plan_batches["padding_free"] and not plan_batches["packing"]
