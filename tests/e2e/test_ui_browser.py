@@ -291,12 +291,12 @@ def test_mlflow_link_opens_the_runs_table_in_a_fresh_browser(demo_cli_run):
     ARTIFACTS.mkdir(exist_ok=True)
     with served(cmd, f"http://127.0.0.1:{port}/health", state / "mlflow_ui.log"), sync_playwright() as pw:
         browser, page = open_browser(pw)  # a new profile: no view remembered in localStorage
-        page.goto(runs_url, wait_until="networkidle")
+        page.goto(runs_url, wait_until="domcontentloaded")  # MLflow pages poll: never network-idle
         page.get_by_text("train_adapter").first.wait_for(state="visible", timeout=60_000)  # a row of the table
         assert "/runs" in page.url and "genai" not in page.url and "overview" not in page.url, page.url
         assert page.get_by_text("adapter_evaluation").first.is_visible()
         page.screenshot(path=str(ARTIFACTS / "mlflow_runs.png"))
-        page.goto(run_url, wait_until="networkidle")
+        page.goto(run_url, wait_until="domcontentloaded")
         page.get_by_text("llama-sft-merged").first.wait_for(state="visible", timeout=60_000)  # registered model
         assert "genai" not in page.url, page.url
         page.screenshot(path=str(ARTIFACTS / "mlflow_run.png"))
