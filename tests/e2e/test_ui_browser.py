@@ -7,6 +7,7 @@ Screenshot: test-artifacts/ui_asset_graph.png. Needs /usr/bin/chromium (`make br
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -35,7 +36,7 @@ LOCATIONS_QUERY = (
     "{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { __typename } } } } }"
 )
 RAW_ASSETS = [s.raw_asset for s in SOURCES]  # every source of the table (a team's conversations: off, 0 rows)
-RAW_GROUP = [*(s.source_asset for s in SOURCES), *RAW_ASSETS, "raw_pairs"]
+RAW_STAGE = [*RAW_ASSETS, "raw_pairs"]  # tag stage=raw (every asset shares one group)
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -144,10 +145,11 @@ def test_asset_graph_lists_assets_and_materializes_raw_group(dagster_ui, isolate
         ]:
             page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
 
-        page.goto(f"{base}/locations/{LOCATION}/asset-groups/raw", wait_until="networkidle")
-        for name in RAW_GROUP:
+        # the lineage filtered to the raw stage (the selection after "~", as the UI's filter box writes it)
+        page.goto(f"{base}/asset-groups~tag:stage=raw", wait_until="networkidle")
+        for name in RAW_STAGE:
             page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
-        page.get_by_role("button", name=f"Materialize all ({len(RAW_ASSETS) + 1})").click()
+        page.get_by_role("button", name=re.compile(r"^Materialize all")).click()
         runs = wait_for_runs(base)
         assert [r["status"] for r in runs] == ["SUCCESS"], runs
         assert sorted(p["path"][0] for p in runs[0]["assetSelection"]) == sorted([*RAW_ASSETS, "raw_pairs"])
@@ -180,7 +182,7 @@ def test_ui_after_make_demo_is_clean_and_shows_the_run_report(demo_cli_run):
         missing = sorted(n["assetKey"]["path"][-1] for n in nodes if n["staleStatus"] == "MISSING")
         assert missing == ["rank_sweep_report"], missing
         browser, page = open_browser(pw)
-        page.goto(f"{base}/locations/{LOCATION}/asset-groups/raw", wait_until="networkidle")
+        page.goto(f"{base}/asset-groups~tag:stage=raw", wait_until="networkidle")
         page.get_by_text("raw_pairs", exact=True).first.wait_for(timeout=60_000)
         page.get_by_text("Materialized").first.wait_for(timeout=60_000)
         assert page.get_by_text("Unsynced").count() == 0
@@ -197,3 +199,107 @@ def test_ui_after_make_demo_is_clean_and_shows_the_run_report(demo_cli_run):
         page.screenshot(path=str(ARTIFACTS / "ui_run_report.png"), full_page=True)
         browser.close()
         assert proc.poll() is None
+
+
+def summary_url(demo_run, label: str) -> str:
+    """The URL `make demo`'s closing summary prints after `label` (e.g. "MLflow runs")."""
+    return next(line.split()[-1] for line in demo_run.lines if line.strip().startswith(label))
+
+
+@contextlib.contextmanager
+def served(cmd: list[str], url: str, log_path: Path, env: dict | None = None, timeout_s: float = 180):
+    """A UI server (MLflow, TensorBoard) as the Makefile starts it, until `url` answers; stopped by its PID."""
+    log = open(log_path, "w")
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            assert proc.poll() is None, f"{cmd[0]} exited: {log_path.read_text()[-2000:]}"
+            try:
+                urllib.request.urlopen(url, timeout=5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        finally:
+            log.close()
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed: run `make browser`")
+def test_lineage_names_every_asset_and_the_report_covers_the_run(demo_cli_run):
+    """After `make demo`: the lineage (global graph and job page) opens with the asset names readable, not
+    as collapsed group boxes; run_report shows its tables in place (funnel, losses with their definitions,
+    evaluation, champion decision, every check of the graph with the count) and links by URL.
+    Screenshots: test-artifacts/ui_lineage.png, ui_job_graph.png, ui_run_report_tables.png."""
+    from playwright.sync_api import sync_playwright
+
+    from llama_sft_dagster.definitions import build_defs
+
+    assert demo_cli_run.returncode == 0, demo_cli_run.stdout[-2000:]
+    checks = sorted(k.name for k in build_defs("demo").resolve_asset_graph().asset_check_keys)
+    ARTIFACTS.mkdir(exist_ok=True)
+    # asset nodes in the graph itself (the lineage page's side list names every asset anyway); the graph renders
+    # the nodes in view, long names shortened at the fit-to-screen zoom: these are at its left end, in full
+    names = ["bitext_raw", "multiwoz_raw", "raw_pairs", "base_model"]
+    with ui_server(demo_cli_run.state) as (base, proc), sync_playwright() as pw:
+        browser, page = open_browser(pw)
+        for url, shot in [
+            (f"{base}/asset-groups", "ui_lineage.png"),
+            (f"{base}/locations/{LOCATION}/jobs/sft_pipeline", "ui_job_graph.png"),
+        ]:
+            page.goto(url, wait_until="networkidle")
+            for name in names:  # asset nodes, drawn without a click ("Expand all groups" is not needed)
+                page.locator("svg").get_by_text(name, exact=True).first.wait_for(state="visible", timeout=90_000)
+            page.screenshot(path=str(ARTIFACTS / shot))
+
+        page.goto(f"{base}/assets/run_report", wait_until="networkidle")
+        page.get_by_text("top drop reasons", exact=True).first.wait_for(state="visible", timeout=60_000)
+        for text in ["definition", "evaluation_loss", "held_out_loss", "registered version", "promoted"]:
+            assert page.get_by_text(text, exact=True).first.is_visible(), text  # table cells, in place
+        for check in checks:  # every check of the graph is a row of the checks table
+            assert page.get_by_text(check, exact=False).count() > 0, check
+        count = page.get_by_text(re.compile(rf"^\d+ of {len(checks)}$")).first
+        assert count.is_visible(), f"checks_passed should read 'N of {len(checks)}'"
+        hrefs = page.locator("a[href^='http://127.0.0.1']").evaluate_all("els => els.map(e => e.href)")
+        assert any("/#/experiments/" in h and "/runs?workflowType=machine_learning" in h for h in hrefs), hrefs
+        assert any("/#/experiments/" in h and "/runs/" in h and "workflowType=machine_learning" in h for h in hrefs)
+        assert any("/#/models/" in h and "/versions/" in h for h in hrefs), hrefs
+        assert any(h.startswith("http://127.0.0.1:6006/?runFilter=") for h in hrefs), hrefs
+        page.screenshot(path=str(ARTIFACTS / "ui_run_report_tables.png"), full_page=True)
+        browser.close()
+        assert proc.poll() is None
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed: run `make browser`")
+def test_mlflow_link_opens_the_runs_table_in_a_fresh_browser(demo_cli_run):
+    """The experiment URL `make demo` prints lands a fresh browser profile on MLflow's runs table (not on its
+    GenAI overview), and the training run's page lists its registered model version.
+    Screenshots: test-artifacts/mlflow_runs.png, mlflow_run.png."""
+    from playwright.sync_api import sync_playwright
+
+    assert demo_cli_run.returncode == 0, demo_cli_run.stdout[-2000:]
+    state, port = demo_cli_run.state, free_port()
+    runs_url = summary_url(demo_cli_run, "MLflow runs").replace(":5000", f":{port}")
+    run_url = summary_url(demo_cli_run, "MLflow run (").replace(":5000", f":{port}")
+    # what `make mlflow` runs, on the demo's store and a free port
+    cmd = [str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri", f"sqlite:///{state}/mlflow.db"]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    with served(cmd, f"http://127.0.0.1:{port}/health", state / "mlflow_ui.log"), sync_playwright() as pw:
+        browser, page = open_browser(pw)  # a new profile: no view remembered in localStorage
+        page.goto(runs_url, wait_until="domcontentloaded")  # MLflow pages poll: never network-idle
+        page.get_by_text("train_adapter").first.wait_for(state="visible", timeout=60_000)  # a row of the table
+        assert "/runs" in page.url and "genai" not in page.url and "overview" not in page.url, page.url
+        assert page.get_by_text("adapter_evaluation").first.is_visible()
+        page.screenshot(path=str(ARTIFACTS / "mlflow_runs.png"))
+        page.goto(run_url, wait_until="domcontentloaded")
+        page.get_by_text("llama-sft-merged").first.wait_for(state="visible", timeout=60_000)  # registered model
+        assert "genai" not in page.url, page.url
+        page.screenshot(path=str(ARTIFACTS / "mlflow_run.png"))
+        browser.close()
