@@ -13,6 +13,7 @@ def facts(base="meta-llama/Llama-3.1-8B-Instruct") -> CardFacts:
         base_model=base,
         base_revision="0e9e39f",
         sources={"bitext": "hf:abc123", "multiwoz": "archive:etag-9"},
+        datasets=["bitext/Bitext-customer-support-llm-chatbot-training-dataset"],
         funnel=[
             {"stage": "word_count_filtered", "in": 5000, "out": 4800, "unit": "pairs", "top drop reasons": "short 200"}
         ],

@@ -21,11 +21,6 @@ LLAMA_NOTICE = (
     "All Rights Reserved. Built with Llama. Use of this model is governed by the Llama 3.1 Community "
     "License and Meta's Acceptable Use Policy; a copy of the license must accompany any redistribution."
 )
-DATASETS = {
-    "bitext": "bitext/Bitext-customer-support-llm-chatbot-training-dataset",
-    "multiwoz": "MultiWOZ 2.2 (budzianowski/multiwoz)",
-}
-
 
 @dataclass
 class CardFacts:
@@ -34,6 +29,7 @@ class CardFacts:
     base_model: str  # hub id (meta-llama/...) or a local description (the demo's tiny Llama)
     base_revision: str
     sources: Mapping[str, str]  # source -> data version (file hash, hub commit, archive)
+    datasets: Sequence[str]  # the published datasets among them, as the hub names them (front matter `datasets`)
     funnel: Sequence[Mapping]  # stage, in, out, unit, top drop reasons
     training: Mapping[str, object]  # TrainConfig fields as trained
     sample_format: Mapping[str, object]  # sft_dataset's settings (template, max_length, system prompt)
@@ -63,7 +59,7 @@ def front_matter(facts: CardFacts) -> dict:
         "license": "llama3.1" if llama else "other",
         "language": ["en"],
         "pipeline_tag": "text-generation",
-        "datasets": [DATASETS[s] for s in facts.sources if s in DATASETS],
+        "datasets": list(facts.datasets),
         "tags": ["llama-3.1", "lora", "sft", "trl", "peft", "customer-support", "dagster", *facts.extra_tags],
     }
 
