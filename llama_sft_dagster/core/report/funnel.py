@@ -94,29 +94,20 @@ def samples_table(samples: Mapping[str, list[dict]], chars: int = SAMPLE_TEXT_CH
         text = " ".join((text or "").split())
         return text if len(text) <= chars else text[: chars - 1] + "…"
 
+    def row(reason: str, kind: str, r: Mapping, detail: str) -> dict:
+        return {
+            "reason": reason,
+            "row": kind,
+            "pair_id": r["pair_id"],
+            "instruction": clip(r["instruction"]),
+            "response": clip(r["response"]),
+            "detail": detail,
+        }
+
     out = []
     for reason, rows in sorted(samples.items()):
         for r in rows:
-            twin = r.get("kept_twin")
-            out.append(
-                {
-                    "reason": reason,
-                    "row": "dropped",
-                    "pair_id": r["pair_id"],
-                    "instruction": clip(r["instruction"]),
-                    "response": clip(r["response"]),
-                    "detail": r.get("detail") or "",
-                }
-            )
-            if twin is not None:
-                out.append(
-                    {
-                        "reason": reason,
-                        "row": "kept twin",
-                        "pair_id": twin["pair_id"],
-                        "instruction": clip(twin["instruction"]),
-                        "response": clip(twin["response"]),
-                        "detail": "",
-                    }
-                )
+            out.append(row(reason, "dropped", r, r.get("detail") or ""))
+            if r.get("kept_twin") is not None:
+                out.append(row(reason, "kept twin", r["kept_twin"], ""))
     return out

@@ -22,6 +22,7 @@ LLAMA_NOTICE = (
     "License and Meta's Acceptable Use Policy; a copy of the license must accompany any redistribution."
 )
 
+
 @dataclass
 class CardFacts:
     name: str  # the registered model name

@@ -139,18 +139,11 @@ def build_demo_base_model(
 TOKENIZER_FILES = ["tokenizer*", "special_tokens_map.json", "*.jinja", "config.json", "generation_config.json"]
 
 
-def resolve_hub_tokenizer(
-    model_id: str,
-    revision: str | None,
-    token: str | None,
-    out_dir: Path,
-    api=None,
-    timeout: float = 30.0,
-    retries: int = 4,
-) -> tuple[Path, str]:
+def resolve_hub_tokenizer(model_id: str, revision: str | None, token: str | None, out_dir: Path, **kwargs):
     """Download only the tokenizer (and the small config files) of `model_id` at `revision`: a few MB, all the
-    data stages need. Returns (folder, commit sha); `base_model` downloads the weights at that same sha."""
-    return resolve_hub_base_model(model_id, revision, token, out_dir, api, timeout, retries, TOKENIZER_FILES)
+    data stages need. Returns (folder, commit sha); `base_model` downloads the weights at that same sha.
+    `kwargs`: resolve_hub_base_model's api, timeout and retries."""
+    return resolve_hub_base_model(model_id, revision, token, out_dir, patterns=TOKENIZER_FILES, **kwargs)
 
 
 def resolve_hub_base_model(
