@@ -173,7 +173,8 @@ def report_sections(context: dg.AssetExecutionContext, artifacts: ArtifactStore,
         ],
         "checks": check_results(context),
         "rows_per_intent": per_intent,
-        "batch_plan": report.get("batch_plan") or "not recorded",  # how the run was computed (gpu resource)
+        # how the run was computed: micro-batch x accumulation, checkpointing, kernels (gpu resource, batch planner)
+        "batch_plan": [{"batch plan": report.get("batch_plan") or "not recorded"}],
     }
 
 
