@@ -57,10 +57,6 @@ def test_definitions_do_not_import_the_cli():
     assert proc.stdout.strip().splitlines()[-1] == "[]"
 
 
-# base_model (assets/model.py) is being split where its tokenizer becomes an asset of its own (issue 19)
-LONG_ASSET_BODIES_LEFT = {"base_model"}
-
-
 def test_asset_bodies_are_short():
     """STYLE.md: an asset body loads, calls, writes and returns metadata, in at most ~40 lines."""
     import ast
@@ -72,4 +68,4 @@ def test_asset_bodies_are_short():
             if isinstance(node, ast.FunctionDef) and any(d.endswith("asset") for d in decorators):
                 long[node.name] = node.end_lineno - node.body[0].lineno + 1
     assert "run_report" in long and "adapter_evaluation" in long  # the walk finds the assets
-    assert {name: n for name, n in long.items() if n > 40 and name not in LONG_ASSET_BODIES_LEFT} == {}
+    assert {name: n for name, n in long.items() if n > 40} == {}
