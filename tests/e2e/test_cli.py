@@ -13,11 +13,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from llama_sft_dagster.assets.source_table import SOURCES
 from llama_sft_dagster.resources.artifacts import ArtifactStore, MissingUpstreamError
 from support.paths import REPO
 
 BIN = Path(sys.executable).parent
-DATA_CHAIN = "*word_count_filtered"  # bitext_raw, multiwoz_raw -> raw_pairs -> word_count_filtered (demo)
+DATA_CHAIN = "*word_count_filtered"  # every source's raw asset -> raw_pairs -> word_count_filtered (demo)
+CHAIN_ASSETS = len(SOURCES) + 2
 
 
 def run(cmd: list[str], env: dict, timeout: int = 300) -> tuple[subprocess.CompletedProcess, float]:
@@ -40,7 +42,7 @@ def test_stale_command_uses_persistent_instance_prints_causes_and_noop_is_fast(u
     first, _ = run(cmd, user_env)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "bitext_raw: bitext_raw is missing (never materialized)" in first.stdout
-    assert "materialized 4 asset(s) in 1 run(s)" in first.stdout
+    assert f"materialized {CHAIN_ASSETS} asset(s) in 1 run(s)" in first.stdout
     home = isolated_state / "dagster_home"
     assert (home / "dagster.yaml").read_text() == (REPO / "dagster.yaml").read_text()
 
@@ -60,7 +62,7 @@ def test_stale_command_uses_persistent_instance_prints_causes_and_noop_is_fast(u
 def test_dry_run_lists_missing_assets_and_runs_nothing(user_env, isolated_state):
     proc, _ = run([str(BIN / "sft-materialize-stale"), "--select", DATA_CHAIN, "--dry-run"], user_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "would materialize 4 asset(s):" in proc.stdout
+    assert f"would materialize {CHAIN_ASSETS} asset(s):" in proc.stdout
     assert (
         "word_count_filtered: word_count_filtered is missing (never materialized); downstream of raw_pairs, which runs"
         in proc.stdout

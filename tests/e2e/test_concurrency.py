@@ -61,7 +61,8 @@ def test_two_stale_commands_at_once_build_each_asset_once(tmp_path):
     assert first.returncode == 0 and second.returncode == 0, first.stderr[-2000:] + second.stderr[-2000:]
     outputs = first.stdout + second.stdout
     assert outputs.count("waiting for another sft-materialize-stale on this instance") == 1, outputs
-    assert "materialized 4 asset(s) in 1 run(s)" in outputs and "materialized 0 asset(s) in 0 run(s)" in outputs
+    assert f"materialized {len(ASSETS)} asset(s) in 1 run(s)" in outputs
+    assert "materialized 0 asset(s) in 0 run(s)" in outputs
     with dg.DagsterInstance.from_config(str(state / "dagster_home")) as instance:
         assert {n: len(_materializations(instance, n)) for n in ASSETS} == dict.fromkeys(ASSETS, 1)
         assert len(instance.get_run_records()) == 1
