@@ -146,9 +146,7 @@ def test_a_daemon_tick_runs_only_stale_assets_in_waves(deployment, instance):
     assert materialize_stale(location, instance, select="*raw_pairs").ok  # the first run, by hand
     write_sources(deployment.root.parents[1] / "sources", bitext_rows=500)  # new Bitext rows; MultiWOZ unchanged
     graph = location.resolve_asset_graph()
-    for event in automation.source_observations(
-        instance, graph, location.resources["bitext"], location.resources["multiwoz"]
-    ):
+    for event in automation.source_observations(instance, graph, dict(location.resources)):
         instance.report_runless_asset_event(event)
     deadline, waves = time.monotonic() + 420, []
     while time.monotonic() < deadline and len(waves) < 2:

@@ -67,9 +67,7 @@ def test_fresh_instance_never_starts_the_first_run_and_says_how(tmp_path):
     with dg.instance_for_test() as instance:
         # raw_data_sensor (RUNNING by default) has recorded the sources' versions: the raw assets can run
         graph = built.resolve_asset_graph()
-        for event in automation.source_observations(
-            instance, graph, built.resources["bitext"], built.resources["multiwoz"]
-        ):
+        for event in automation.source_observations(instance, graph, dict(built.resources)):
             instance.report_runless_asset_event(event)
         result = tick_after_cron(defs, instance)
         assert requested(result) == set(), "a fresh instance must not start the download and training by cron"
@@ -106,9 +104,7 @@ def test_waves_follow_data_versions_and_stop_where_the_data_is_identical(tmp_pat
 
         write_sources(tmp_path, bitext_rows=500)  # new raw data, recorded by raw_data_sensor
         graph = edited.resolve_asset_graph()
-        for event in automation.source_observations(
-            instance, graph, edited.resources["bitext"], edited.resources["multiwoz"]
-        ):
+        for event in automation.source_observations(instance, graph, dict(edited.resources)):
             instance.report_runless_asset_event(event)
         monday = MONDAY_0301 + dt.timedelta(days=7)
         quiet = dg.evaluate_automation_conditions(edited, instance, evaluation_time=monday - dt.timedelta(days=1))
