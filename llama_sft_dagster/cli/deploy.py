@@ -176,6 +176,9 @@ def http_ok(url: str, data: bytes | None = None) -> bytes:
         return r.read()
 
 
+CODE_SERVER_STARTING = "DagsterUserCodeUnreachableError"  # the webserver's load error while the server starts
+
+
 def location_loaded(d: Deployment) -> bool:
     """The webserver serves the code location from the gRPC server (a load error is raised, not waited on)."""
     query = (
@@ -184,8 +187,15 @@ def location_loaded(d: Deployment) -> bool:
     )
     entries = json.loads(http_ok(f"{d.ui_url}/graphql", query))["data"]["workspaceOrError"]["locationEntries"]
     for entry in entries:
-        if entry["locationOrLoadError"] and entry["locationOrLoadError"]["__typename"] == "PythonError":
-            raise DeployError(f"code location {entry['name']} failed to load: {entry['locationOrLoadError']}")
+        error = entry["locationOrLoadError"]
+        if error and error["__typename"] == "PythonError":
+            if CODE_SERVER_STARTING in error["message"]:
+                # the webserver asked while the gRPC server was still importing the code: ask it to load again
+                name = json.dumps(entry["name"])
+                mutation = f"mutation {{ reloadRepositoryLocation(repositoryLocationName: {name}) {{ __typename }} }}"
+                http_ok(f"{d.ui_url}/graphql", json.dumps({"query": mutation}).encode())
+                return False
+            raise DeployError(f"code location {entry['name']} failed to load: {error}")
     return bool(entries) and all(e["loadStatus"] == "LOADED" for e in entries)
 
 
