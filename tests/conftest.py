@@ -13,6 +13,9 @@ def isolated_state(tmp_path, monkeypatch):
     state = tmp_path / "sft_state"
     monkeypatch.setenv("SFT_STATE_DIR", str(state))
     monkeypatch.setenv("DAGSTER_HOME", str(state / "dagster_home"))
+    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, which the tracking resource honours (a deployment's
+    # server): one test's store must not become the next test's
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     (state / "dagster_home").mkdir(parents=True)
     return state
 

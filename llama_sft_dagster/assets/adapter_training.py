@@ -80,7 +80,7 @@ def build_job(
     consumer: str,
     checkpoints_dir: Path | None = None,
     tensorboard_dir: Path | None = None,
-) -> tuple[TrainJob, str, str]:
+) -> tuple[TrainJob, str, str, object]:
     """(the job spec, the train data version, the base model version, the batch plan) of training `config` on
     sft_dataset into `out_dir`."""
     fmt = json.loads(artifacts.upstream("sft_dataset", consumer, FORMAT_FILE).read_text())

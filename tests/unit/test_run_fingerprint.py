@@ -22,7 +22,9 @@ def artifacts(tmp_path):
     dataset = tmp_path / "artifacts" / "sft_dataset"
     dataset.mkdir(parents=True)
     for split in SFT_SPLITS:
-        pq.write_table(pa.table({"messages": [f"{split} sample"]}), dataset / f"{split}.parquet")
+        # the batch planner reads the templated lengths
+        table = pa.table({"messages": [f"{split} sample"], "templated_tokens": [12]})
+        pq.write_table(table, dataset / f"{split}.parquet")
     fmt = {"dataset_format": "prompt_completion", "max_length": 512, "filter_on_templated_length": True}
     (dataset / FORMAT_FILE).write_text(json.dumps(fmt))
     model = tmp_path / "artifacts" / "base_model" / "model"
@@ -33,7 +35,7 @@ def artifacts(tmp_path):
 
 def run_fingerprint(artifacts, tmp_path, processes=1, launch_config="ddp", **train) -> str:
     plan = plan_device("cpu", MachineFacts(False))
-    job, _, _ = build_job(
+    job, _, _, _ = build_job(
         TrainConfig(**train),
         artifacts,
         GpuResource(device="cpu", launch_config=launch_config),
@@ -61,5 +63,6 @@ def test_the_fingerprint_changes_with_training_config_data_and_base_model(artifa
     model_config.write_text('{"hidden_size": 128}')
     base_changed = run_fingerprint(artifacts, tmp_path)
     assert base_changed != one
-    pq.write_table(pa.table({"messages": ["other"]}), tmp_path / "artifacts" / "sft_dataset" / "train.parquet")
+    other = pa.table({"messages": ["other"], "templated_tokens": [12]})
+    pq.write_table(other, tmp_path / "artifacts" / "sft_dataset" / "train.parquet")
     assert run_fingerprint(artifacts, tmp_path) not in {one, base_changed}
