@@ -120,6 +120,7 @@ def sft_dataset(
             context=config.context,
             context_max_tokens=config.context_max_tokens,
             data_system_message=config.data_system_message,
+            loss_turns=config.loss_turns,
         )
         if table.num_rows == 0:  # the trainer needs both: it trains on one and evaluates on the other
             raise EmptySftSplitError(empty_split_message(split, upstream, counts, config.max_length))
@@ -142,8 +143,9 @@ def sft_dataset(
 @dg.asset_check(
     asset=sft_dataset,
     blocking=True,
-    description="On the trainer's real processed dataset and collator: every label outside the assistant "
-    "reply is -100, every reply token and its <|eot_id|> is supervised. Reports token efficiency and padding share.",
+    description="On the trainer's real processed dataset and collator: every label outside the supervised "
+    "assistant reply (the last one, or every one with loss_turns='all') is -100, every such reply token and its "
+    "<|eot_id|> is supervised. Reports token efficiency and padding share.",
 )
 def sft_dataset_label_masking(
     context: dg.AssetCheckExecutionContext, artifacts: ArtifactStore, gpu: GpuResource, pool_guard: GpuPoolGuard
@@ -167,6 +169,7 @@ def sft_dataset_label_masking(
                 sources=sources[s],
                 system_prompt=fmt["system_prompt"],
                 data_system_message=fmt.get("data_system_message") == "keep",
+                every_reply=fmt.get("loss_turns") == "all",
             )
             for s in ("train", "eval")
         }

@@ -47,6 +47,11 @@ class SftDatasetConfig(dg.Config):
         "replace",
         description="A system message in the data (earlier_turns): 'replace' it by system_prompt, or 'keep' it.",
     )
+    loss_turns: Literal["last", "all"] = Field(
+        "last",
+        description="Assistant turns of a multi-turn sample (earlier_turns) that carry the loss: 'last' (the "
+        "pair's reply, the default) or 'all' (every reply kept in its context too, each with its <|eot_id|>).",
+    )
 
     @model_validator(mode="after")
     def _loss_mask_is_real(self):
@@ -63,6 +68,10 @@ class SftDatasetConfig(dg.Config):
             )
         if self.assistant_only_loss and self.dataset_format != "messages":
             raise ValueError("assistant_only_loss=True needs dataset_format='messages'")
+        if self.loss_turns == "all" and self.context != "earlier_turns":
+            raise ValueError(
+                "loss_turns='all' needs context='earlier_turns': a sample without context has one assistant turn"
+            )
         return self
 
 

@@ -125,3 +125,87 @@ def test_context_is_cut_from_the_oldest_whole_turns_to_fit_the_budget(tokenizer)
     )
     turns = rows[0]["prompt"][1:-1]
     assert per_row["context_turns"][0] == len(turns) and turns and turns[0]["role"] == "user"  # never a reply first
+
+
+def split_by_mask(tokenizer, ids, mask) -> tuple[str, str]:
+    """(decoded supervised tokens, decoded unsupervised tokens): together they pin which tokens the mask covers."""
+    return (
+        tokenizer.decode([t for t, m in zip(ids, mask) if m]),
+        tokenizer.decode([t for t, m in zip(ids, mask) if not m]),
+    )
+
+
+REPLIES = ["Sorry, which order?", "It arrives tomorrow.", "In your account."]
+
+
+def without_replies(tokenizer, row) -> str:
+    """The templated sample with every reply's text and <|eot_id|> taken out (what stays unsupervised)."""
+    text = tokenizer.apply_chat_template(cf.conversation(row), tokenize=False)
+    for reply in REPLIES:
+        text = text.replace(reply + "<|eot_id|>", "", 1)
+    return text
+
+
+@pytest.mark.parametrize("loss_turns", ["last", "all"])
+def test_loss_turns_supervise_the_last_or_every_assistant_turn(tokenizer, loss_turns):
+    kept, _, _, _ = cf.sft_table(
+        context_pairs(), tokenizer, "prompt_completion", 4096, True, context="earlier_turns", loss_turns=loss_turns
+    )
+    rows = kept.to_pylist()
+    supervised, rest = split_by_mask(tokenizer, rows[0]["input_ids"], rows[0]["completion_mask"])
+    if loss_turns == "all":
+        assert supervised == "".join(r + "<|eot_id|>" for r in REPLIES)
+        assert rest == without_replies(tokenizer, rows[0])
+    else:
+        assert supervised == "In your account.<|eot_id|>"
+    # a sample without earlier turns has its one reply supervised either way
+    assert (
+        split_by_mask(tokenizer, rows[1]["input_ids"], rows[1]["completion_mask"])[0] == "Hi, how can I help?<|eot_id|>"
+    )
+
+
+@pytest.mark.parametrize("loss_turns", ["last", "all"])
+def test_loss_turns_on_messages_rows_with_generation_markers(tokenizer, loss_turns):
+    """The {% generation %} mask marks every reply; 'last' keeps only the last one."""
+    kept, _, _, _ = cf.sft_table(
+        context_pairs(),
+        tokenizer,
+        "messages",
+        4096,
+        True,
+        assistant_only_loss=True,
+        context="earlier_turns",
+        loss_turns=loss_turns,
+    )
+    row = kept.to_pylist()[0]
+    supervised, _ = split_by_mask(tokenizer, row["input_ids"], row["assistant_masks"])
+    replies = REPLIES if loss_turns == "all" else REPLIES[-1:]
+    assert supervised == "".join(r + "<|eot_id|>" for r in replies)
+
+
+def test_loss_on_every_turn_needs_a_prefix_stable_template(tokenizer):
+    """A template that renders a turn differently once more turns follow cannot locate the earlier replies."""
+    from llama_sft_dagster.core.training.tokenized import TurnSpanError
+
+    unstable = tokenizer.chat_template.replace("{{- bos_token }}", "{{- bos_token }}{{ messages | length }}")
+    tokenizer = copy_with_template(tokenizer, unstable)
+    with pytest.raises(TurnSpanError, match="row 0's message 2 .assistant."):
+        cf.sft_table(
+            context_pairs(), tokenizer, "prompt_completion", 4096, True, context="earlier_turns", loss_turns="all"
+        )
+
+
+def copy_with_template(tokenizer, template: str):
+    import copy
+
+    other = copy.deepcopy(tokenizer)
+    other.chat_template = template
+    return other
+
+
+def test_loss_on_every_turn_needs_context():
+    from llama_sft_dagster.config.training import SftDatasetConfig
+
+    with pytest.raises(ValueError, match="loss_turns='all' needs context='earlier_turns'"):
+        SftDatasetConfig(loss_turns="all")
+    assert SftDatasetConfig(loss_turns="all", context="earlier_turns").loss_turns == "all"

@@ -64,3 +64,29 @@ def test_length_report():
     rep = length_report([100, 600, 512, 513], 512)
     assert rep["over_max_length"] == 2 and rep["templated_tokens_max"] == 600
     assert length_report([], 512)["over_max_length"] == 0
+
+
+# bos, system turn, header "assistant"(2, 52, H), \n\n, a1, eot, header "user", H, \n\n, u, eot, "assistant" header,
+# \n\n, a2, a3, eot: two assistant turns
+A_HEADER = [2, 52, H]
+TWO = [0, 2, 50, H, BLANK, 60, E, 2, 52, H, BLANK, 80, E, 2, 51, H, BLANK, 61, E, 2, 52, H, BLANK, 70, 71, E]
+EARLIER, LAST = {11, 12}, {23, 24, 25}
+
+
+def test_every_reply_mask_covers_each_assistant_turn_and_its_eot():
+    mask, truncated = reply_mask(TWO, H, E, {BLANK}, assistant_header=A_HEADER)
+    assert {i for i, m in enumerate(mask) if m} == EARLIER | LAST and not truncated
+    mask, _ = reply_mask(TWO, H, E, {BLANK})  # the default: the last reply only
+    assert {i for i, m in enumerate(mask) if m} == LAST
+
+
+@pytest.mark.parametrize("every_reply", [False, True])
+def test_loss_on_an_earlier_reply_is_a_leak_or_required(every_reply):
+    all_labels = [t if i in EARLIER | LAST else X for i, t in enumerate(TWO)]
+    last_labels = [t if i in LAST else X for i, t in enumerate(TWO)]
+    header = A_HEADER if every_reply else None
+    good, bad = (all_labels, last_labels) if every_reply else (last_labels, all_labels)
+    assert check_row(TWO, good, None, H, E, {BLANK}, assistant_header=header).ok
+    r = check_row(TWO, bad, None, H, E, {BLANK}, assistant_header=header)
+    assert not r.ok
+    assert (r.unsupervised_reply, r.leaked) == ((2, 0) if every_reply else (0, 2))

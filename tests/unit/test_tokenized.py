@@ -137,3 +137,48 @@ def test_the_masking_check_catches_a_wrong_stored_mask(base, tmp_path):
     bad = [{**r, "completion_mask": [1] * len(r["input_ids"])} for r in good]  # supervises the prompt too
     report = verify_trainer_masking(prepared(base, bad, bad[:2], tmp_path), max_batches=2)
     assert not report.ok and report.leaked > 0
+
+
+def multi_turn_rows(tokenizer, loss_turns: str, n: int = 8) -> list[dict]:
+    """Samples with two earlier exchanges as context, with the token columns of `loss_turns`."""
+    import json
+
+    from llama_sft_dagster.core.training.chat_format import SYSTEM_PROMPT, context_rows
+
+    context = json.dumps(
+        [
+            {"role": "user", "content": "my order has not arrived"},
+            {"role": "assistant", "content": "please help me track it"},
+            {"role": "user", "content": "order 7"},
+            {"role": "assistant", "content": "it has not arrived"},
+        ]
+    )
+    rows = build_rows([f"track order {i}" for i in range(n)], ["please help me"] * n)
+    rows, _ = context_rows(rows, [context] * n, tokenizer, 4096, False, SYSTEM_PROMPT)
+    cols = trainer_tokens(tokenizer, rows, loss_turns=loss_turns)
+    return [{**r, **{k: v[i] for k, v in cols.items()}} for i, r in enumerate(rows)]
+
+
+@pytest.mark.parametrize("train", [{}, {"padding_free": False}], ids=["padding_free", "padded"])
+def test_trainer_labels_follow_loss_turns_and_the_masking_check_tells_them_apart(base, tmp_path, train):
+    """Through TRL's own preparation and collator: with loss_turns='all' the labels cover the three replies (the
+    check with every_reply passes; the last-reply check sees the earlier two as leaks), with 'last' only the last
+    (the every-reply check sees holes)."""
+    from llama_sft_dagster.core.training.masking import IGNORE_INDEX, verify_trainer_masking
+    from llama_sft_dagster.core.training.trainer import load_tokenizer
+
+    tok = load_tokenizer(base)
+    data = SftDatasetConfig(context="earlier_turns", loss_turns="all").model_dump()
+    every = multi_turn_rows(tok, "all")
+    trainer = prepared(base, every, every[:2], tmp_path, data, **train)
+    labels = trainer.train_dataset[0]["labels"]
+    got = tok.decode([t for t in labels if t != IGNORE_INDEX])
+    assert got == "please help me track it<|eot_id|>it has not arrived<|eot_id|>please help me<|eot_id|>"
+    assert verify_trainer_masking(trainer, max_batches=2, every_reply=True).ok
+    leaks = verify_trainer_masking(trainer, max_batches=2)
+    assert not leaks.ok and leaks.leaked > 0 and leaks.unsupervised_reply == 0
+    last = multi_turn_rows(tok, "last")
+    trainer = prepared(base, last, last[:2], tmp_path, data, **train)
+    assert verify_trainer_masking(trainer, max_batches=2).ok
+    holes = verify_trainer_masking(trainer, max_batches=2, every_reply=True)
+    assert not holes.ok and holes.unsupervised_reply > 0 and holes.leaked == 0

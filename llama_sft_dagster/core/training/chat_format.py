@@ -9,9 +9,10 @@ Llama-3.1-8B-Instruct one, which has no `{% generation %}` markers (those are ne
 
 Multi-turn (`context="earlier_turns"`): a dialogue pair's earlier turns (raw_pairs' `context` column) go into
 the prompt between the system message and the user turn, so the sample is a multi-turn chat whose completion, and
-so the loss, is that pair's reply only. The oldest turns are cut (whole turns, never starting on a reply) until
-the templated sample fits `context_max_tokens`. A system message of the data replaces the configured prompt only
-with `data_system_message="keep"`.
+so the loss, is that pair's reply only; with `loss_turns="all"` the replies in the prompt carry the loss too (their
+spans are added to the stored completion mask, core/training/tokenized.py). The oldest turns are cut (whole turns,
+never starting on a reply) until the templated sample fits `context_max_tokens`. A system message of the data
+replaces the configured prompt only with `data_system_message="keep"`.
 
 TRL removed `DataCollatorForCompletionOnlyLM`; `completion_only_loss=True` on plain `messages` rows
 silently supervises every token (there is no completion mask to apply), so core/training/masking.py verifies
@@ -128,6 +129,7 @@ def sft_table(
     context: str = "none",
     context_max_tokens: int = 512,
     data_system_message: str = "replace",
+    loss_turns: str = "last",
 ):
     """Pair table -> (training rows table, rejects table, StageCounts, templated lengths of kept rows).
 
@@ -152,7 +154,7 @@ def sft_table(
             data_system_message == "keep",
             system_prompt,
         )
-    tokens = trainer_tokens(tokenizer, rows, assistant_only_loss)
+    tokens = trainer_tokens(tokenizer, rows, assistant_only_loss, loss_turns)
     lengths = [len(ids) for ids in tokens["input_ids"]]
     too_long = [filter_on_templated_length and n > max_length for n in lengths]
     reasons = ["templated_too_long" if t else None for t in too_long]

@@ -77,27 +77,38 @@ class MaskReport:
         return out
 
 
-def reply_mask(ids: Sequence[int], end_header_id: int, eot_id: int, blank_ids: set[int]) -> tuple[list[bool], bool]:
+def reply_mask(
+    ids: Sequence[int],
+    end_header_id: int,
+    eot_id: int,
+    blank_ids: set[int],
+    assistant_header: Sequence[int] | None = None,
+) -> tuple[list[bool], bool]:
     """(mask of reply positions, truncated). `ids` are one row's non-padding tokens.
 
     The reply starts after the last `<|end_header_id|>` and the blank-line tokens the template puts
     after it (`blank_ids`: ids that decode to whitespace only), and ends with the first `<|eot_id|>`
     after that, inclusive. No `<|eot_id|>` means max_length cut the reply: it runs to the end.
+    With `assistant_header` (the ids of `<|start_header_id|>assistant<|end_header_id|>`: loss on every
+    assistant turn), a reply starts after each occurrence of it instead, each through its own `<|eot_id|>`.
     """
     mask = [False] * len(ids)
-    headers = [i for i, t in enumerate(ids) if t == end_header_id]
-    if not headers:
-        return mask, False
-    start = headers[-1] + 1
-    while start < len(ids) and ids[start] in blank_ids:
-        start += 1
-    end, truncated = len(ids) - 1, True
-    for j in range(start, len(ids)):
-        if ids[j] == eot_id:
-            end, truncated = j, False
-            break
-    for j in range(start, end + 1):
-        mask[j] = True
+    if assistant_header:
+        n = len(assistant_header)
+        starts = [i + n for i in range(len(ids) - n + 1) if list(ids[i : i + n]) == list(assistant_header)]
+    else:
+        starts = [i + 1 for i, t in enumerate(ids) if t == end_header_id][-1:]
+    truncated = False
+    for start in starts:
+        while start < len(ids) and ids[start] in blank_ids:
+            start += 1
+        end, truncated = len(ids) - 1, True
+        for j in range(start, len(ids)):
+            if ids[j] == eot_id:
+                end, truncated = j, False
+                break
+        for j in range(start, end + 1):
+            mask[j] = True
     return mask, truncated
 
 
@@ -109,13 +120,14 @@ def check_row(
     eot_id: int,
     blank_ids: set[int],
     row_name: str = "row",
+    assistant_header: Sequence[int] | None = None,
 ) -> MaskReport:
-    """Compare one collated row's labels with the reply its ids contain."""
+    """Compare one collated row's labels with the reply its ids contain (every reply with `assistant_header`)."""
     attention = attention if attention is not None else [1] * len(ids)
     keep = [i for i, a in enumerate(attention) if a]
     r = MaskReport(rows=1, positions=len(ids), padding=len(ids) - len(keep))
     content = [ids[i] for i in keep]
-    mask, r.truncated_rows = reply_mask(content, end_header_id, eot_id, blank_ids)
+    mask, r.truncated_rows = reply_mask(content, end_header_id, eot_id, blank_ids, assistant_header)
     r.truncated_rows = int(r.truncated_rows)
     expected = {keep[i] for i, m in enumerate(mask) if m}
     r.reply_tokens = len(expected)
@@ -241,6 +253,14 @@ def spread(items: range, k: int) -> list[int]:  # also picks train_adapter's eva
     return sorted({items[round(j * (n - 1) / (k - 1))] for j in range(k)})
 
 
+def supervised_text(row: dict, every_reply: bool = False) -> str:
+    """The text a row's labels must decode to: its last reply, or every assistant turn, each with `<|eot_id|>`."""
+    from llama_sft_dagster.core.training.chat_format import conversation
+
+    replies = [m["content"] for m in conversation(row) if m["role"] == "assistant"]
+    return "".join(r.strip() + "<|eot_id|>" for r in (replies if every_reply else replies[-1:]))
+
+
 def verify_trainer_masking(
     trainer,
     max_batches: int = 8,
@@ -248,14 +268,16 @@ def verify_trainer_masking(
     sources: Sequence[str] | None = None,
     system_prompt: str | None = None,
     data_system_message: bool = False,
+    every_reply: bool = False,
 ) -> MaskReport:
     """Collate batches spread over the trainer's processed dataset (and over every source, `sources` giving
     each dataset row's source) with the trainer's own collator and check every row: labels, the decoded
     supervised text against the row's reply, one BOS, the system header (core/training/template_check.py),
     and a pad token that is not the end-of-turn token. Multi-turn samples (earlier turns in the prompt) are
-    checked the same way: only the last reply is supervised. With `data_system_message` the system header
-    must hold each row's own system message (kept from the data) instead of `system_prompt`."""
-    from llama_sft_dagster.core.training.chat_format import conversation, reply_text
+    checked the same way: only the last reply is supervised, or, with `every_reply` (loss_turns="all"), every
+    assistant turn and nothing else. With `data_system_message` the system header must hold each row's own system
+    message (kept from the data) instead of `system_prompt`."""
+    from llama_sft_dagster.core.training.chat_format import conversation
     from llama_sft_dagster.core.training.template_check import pad_problem, template_problems
 
     tok = trainer.processing_class
@@ -263,6 +285,7 @@ def verify_trainer_masking(
     bs = trainer.args.per_device_train_batch_size if split == "train" else trainer.args.per_device_eval_batch_size
     end_header, eot = tok.convert_tokens_to_ids("<|end_header_id|>"), tok.convert_tokens_to_ids("<|eot_id|>")
     blanks = blank_token_ids(tok)
+    header = tok.encode("<|start_header_id|>assistant<|end_header_id|>", add_special_tokens=False)
     has_text = "completion" in dataset.column_names or "messages" in dataset.column_names
     report = MaskReport()
     problem = pad_problem(tok, getattr(trainer.data_collator, "pad_token_id", tok.pad_token_id))
@@ -279,11 +302,11 @@ def verify_trainer_masking(
         report.add(boundaries)
         for i, (ids, labels, attn) in enumerate(samples):
             name = f"{split} row {indices[i]}" if i < len(indices) else f"{split} batch {b} sample {i}"
-            part = check_row(ids, labels, attn, end_header, eot, blanks, row_name=name)
+            part = check_row(ids, labels, attn, end_header, eot, blanks, name, header if every_reply else None)
             if has_text and not part.truncated_rows:
                 # no clean-up: it would join MultiWOZ's "train ." into "train." and report a false mismatch
                 got = tok.decode([t for t in labels if t != IGNORE_INDEX], clean_up_tokenization_spaces=False)
-                if got != reply_text(rows[i]).strip() + "<|eot_id|>":
+                if got != supervised_text(rows[i], every_reply):
                     part.text_mismatch += 1
                     _note(part, f"{name}: supervised text {got[:80]!r} != reply")
             expected_system = system_prompt
