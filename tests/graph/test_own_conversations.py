@@ -76,3 +76,28 @@ def test_counts_and_checks(recipe_run):
     assert sft["train_samples_with_context"] > 0 and sft["train_context_turns"] > sft["train_samples_with_context"]
     for split in ("train", "validation"):
         assert pq.read_table(artifacts / "sft_dataset" / f"{split}.parquet").num_rows > 0
+
+
+def masking_metadata(result) -> dict:
+    (check,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "sft_dataset_label_masking"]
+    assert check.passed, check.metadata
+    return {k: v.value for k, v in check.metadata.items()}
+
+
+def test_loss_on_every_reply_passes_the_masking_check(recipe_run):
+    """sft_dataset again on the recipe's pairs with loss_turns='all': the blocking check now expects (and finds)
+    every reply of each sample supervised, so more reply tokens than with the loss on the last reply only."""
+    from llama_sft_dagster.definitions import all_assets, all_checks
+
+    artifacts, last = recipe_run
+    result = dg.materialize(
+        [*all_assets, *all_checks],
+        selection=dg.AssetSelection.assets("sft_dataset"),
+        resources=recipe_resources(artifacts.parent),
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {"sft_dataset": {"config": {**RECIPE_OPS["sft_dataset"]["config"], "loss_turns": "all"}}}},
+    )
+    assert result.success
+    every, only_last = masking_metadata(result), masking_metadata(last)
+    assert every["train_leaked"] == every["train_unsupervised_reply"] == 0
+    assert every["train_reply_tokens"] > only_last["train_reply_tokens"]
