@@ -26,7 +26,7 @@ def raw_asset(source: RawSource) -> dg.AssetsDefinition:
         group_name="raw",
         kinds={"parquet"},
         deps=[source.source_asset],
-        code_version=code_version(write_raw, source.load, source.metadata),
+        code_version=code_version(write_raw, source.reader.load, source.metadata),
         description=source.description,
     )(with_source_resources(materialize, [source]))
 

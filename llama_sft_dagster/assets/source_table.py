@@ -1,14 +1,15 @@
 """The raw sources, declared once: one row per source, everything that lists sources derives from `SOURCES`.
 
 A row gives the source's name (its resource key, the `<name>_source` observable asset, the `<name>_raw`
-asset, the `source` column of its pairs and the prefix of its counts), its resource class, the resource
-methods that version and load it, its pair extractor (core/sources/<module>.py) and its descriptions.
+asset, the `source` column of its pairs and the prefix of its counts), its reader (the settings class of
+core/sources/<module>.py, with `load()` and `version()`; the row's resource is built from it by
+resources/data_sources.py's `source_resource`), its pair extractor (the module's `PAIRS`) and its descriptions.
 Built from it: the source and raw assets (assets/sources.py, assets/raw.py), raw_pairs and its accounting
 check, the run report's funnel, the raw-data sensor, `sft-materialize-stale`, `make demo` and the
 resources of `definitions.build_resources`.
 
-Adding a source: a module in core/sources/ with its loader and `PAIRS` (a `PairExtractor`), a resource
-class with `load()` and `version()`, and one row below (README "Adding a source").
+Adding a source: a module in core/sources/ with its loader, `PAIRS` (a `PairExtractor`) and a reader with
+`load()` and `version()`, and one row below (README "Adding a source").
 
 A team's own conversations (core/sources/conversations.py) are one row per name in
 `SFT_CONVERSATION_SOURCES` (comma-separated, read when the code location loads; default one,
@@ -26,11 +27,12 @@ from dataclasses import dataclass
 
 import dagster as dg
 import pyarrow as pa
+from pydantic import BaseModel
 
 from llama_sft_dagster.core.data.pairs import PairExtractor
 from llama_sft_dagster.core.sources import bitext, conversations, multiwoz
 from llama_sft_dagster.core.sources.multiwoz_files import skipped_files
-from llama_sft_dagster.resources.data_sources import BitextSource, ConversationsSource, MultiwozSource
+from llama_sft_dagster.resources.data_sources import source_resource
 
 CONVERSATION_SOURCES_ENV = "SFT_CONVERSATION_SOURCES"
 DEFAULT_CONVERSATION_SOURCES = "conversations"
@@ -60,13 +62,21 @@ def conversations_metadata(table: pa.Table) -> dict:
 @dataclass(frozen=True)
 class RawSource:
     name: str
-    resource: type[dg.ConfigurableResource]
-    version: Callable[[dg.ConfigurableResource], str]  # the observable source asset's data version
-    load: Callable[[dg.ConfigurableResource], pa.Table]  # the raw asset's table
+    reader: type[BaseModel]  # core/sources/<module>.py's settings with load() and version()
     pairs: PairExtractor  # raw table -> pairs, rejects, counts (in `pairs.unit`)
     description: str  # the raw asset's
     source_description: str  # the observable source asset's
     metadata: Callable[[pa.Table], dict]  # extra metadata of the raw asset
+
+    @property
+    def resource(self) -> type[dg.ConfigurableResource]:
+        return source_resource(self.reader)
+
+    def version(self, resource) -> str:  # the observable source asset's data version
+        return resource.version()
+
+    def load(self, resource) -> pa.Table:  # the raw asset's table
+        return resource.load()
 
     @property
     def source_asset(self) -> str:
@@ -82,9 +92,7 @@ def conversation_source(name: str) -> RawSource:
         raise ValueError(f"{CONVERSATION_SOURCES_ENV}: {name!r} is not a source name (lowercase letters, digits, _)")
     return RawSource(
         name,
-        ConversationsSource,
-        ConversationsSource.version,
-        ConversationsSource.load,
+        conversations.ConversationsReader,
         conversations.PAIRS,
         f"Turns of the {name} resource's conversations (chat messages, ShareGPT or instruction/response records), "
         "one row per turn, with file and record/line; off until its location is set.",
@@ -103,9 +111,7 @@ def source_table(conversation_sources: list[str] | None = None) -> tuple[RawSour
     rows = (
         RawSource(
             "bitext",
-            BitextSource,
-            BitextSource.version,
-            BitextSource.load,
+            bitext.BitextReader,
             bitext.PAIRS,
             "Bitext customer-support rows as published (v11 schema; 2023-08 'tags' mapped to 'flags'), "
             "with file and row index.",
@@ -115,9 +121,7 @@ def source_table(conversation_sources: list[str] | None = None) -> tuple[RawSour
         ),
         RawSource(
             "multiwoz",
-            MultiwozSource,
-            MultiwozSource.version,
-            MultiwozSource.load,
+            multiwoz.MultiwozReader,
             multiwoz.PAIRS,
             "MultiWOZ 2.2 turns, one row per turn, with dialogue id, split file and turn index.",
             "Where MultiWOZ 2.2 dialogues come from (demo corpus, local folder, or the published archive); its data "

@@ -7,6 +7,9 @@ Two published schemas are accepted (see shared/data/README.md):
 The raw table keeps only the v11 columns plus provenance (`source_file`, `row_index`). Empty cells
 stay as they are ("" in CSV, null in Parquet); `core.pairs.extract_pairs` drops them with a reason.
 
+`BitextReader` (end of the module) is the source's settings with `load()` and `version()`; its row in
+assets/source_table.py makes it the `bitext` resource.
+
     python -c "from llama_sft_dagster.core.sources.bitext import load_bitext_file as f; print(f('x.csv'))"
 """
 
@@ -21,12 +24,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from pydantic import BaseModel, Field
 
+from llama_sft_dagster.config.profiles import profiled, shared_data
 from llama_sft_dagster.core.data.accounting import partition
 from llama_sft_dagster.core.data.pairs import STAGE, PairExtractor, strip_control
 from llama_sft_dagster.core.data.schema import PAIR_SCHEMA
 from llama_sft_dagster.core.sources.errors import RawDataError, decode_text
 from llama_sft_dagster.core.sources.files import file_kind, read_bytes
+from llama_sft_dagster.core.sources.versions import (
+    HUB_PREFIX,
+    NO_SOURCE,
+    fixed_version,
+    hub_location_version,
+    local_version,
+)
 
 BITEXT_COLUMNS = ["flags", "instruction", "category", "intent", "response"]
 # The training text: never converted from another type (the other columns only where lossless).
@@ -262,3 +274,52 @@ def bitext_pairs(name: str, bitext: pa.Table, max_chars: int = 0) -> tuple[pa.Ta
 
 
 PAIRS = PairExtractor(unit="rows", units_per_pair=1, extract=bitext_pairs)
+
+
+# ---- the source's settings (the `bitext` resource's fields) -----------------------------------------------------
+BITEXT_HUB_ID = "bitext/Bitext-customer-support-llm-chatbot-training-dataset"
+# the rehearsal's real sample (../shared/data/README.md): the first 5,000 rows of Bitext v11
+REHEARSAL_BITEXT = "bitext/Bitext_Sample_Customer_Support_Training_Dataset_27K_responses-v11.head5000.csv"
+
+
+class BitextReader(BaseModel):
+    """Bitext customer-support pairs (v11 or the 2023-08 schema)."""
+
+    location: str = profiled(
+        demo="demo",
+        full=f"{HUB_PREFIX}{BITEXT_HUB_ID}",
+        rehearsal=shared_data(REHEARSAL_BITEXT),
+        description="'demo', 'hf://<dataset id>', a local .csv/.parquet path, or 'none' (no Bitext rows); "
+        "rehearsal: the real 5,000-row sample in ../shared/data.",
+    )
+    revision: str | None = Field(None, description="Hub revision (commit/tag); None = latest.")
+    hf_token: str | None = Field(
+        None,
+        description="Hub token; pass dg.EnvVar('HF_TOKEN'), never a literal. Not needed for the public Bitext dataset.",
+    )
+    demo_seed: int = Field(13, description="Seed of the generated demo corpus.")
+    revision_check_interval_s: int = Field(
+        900,
+        ge=0,
+        description="How long a resolved hub revision is reused before the hub is asked again, so "
+        "the raw-data sensor and sft-materialize-stale do not hit the network on every tick (0: always ask).",
+    )
+
+    def load(self) -> pa.Table:
+        from llama_sft_dagster.core.demo import corpus as demo_corpus
+
+        if self.location == "demo":
+            return demo_corpus.generate_bitext_rows(seed=self.demo_seed)
+        if self.location == NO_SOURCE:
+            return RAW_BITEXT_SCHEMA.empty_table()
+        if self.location.startswith(HUB_PREFIX):
+            table, _revision = load_bitext_hub(self.location[len(HUB_PREFIX) :], self.revision, token=self.hf_token)
+            return table
+        return load_bitext_file(self.location)
+
+    def version(self) -> str:
+        if fixed := fixed_version(self.location, self.demo_seed):
+            return fixed
+        if self.location.startswith(HUB_PREFIX):
+            return hub_location_version(self.location, self.revision, self.hf_token, self.revision_check_interval_s)
+        return f"file:{local_version(self.location)}"

@@ -15,6 +15,9 @@ Files: JSONL, JSON, CSV or Parquet, optionally .gz/.zst, one file, a folder or a
 hub dataset (`hf://<id>`, with split and revision). The output is one row per turn (TURN_SCHEMA): the
 dialogue id is the record's id field, else `<file>@<line|record|row>N`; `turn_id` is where the record is.
 
+`ConversationsReader` (end of the module) is the source's settings with `load()` and `version()`; each name in
+SFT_CONVERSATION_SOURCES gets a row in assets/source_table.py, so a resource, of it.
+
     python -c "from llama_sft_dagster.core.sources.conversations import *; print(load_conversations('chats.jsonl'))"
 """
 
@@ -23,13 +26,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pyarrow as pa
+from pydantic import BaseModel, Field, field_validator
 
 from llama_sft_dagster.core.data.pairs import PairExtractor, role_mapper, turn_pairs
 from llama_sft_dagster.core.data.schema import TURN_SCHEMA
 from llama_sft_dagster.core.sources.errors import RawDataError, parse_json
 from llama_sft_dagster.core.sources.files import Record, expand, read_records
+from llama_sft_dagster.core.sources.versions import HUB_PREFIX, NO_SOURCE, glob_version, hub_location_version
+from llama_sft_dagster.core.versions import fingerprint
 
 FORMS = ("auto", "messages", "sharegpt", "pairs")
 META_ROLES = b"chat_roles"
@@ -203,3 +210,72 @@ def conversation_pairs(name: str, turns: pa.Table, max_chars: int):
 
 
 PAIRS = PairExtractor(unit="turns", units_per_pair=2, extract=conversation_pairs)
+
+
+# ---- the source's settings (the fields of each conversations resource) ------------------------------------------
+class ConversationsReader(BaseModel):
+    """A team's own conversations: chat `messages`, ShareGPT or instruction/response records, from
+    JSONL/JSON/CSV/Parquet files (optionally .gz/.zst) or the hub."""
+
+    location: str = Field(
+        NO_SOURCE,
+        description="'none' (off, the default), a file, a folder, a glob such as 'exports/*.jsonl.gz', or "
+        "'hf://<dataset id>'.",
+    )
+    form: Literal["auto", "messages", "sharegpt", "pairs"] = Field(
+        "auto", description="Record form; 'auto' picks per record from the fields present."
+    )
+    messages_field: str = Field("messages", description="Field of the chat message list (role/content form).")
+    role_key: str = Field("role", description="Key of a message's role.")
+    content_key: str = Field("content", description="Key of a message's text.")
+    sharegpt_field: str = Field("conversations", description="Field of the ShareGPT turn list (from/value form).")
+    from_key: str = Field("from", description="Key of a ShareGPT turn's speaker.")
+    value_key: str = Field("value", description="Key of a ShareGPT turn's text.")
+    instruction_field: str = Field("instruction", description="Column of the user's message (pairs form).")
+    response_field: str = Field("response", description="Column of the reply (pairs form).")
+    system_field: str | None = Field(None, description="Column of a system message (pairs form), if any.")
+    id_field: str | None = Field(None, description="Field of a conversation id (default: file and line/row).")
+    intent_field: str | None = Field(None, description="Field grouped as `intent` in the evaluation, if any.")
+    category_field: str | None = Field(None, description="Field grouped as `category`, if any.")
+    roles: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra speaker labels -> user/assistant/system, any case, e.g. {'agent': 'assistant', "
+        "'customer': 'user'}; added to system/user/human/assistant/gpt/model.",
+    )
+    split: str = Field("train", description="Hub dataset split.")
+    revision: str | None = Field(None, description="Hub revision (commit/tag); None = latest.")
+    hf_token: str | None = Field(None, description="Hub token for a private dataset; pass dg.EnvVar('HF_TOKEN').")
+    revision_check_interval_s: int = Field(900, ge=0, description="Reuse of a resolved hub revision (s).")
+
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, value: dict[str, str]) -> dict[str, str]:
+        from llama_sft_dagster.core.data.pairs import ROLES
+
+        bad = {k: v for k, v in value.items() if v not in ROLES}
+        if bad:
+            raise ValueError(f"roles {bad}: each label must map to one of {list(ROLES)}")
+        return value
+
+    def chat_format(self) -> ChatFormat:
+        names = [f for f in ChatFormat.__dataclass_fields__ if f != "roles"]
+        return ChatFormat(**{f: getattr(self, f) for f in names}, roles=dict(self.roles))
+
+    def load(self) -> pa.Table:
+        if self.location == NO_SOURCE:
+            return TURN_SCHEMA.empty_table()
+        if self.location.startswith(HUB_PREFIX):
+            dataset_id = self.location[len(HUB_PREFIX) :]
+            table, _ = load_conversations_hub(dataset_id, self.chat_format(), self.split, self.revision, self.hf_token)
+            return table
+        return load_conversations(self.location, self.chat_format())
+
+    def version(self) -> str:
+        """The data's version plus how it is read: another field mapping is new raw data."""
+        if self.location == NO_SOURCE:
+            return NO_SOURCE
+        reading = fingerprint(self.model_dump(exclude={"hf_token", "revision_check_interval_s"}))
+        if self.location.startswith(HUB_PREFIX):
+            hub = hub_location_version(self.location, self.revision, self.hf_token, self.revision_check_interval_s)
+            return f"{hub}:{self.split}:{reading}"
+        return f"file:{glob_version(self.location)}:{reading}"

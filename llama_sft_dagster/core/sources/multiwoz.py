@@ -9,6 +9,9 @@ Accepted inputs:
 The table is a faithful copy: unknown speakers, empty or huge utterances and control characters
 are kept; `core.pairs.extract_pairs` decides what to do with them and counts every turn.
 
+`MultiwozReader` (end of the module) is the source's settings with `load()`, `version()` and `load_held_out()`;
+its row in assets/source_table.py makes it the `multiwoz` resource.
+
     python -c "from llama_sft_dagster.core.sources.multiwoz import load_multiwoz_folder as f; print(f('MultiWOZ_2.2'))"
 """
 
@@ -20,14 +23,18 @@ import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
 import pyarrow as pa
+from pydantic import BaseModel, Field, field_validator
 
+from llama_sft_dagster.config.profiles import profiled, shared_data, state_dir
 from llama_sft_dagster.core.data.pairs import PairExtractor, role_mapper, turn_pairs
 from llama_sft_dagster.core.data.schema import TURN_SCHEMA
 from llama_sft_dagster.core.sources.download import download
 from llama_sft_dagster.core.sources.errors import RawDataError, decode_text, parse_json
 from llama_sft_dagster.core.sources.multiwoz_files import shown_path, survey, with_skipped
+from llama_sft_dagster.core.sources.versions import NO_SOURCE, fixed_version, local_version
 
 SPLITS = ("train", "dev", "test")
 # Pinned snapshot of budzianowski/multiwoz (the 2.2 data last changed in 44f0f84, 2021-04-12).
@@ -236,3 +243,90 @@ def multiwoz_pairs(name: str, turns: pa.Table, max_chars: int) -> tuple[pa.Table
 
 
 PAIRS = PairExtractor(unit="turns", units_per_pair=2, extract=multiwoz_pairs)
+
+
+# ---- the source's settings (the `multiwoz` resource's fields) ---------------------------------------------------
+# the rehearsal's real samples (../shared/data/README.md): MultiWOZ 2.2 excerpts in the published layout
+REHEARSAL_MULTIWOZ = "multiwoz_2.2/hf_dummy_fixtures"
+
+
+class MultiwozReader(BaseModel):
+    """MultiWOZ 2.2 dialogues (USER/SYSTEM turns)."""
+
+    location: str = profiled(
+        demo="demo",
+        full="archive",
+        rehearsal=shared_data(REHEARSAL_MULTIWOZ),
+        description="'demo', 'archive' (download the published archive), a local folder/JSON file, or 'none'; "
+        "rehearsal: the real excerpts in ../shared/data, published layout.",
+    )
+    splits: list[str] = Field(
+        default_factory=lambda: ["train"],
+        description="Splits of the published layout to read (seed: train only, 8,437 dialogues); dev and test "
+        "stay unseen for evaluation. A single JSON file is read as 'train'.",
+    )
+    archive_url: str = Field(MULTIWOZ_ARCHIVE_URL, description="Published archive, used when location='archive'.")
+    download_timeout_s: float = Field(60.0, gt=0, description="Socket timeout of each archive request.")
+    download_retries: int = Field(4, ge=0, description="Retries of a failed archive download (resumed, with backoff).")
+    demo_seed: int = Field(13, description="Seed of the generated demo dialogues.")
+    unexpected_files: Literal["fail", "skip"] = Field(
+        "fail",
+        description="A file under a local folder outside the published layout (e.g. validation/, "
+        "train/extra.json): 'fail' the run naming it, or 'skip' it and list it in multiwoz_raw's metadata.",
+    )
+
+    @field_validator("splits")
+    @classmethod
+    def _known_splits(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(SPLITS))
+        if unknown or not value:
+            raise ValueError(f"splits {value}: choose one or more of {list(SPLITS)}")
+        return list(dict.fromkeys(value))
+
+    def load(self) -> pa.Table:
+        from llama_sft_dagster.core.demo import corpus as demo_corpus
+
+        if self.location == "demo":
+            return demo_corpus.generate_multiwoz_turns(seed=self.demo_seed)
+        if self.location == NO_SOURCE:
+            return TURN_SCHEMA.empty_table()
+        if self.location == "archive":
+            return load_multiwoz_folder(self._archive_folder(), splits=self.splits)
+        return load_multiwoz_folder(self.location, unexpected_files=self.unexpected_files, splits=self.splits)
+
+    def version(self) -> str:
+        if fixed := fixed_version(self.location, self.demo_seed):
+            return fixed
+        # the splits read are part of the version: reading dev too is new raw data
+        splits = ",".join(self.splits)
+        if self.location == "archive":
+            return f"archive:{self.archive_url}:{splits}"  # the URL pins a commit: a new commit is a new URL
+        return f"file:{local_version(self.location)}:{splits}"
+
+    def _archive_folder(self) -> Path:
+        """The published archive, downloaded (resumably) into the state folder once."""
+        return download_multiwoz_archive(
+            self.archive_url,
+            state_dir() / "downloads" / "multiwoz",
+            timeout=self.download_timeout_s,
+            retries=self.download_retries,
+        )
+
+    def load_held_out(self) -> pa.Table:
+        """Turns of the dev and test dialogues not among `splits` (never trained on), for adapter_evaluation;
+        the demo generates its own (core/demo/held_out.py). Empty when none is left out of training, or the
+        location holds no dev/test split (a single JSON file is read as train)."""
+        from llama_sft_dagster.core.demo.held_out import held_out_turns
+
+        held_out = [s for s in ("dev", "test") if s not in self.splits]
+        if self.location == "demo":
+            return held_out_turns(seed=self.demo_seed)
+        folder = self._archive_folder() if self.location == "archive" else self.location
+        if (
+            self.location == NO_SOURCE
+            or not held_out
+            or not Path(folder).is_dir()
+            or not any((Path(folder) / s).is_dir() for s in held_out)
+        ):
+            return TURN_SCHEMA.empty_table()
+        return load_multiwoz_folder(folder, unexpected_files=self.unexpected_files, splits=held_out)

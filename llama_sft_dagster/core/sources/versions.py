@@ -68,3 +68,27 @@ def cached_hub_revision(
         max_age_s,
         cache_file,
     )
+
+
+# ---- what every source's reader shares (core/sources/<kind>.py: a `...Reader` with `load()` and `version()`) ----
+NO_SOURCE = "none"  # location of a source a run leaves out: no rows, every count downstream is 0 for it
+HUB_PREFIX = "hf://"
+
+
+def fixed_version(location: str, demo_seed: int) -> str | None:
+    """The version of a source that reads nothing or the generated demo corpus; None for any other location."""
+    if location == NO_SOURCE:
+        return NO_SOURCE
+    return f"demo:{demo_version(demo_seed)}" if location == "demo" else None
+
+
+def hub_revision_cache() -> Path:  # follows SFT_STATE_DIR, so tests and checkouts keep their own
+    from llama_sft_dagster.config.profiles import state_dir
+
+    return state_dir() / "cache" / "hub_revisions.json"
+
+
+def hub_location_version(location: str, revision: str | None, token: str | None, max_age_s: float) -> str:
+    """`hub:<sha>` of an `hf://<dataset id>` location, the hub asked at most once per `max_age_s`."""
+    dataset_id = location[len(HUB_PREFIX) :]
+    return f"hub:{cached_hub_revision(dataset_id, revision, token, max_age_s, hub_revision_cache())}"
