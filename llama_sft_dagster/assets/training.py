@@ -152,7 +152,7 @@ def sft_dataset_label_masking(
 ) -> dg.AssetCheckResult:
     import tempfile
 
-    from llama_sft_dagster.core.training.masking import verify_trainer_masking
+    from llama_sft_dagster.core.training.masking import format_options, verify_trainer_masking
     from llama_sft_dagster.core.training.trainer import prepare_data
 
     fmt, train_rows, eval_rows = load_sft(artifacts, "sft_dataset")
@@ -167,9 +167,7 @@ def sft_dataset_label_masking(
                 max_batches=8,
                 split=s,
                 sources=sources[s],
-                system_prompt=fmt["system_prompt"],
-                data_system_message=fmt.get("data_system_message") == "keep",
-                every_reply=fmt.get("loss_turns") == "all",
+                **format_options(fmt),
             )
             for s in ("train", "eval")
         }

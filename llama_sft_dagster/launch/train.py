@@ -190,7 +190,7 @@ def train(job: TrainJob, rank: int, logger) -> dict | None:
     from llama_sft_dagster.core.training import progress
     from llama_sft_dagster.core.training import trainer as training
     from llama_sft_dagster.core.training.device import DevicePlan
-    from llama_sft_dagster.core.training.masking import verify_trainer_masking
+    from llama_sft_dagster.core.training.masking import format_options, verify_trainer_masking
     from llama_sft_dagster.core.training.monitoring import TrainingMonitor
 
     plan, out, main = DevicePlan(**job.plan), Path(job.out_dir), rank == 0
@@ -230,7 +230,7 @@ def train(job: TrainJob, rank: int, logger) -> dict | None:
         trainer.add_callback(progress.TrainerLogsToMlflow())
         trainer.add_callback(progress.ProgressLine(logger.info, config.progress_every, lambda: monitor.total.positions))
     # every rank: the dataloaders synchronise their RNG
-    mask = verify_trainer_masking(trainer, max_batches=4, sources=sources, system_prompt=job.fmt.get("system_prompt"))
+    mask = verify_trainer_masking(trainer, max_batches=4, sources=sources, **format_options(job.fmt))
     if not mask.ok:
         raise MaskingError("label masking is wrong on the training batches: " + "; ".join(mask.examples))
     if torch.cuda.is_available():

@@ -253,6 +253,17 @@ def spread(items: range, k: int) -> list[int]:  # also picks train_adapter's eva
     return sorted({items[round(j * (n - 1) / (k - 1))] for j in range(k)})
 
 
+def format_options(fmt: dict) -> dict:
+    """verify_trainer_masking's keywords for an sft_dataset written with format `fmt` (its config, as saved): the
+    system prompt each header must hold, or the data's own (`data_system_message="keep"`), and which replies carry
+    the loss. The masking check and train_adapter's pre-training check both read it here, so they cannot differ."""
+    return {
+        "system_prompt": fmt.get("system_prompt"),
+        "data_system_message": fmt.get("data_system_message") == "keep",
+        "every_reply": fmt.get("loss_turns") == "all",
+    }
+
+
 def supervised_text(row: dict, every_reply: bool = False) -> str:
     """The text a row's labels must decode to: its last reply, or every assistant turn, each with `<|eot_id|>`."""
     from llama_sft_dagster.core.training.chat_format import conversation
