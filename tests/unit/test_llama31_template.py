@@ -219,3 +219,27 @@ def test_saved_model_stops_on_eot_and_the_check_fails_otherwise(rehearsal_model,
     (broken / "generation_config.json").write_text(json.dumps({**gen, "eos_token_id": 128001}))
     problems, _ = stop_token_problems(broken)
     assert len(problems) == 1 and "does not include <|eot_id|>" in problems[0]
+
+
+@pytest.mark.parametrize("loss_turns", ["last", "all"])
+def test_loss_turns_on_the_real_llama31_template(tokenizer, loss_turns):
+    """The stock Llama-3.1-Instruct template (its date header, no {% generation %} markers) renders earlier turns as
+    prefixes of the whole sample, so loss_turns='all' finds every reply; 'last' keeps the last one only."""
+    from llama_sft_dagster.core.training.chat_format import build_rows, context_rows
+    from llama_sft_dagster.core.training.tokenized import trainer_tokens
+
+    replies = ["Sorry, which order?", "It arrives tomorrow.", "In your account."]
+    context = [
+        {"role": "user", "content": "Hi, my parcel is late."},
+        {"role": "assistant", "content": replies[0]},
+        {"role": "user", "content": "Order 42."},
+        {"role": "assistant", "content": replies[1]},
+    ]
+    rows, _ = context_rows(
+        build_rows(["And the invoice?"], [replies[2]]), [json.dumps(context)], tokenizer, 4096, False, SYSTEM_PROMPT
+    )
+    cols = trainer_tokens(tokenizer, rows, loss_turns=loss_turns)
+    ids, mask = cols["input_ids"][0], cols["completion_mask"][0]
+    supervised = tokenizer.decode([t for t, m in zip(ids, mask) if m], clean_up_tokenization_spaces=False)
+    expected = replies if loss_turns == "all" else replies[-1:]
+    assert supervised == "".join(r + "<|eot_id|>" for r in expected)
