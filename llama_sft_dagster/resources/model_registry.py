@@ -51,12 +51,16 @@ class RegisteredModel:
         )
 
     def attach_card(self, version, card_path) -> None:
-        """The model card as the version's description (the registry page renders it as Markdown) and as
-        `model_card/README.md` among the artifacts of the run the version points at (its run page lists it)."""
+        """The model card's Markdown body as the version's description (the registry page renders it; the YAML
+        front matter is for the hub) and the whole card as `model_card/README.md` among the artifacts of the run
+        the version points at (its run page lists it)."""
         from pathlib import Path
 
+        from llama_sft_dagster.core.report.model_card import split_front_matter
+
         client = self.client()
-        client.update_model_version(self.name, str(version.version), description=Path(card_path).read_text())
+        _, body = split_front_matter(Path(card_path).read_text())
+        client.update_model_version(self.name, str(version.version), description=body.strip())
         if version.run_id:
             client.log_artifact(version.run_id, str(card_path), artifact_path=CARD_ARTIFACT_DIR)
 
