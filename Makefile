@@ -67,6 +67,8 @@ $(BIN)/.installed: pyproject.toml deploy/requirements.lock | $(UV)
 	# `source .venv/bin/activate` then gives the project's instance and lets
 	# `dagster asset materialize --select ...` find the code location when typed in the repo root
 	# (dagster 1.13's `asset materialize` reads -m from this variable, not from pyproject).
+	# (a reinstall replaces the block rather than adding a second one after it)
+	sed -i '/^# llama-sft-dagster$$/,+2d' $(BIN)/activate
 	printf '\n# llama-sft-dagster\nexport DAGSTER_HOME="$${DAGSTER_HOME:-$(DAGSTER_HOME)}"\nexport DAGSTER_CLI_ASSET_MATERIALIZE_MODULE_NAME=llama_sft_dagster.definitions\n' >> $(BIN)/activate
 	touch $@
 
@@ -130,19 +132,27 @@ stale: install
 	$(BIN)/sft-materialize-stale $(if $(SELECT),--select '$(SELECT)') $(STALE_ARGS)
 
 RANKS ?= 8 16 32 64 128
-# quiet as `make demo`: the runs' console logger at WARNING (their events stay in the UI), one line per rank,
-# then the sweep table and where to look
-QUIET := --config-json '{"loggers": {"console": {"config": {"log_level": "WARNING"}}}}'
+SWEEP_LOG = $(STATE)/logs/sweep-r$$r.log
+# quiet as `make demo`: each rank's run (Dagster's events, the training ranks' output) goes to its log file
+# under $(STATE)/logs, one line per rank here, the last lines of the log if it fails; then the sweep table
+# and where to look. The events also stay in the instance: the UI shows each run in full.
 sweep: install
-	@set -o pipefail; for r in $(RANKS); do \
-	  echo "rank $$r: training and scoring an adapter ..."; \
-	  $(BIN)/dagster asset materialize -m llama_sft_dagster.definitions --select lora_rank_sweep --partition $$r $(QUIET) 2>&1 \
-	    | sed -e '/SupersessionWarning/d' -e '/return callback/d' || exit 1; \
+	@mkdir -p $(STATE)/logs; for r in $(RANKS); do \
+	  printf 'rank %-4s training and scoring an adapter ... ' $$r; start=$$(date +%s); \
+	  if $(BIN)/dagster asset materialize -m llama_sft_dagster.definitions --select lora_rank_sweep --partition $$r \
+	      > $(SWEEP_LOG) 2>&1; then echo "done in $$(( $$(date +%s) - start )) s"; \
+	  else echo "FAILED (log: $(SWEEP_LOG))"; tail -n 15 $(SWEEP_LOG); exit 1; fi; \
 	done
-	@set -o pipefail; $(BIN)/dagster asset materialize -m llama_sft_dagster.definitions --select rank_sweep_report \
-	  $(QUIET) 2>&1 | sed -e '/SupersessionWarning/d' -e '/return callback/d'
+	@r=report; printf 'rank_sweep_report ... '; \
+	  if $(BIN)/dagster asset materialize -m llama_sft_dagster.definitions --select rank_sweep_report \
+	      > $(SWEEP_LOG) 2>&1; then echo done; else echo "FAILED (log: $(SWEEP_LOG))"; tail -n 15 $(SWEEP_LOG); exit 1; fi
 	@echo; cat $(STATE)/artifacts/rank_sweep_report/report.md
-	@echo "Where to look: the UI (make ui) asset rank_sweep_report (table and plot); MLflow (make mlflow), one run per rank"
+	@echo "Where to look:"
+	@echo "  the table and plot (make ui):   http://$(UI_HOST):$(UI_PORT)/assets/rank_sweep_report"
+	@echo "  one MLflow run per rank:        make mlflow, then http://$(UI_HOST):$(MLFLOW_PORT) (experiment llama-sft)"
+	@echo "  the curves side by side:        make tensorboard, then http://$(UI_HOST):$(TENSORBOARD_PORT)"
+	@echo "  the table as a file:            $(STATE)/artifacts/rank_sweep_report/report.md"
+	@echo "  each rank's log:                $(STATE)/logs/sweep-r<rank>.log"
 
 # seed-faithful baseline vs the project (bare stages and dg.materialize, both dedup backends) on a generated
 # 95K-pair corpus, the real Llama 3 tokenizer from ../shared/data; ~10 min on 2 idle cores (REPEATS=3: 3 rounds)

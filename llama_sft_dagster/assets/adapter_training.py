@@ -29,7 +29,7 @@ from llama_sft_dagster.config.training import TrainConfig
 from llama_sft_dagster.core.report.tidy import tidy
 from llama_sft_dagster.core.versions import fingerprint, model_folder_version, table_version
 from llama_sft_dagster.launch.command import config_file, describe_failure
-from llama_sft_dagster.launch.job import TrainJob
+from llama_sft_dagster.launch.job import JOB_FILE, TrainJob
 from llama_sft_dagster.launch.launcher import main as launcher_main
 from llama_sft_dagster.launch.train import REPORT_FILE, STEP_PID_ENV
 from llama_sft_dagster.resources.artifacts import ArtifactStore
@@ -134,7 +134,7 @@ def loss_curve(out_dir: Path) -> dict:
 
 def launch(context, job: TrainJob, env: dict[str, str]) -> dict:
     """Run the job through Pipes; rank 0's reported metadata, or a RankFailedError naming the failed rank."""
-    job_path = job.write(job.launch_dir / "job.json")
+    job_path = job.write(job.launch_dir / JOB_FILE)
     # named through the function, so the asset's derived code version covers the launcher and the ranks
     cmd = [sys.executable, "-m", launcher_main.__module__, str(job_path)]
     try:
@@ -247,7 +247,12 @@ def train_adapter_into(
             {"dagster_run_id": context.run.run_id, "train_data_version": data_version, **scalars}, indent=2, default=str
         )
     )
-    return {**inline_plots(reported), **loss_curve(out_dir), **facts}
+    # the run's TensorBoard folder is in the `tensorboard` URL (a link), not a second, path-valued entry
+    return {
+        **inline_plots({k: v for k, v in reported.items() if k != "tensorboard_run"}),
+        **loss_curve(out_dir),
+        **facts,
+    }
 
 
 def tensorboard_url(run_folder: str) -> str:
@@ -255,6 +260,13 @@ def tensorboard_url(run_folder: str) -> str:
     from urllib.parse import quote
 
     return f"{TENSORBOARD_UI_URL}/?runFilter={quote(run_folder)}&tagFilter=loss#timeseries"
+
+
+def tensorboard_run_folder(url: str) -> str:
+    """The run folder a `tensorboard_url` shows (its runFilter), under the TensorBoard root."""
+    from urllib.parse import parse_qs, urlsplit
+
+    return parse_qs(urlsplit(url).query)["runFilter"][0]
 
 
 def plain_values(metadata: dict) -> dict:

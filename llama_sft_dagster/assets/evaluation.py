@@ -242,12 +242,14 @@ def champion_model(
     pool_guard: GpuPoolGuard,
     tracking: MlflowTracking,
 ) -> dg.MaterializeResult:
+    from llama_sft_dagster.assets.model_card import publish_card
     from llama_sft_dagster.resources.model_registry import RegisteredModel
 
     s = _summary(artifacts, "champion_model")
     challenger = Path(s["tuned_model"])
     registry = RegisteredModel(tracking.resolved_uri(), config.registered_model_name)
     version, decision, champion_loss = register_and_decide(registry, s, config, gpu, context, artifacts)
+    card = publish_card(context, artifacts, registry, version, decision.reason)  # README.md + MLflow
     if decision.promote:
         registry.promote(version.version)
         for folder in (challenger.parent, Path(s["adapter"]).parent):  # merged model and its adapter version
@@ -268,6 +270,7 @@ def champion_model(
             "evaluation_loss_champion_before": round_float(champion_loss) if champion_loss is not None else "none",
             "registry": dg.MetadataValue.url(registry_url),
             "champion_path": dg.MetadataValue.path(current.source if current else ""),
+            "model_card": dg.MetadataValue.path(str(card)),
         }
     )
 

@@ -66,6 +66,22 @@ def stage_rows(artifacts: ArtifactStore) -> list:
     return stages
 
 
+def funnel_rows(artifacts: ArtifactStore) -> list[dict]:
+    """The row funnel as table rows: stage, rows in and out, unit, top drop reasons (the report, the model card)."""
+    from llama_sft_dagster.core.report.funnel import top_reasons
+
+    return [
+        {
+            "stage": s.stage,
+            "in": s.rows_in,
+            "out": s.rows_out,
+            "unit": s.unit,
+            "top drop reasons": top_reasons(s.dropped),
+        }
+        for s in stage_rows(artifacts)
+    ]
+
+
 def count_rows(counts: dict[str, Counter], key_name: str) -> list[dict]:
     """Rows of counts per key, one column per name (e.g. train/validation per intent)."""
     keys = sorted(set().union(*counts.values()), key=lambda k: (k is None, str(k)))
@@ -145,24 +161,13 @@ def report_sections(context: dg.AssetExecutionContext, artifacts: ArtifactStore,
     """{section: rows} of the report, in reading order."""
     from llama_sft_dagster.assets.evaluation import DECISION_FILE, SUMMARY_FILE
     from llama_sft_dagster.core.evaluation.metrics import table_rows
-    from llama_sft_dagster.core.report.funnel import top_reasons
 
     evaluation = json.loads(artifacts.upstream("adapter_evaluation", "run_report", SUMMARY_FILE).read_text())
     decision = json.loads(artifacts.upstream("champion_model", "run_report", DECISION_FILE).read_text())
     metrics = pq.read_table(artifacts.path("adapter_evaluation", "metrics.parquet")).to_pylist()
     per_source, per_intent = per_source_and_intent(artifacts)
-    funnel = [
-        {
-            "stage": s.stage,
-            "in": s.rows_in,
-            "out": s.rows_out,
-            "unit": s.unit,
-            "top drop reasons": top_reasons(s.dropped),
-        }
-        for s in stage_rows(artifacts)
-    ]
     return {
-        "funnel": funnel,
+        "funnel": funnel_rows(artifacts),
         "rows_per_source": per_source,
         "rows_per_source_per_stage": source_funnel(artifacts),
         "rows_per_turn_depth": per_turn_depth(artifacts),

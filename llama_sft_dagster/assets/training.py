@@ -280,6 +280,7 @@ def train_adapter_grad_norm(artifacts: ArtifactStore) -> dg.AssetCheckResult:
     "tokenizer; one version folder per run, like train_adapter.",
 )
 def merged_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> dg.MaterializeResult:
+    from llama_sft_dagster.assets.model_card import card_facts, write_card
     from llama_sft_dagster.core.training.merge import base_identity, merge_lora
 
     adapter = artifacts.upstream("train_adapter", "merged_model", "adapter")
@@ -287,6 +288,8 @@ def merged_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore) ->
     out = merge_lora(adapter, version / "model")
     # lineage by file: the champion asset marks this adapter version too, so retention keeps both
     (version / LINEAGE_FILE).write_text(json.dumps({"adapter": str(adapter)}, indent=2))
+    data_version = folder_version(out)  # of the weights and tokenizer: champion_model rewrites the card
+    write_card(card_facts(context, artifacts, adapter), out)
     removed = artifacts.publish("merged_model", version)
     base, revision = base_identity(adapter)
     context.log.info(f"merged {adapter} into {base} -> {out}")
@@ -300,7 +303,7 @@ def merged_model(context: dg.AssetExecutionContext, artifacts: ArtifactStore) ->
             "versions_removed": ", ".join(removed),
         }
     )
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(folder_version(out)))
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(data_version))
 
 
 # blocking: run_report (downstream) reads its result, and a merge that disagrees must not be reported as done

@@ -175,7 +175,8 @@ def closing_summary(run_id: str, printer: StagePrinter, seconds: float, log_path
         lines.append(f"  TensorBoard (make tensorboard): {adapter['tensorboard']}")
     lines += [
         f"  adapter:                        {adapter.get('path', '-')}",
-        f"  merged model:                   {merged.get('path', '-')}",
+        f"  merged model:                   {merged.get('path', '-')}"
+        + ("  (model card: README.md in it)" if champion.get("model_card") else ""),
         f"  report file:                    {report.get('path', '-')}",
         f"  Dagster event log:              {log_path}",
         "",

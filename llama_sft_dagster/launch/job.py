@@ -9,6 +9,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+JOB_FILE = "job.json"  # the job as the asset wrote it, in its launch folder (`TrainJob.launch_dir`)
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainJob:

@@ -20,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 
+from llama_sft_dagster.core.training.series import diag_name
 from llama_sft_dagster.housekeeping.processes import process_gone
 from llama_sft_dagster.launch.job import TrainJob
 
@@ -83,7 +84,7 @@ SECONDARY_STATS = (
 
 
 def open_mlflow_run(job: TrainJob):
-    """Attach rank 0 to the asset's MLflow run so progress.TrainerLogsToMlflow and the monitor log into
+    """Attach rank 0 to the asset's MLflow run so progress.TrainerLogsToTrackers and the monitor log into
     it (the asset opened the run and ends it)."""
     if not job.mlflow_run_id:
         return None
@@ -221,13 +222,12 @@ def train(job: TrainJob, rank: int, logger) -> dict | None:
         job.fmt,
         plan,
         job.checkpoints,
-        ["tensorboard"] if main else ["none"],
+        ["none"],  # TensorBoard and MLflow get the Trainer's logs from progress.TrainerLogsToTrackers
         monitor,
         batch=batch,
     )
     if main:
-        progress.route_tensorboard(trainer, tb_dir)
-        trainer.add_callback(progress.TrainerLogsToMlflow())
+        trainer.add_callback(progress.TrainerLogsToTrackers(tb_dir))
         trainer.add_callback(progress.ProgressLine(logger.info, config.progress_every, lambda: monitor.total.positions))
     # every rank: the dataloaders synchronise their RNG
     mask = verify_trainer_masking(trainer, max_batches=4, sources=sources, **format_options(job.fmt))
@@ -249,7 +249,7 @@ def train(job: TrainJob, rank: int, logger) -> dict | None:
     report = write_report(job, trainer, result, monitor, plots, tb_dir)
     if run is not None:
         if report["token_efficiency"] is not None:
-            mlflow.log_metric("monitor/token_efficiency_whole_run", report["token_efficiency"])
+            mlflow.log_metric(diag_name("token_efficiency_whole_run"), report["token_efficiency"])
         mlflow.flush_async_logging()  # the asset ends the run once this process has exited
     metadata = rank0_metadata(report, monitor, resumed_from, adapter, plots, tb_dir)
     return {**metadata, "attn_implementation_used": training.attention_kernel(trainer.model)}

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 CHAMPION = "champion"
+CARD_ARTIFACT_DIR = "model_card"  # the model card's folder among the run's artifacts
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,20 @@ class RegisteredModel:
         return client.create_model_version(
             self.name, source=source, run_id=run_id or None, tags={k: str(v) for k, v in tags.items()}
         )
+
+    def attach_card(self, version, card_path) -> None:
+        """The model card's Markdown body as the version's description (the registry page renders it; the YAML
+        front matter is for the hub) and the whole card as `model_card/README.md` among the artifacts of the run
+        the version points at (its run page lists it)."""
+        from pathlib import Path
+
+        from llama_sft_dagster.core.report.model_card import split_front_matter
+
+        client = self.client()
+        _, body = split_front_matter(Path(card_path).read_text())
+        client.update_model_version(self.name, str(version.version), description=body.strip())
+        if version.run_id:
+            client.log_artifact(version.run_id, str(card_path), artifact_path=CARD_ARTIFACT_DIR)
 
     def version_url(self, version: str | int, ui_url: str) -> str:
         """The version's page in the MLflow UI (its registry entry, with the run it hangs on)."""

@@ -96,12 +96,12 @@ def test_mlflow_store_and_tensorboard_read_well(demo_cli_run):
     assert not {"vocab_size", "hidden_size", "output_dir", "adam_beta1"} & set(params)  # no model-config noise
     metrics = set(run.data.metrics)
     assert {
-        "train/loss",
-        "eval/loss",
-        "train/learning_rate",
-        "grad_norm/mean_over_modules",
-        "monitor/token_efficiency",
-        "monitor/token_efficiency_whole_run",
+        "train_loss",
+        "eval_loss",
+        "learning_rate",
+        "train_monitor/grad_norm/mean_over_modules",
+        "train_monitor/token_efficiency",
+        "train_monitor/token_efficiency_whole_run",
     } <= metrics
     assert not [m for m in metrics if m.endswith("_proj")], "per-module series belong in TensorBoard"
     artifacts = {f.path for f in client.list_artifacts(run.info.run_id, "plots")}
@@ -115,8 +115,9 @@ def test_mlflow_store_and_tensorboard_read_well(demo_cli_run):
     accumulator.Reload()
     scalars = set(accumulator.Tags()["scalars"])
     # the Trainer's curves beside the monitor's, in one run
-    assert {"train/loss", "eval/loss", "train/learning_rate", "monitor/token_efficiency", "grad_norm/q_proj"} <= scalars
-    assert len(accumulator.Scalars("eval/loss")) == 2
+    trainer = {"train_loss", "eval_loss", "learning_rate"}
+    assert trainer | {"train_monitor/token_efficiency", "train_monitor/grad_norm/q_proj"} <= scalars
+    assert len(accumulator.Scalars("eval_loss")) == 2
     assert not list((state / "artifacts" / "train_adapter" / "checkpoints").rglob("events.out.tfevents.*"))
 
 

@@ -134,5 +134,5 @@ def test_a_killed_rank_fails_the_step_by_name_and_the_rerun_resumes(demo_state, 
     assert result.success
     meta = _metadata(result)
     assert meta["resumed_from"] == killed_at and meta["global_steps"] == config["max_steps"]
-    losses = history(state, meta["mlflow_run_id"], "train/loss")
+    losses = history(state, meta["mlflow_run_id"], "train_loss")
     assert min(losses) > int(killed_at.rsplit("-", 1)[1])  # resumed, not restarted

@@ -160,7 +160,7 @@ def test_sigkill_mid_training_resumes_from_the_latest_checkpoint(demo_state, tmp
     assert meta["resumed_from"] == killed_at
     assert meta["global_steps"] == KILL_CONFIG["max_steps"]
     # the resumed process logged only steps after the checkpoint: it did not restart at step 1
-    losses = client.get_metric_history(meta["mlflow_run_id"], "train/loss")
+    losses = client.get_metric_history(meta["mlflow_run_id"], "train_loss")
     assert losses and min(m.step for m in losses) > step and max(m.step for m in losses) == KILL_CONFIG["max_steps"]
     # the resumed run found the killed process gone and closed its MLflow run
     assert client.get_run(killed_runs[0].info.run_id).info.status == "KILLED"
@@ -175,7 +175,7 @@ def test_sigkill_mid_training_resumes_from_the_latest_checkpoint(demo_state, tmp
     for name in earlier:
         accumulator = EventAccumulator(str(state / "artifacts" / "train_adapter" / "tensorboard" / name))
         accumulator.Reload()
-        assert {"train/loss", "eval/loss", "train/learning_rate"} <= set(accumulator.Tags()["scalars"]), name
+        assert {"train_loss", "eval_loss", "learning_rate"} <= set(accumulator.Tags()["scalars"]), name
 
 
 def test_runs_left_running_by_a_dead_process_are_marked_killed(tmp_path):
@@ -260,7 +260,7 @@ def test_training_goes_on_without_mlflow(demo_state, tmp_path, caplog):
         acc = EventAccumulator(str(f))
         acc.Reload()
         tags |= set(acc.Tags()["scalars"])
-    assert {"train/loss", "eval/loss", "monitor/token_efficiency"} <= tags, sorted(tags)
+    assert {"train_loss", "eval_loss", "train_monitor/token_efficiency"} <= tags, sorted(tags)
 
 
 # --- everything filtered out at sft_dataset -------------------------------------------------------

@@ -8,6 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from llama_sft_dagster.core.training.monitoring import TrainingMonitor, mlflow_families
+from llama_sft_dagster.core.training.series import diag_name
 from llama_sft_dagster.resources.tracking import MlflowTracking, flatten_params, looks_secret, safe_params
 from support.tiny_lora_training import train_tiny
 
@@ -150,17 +151,17 @@ def test_training_logs_trainer_and_monitor_metrics_into_one_run(tracking, tmp_pa
     assert {
         "loss",
         "grad_norm",
-        "monitor/token_efficiency",
-        "grad_norm/mean_over_modules",
-        "stable_rank/mean_over_modules",
-        "lora_drift/mean_over_modules",
-        "memory/rss_gb",
+        "train_monitor/token_efficiency",
+        "train_monitor/grad_norm/mean_over_modules",
+        "train_monitor/stable_rank/mean_over_modules",
+        "train_monitor/lora_drift/mean_over_modules",
+        "train_monitor/memory/rss_gb",
     } <= set(got.data.metrics)
     # per-module series are folded into one per family for MLflow (TensorBoard keeps every module)
-    assert set(mlflow_families(dict.fromkeys(monitor.tags, 0.0))) <= set(got.data.metrics)
-    assert "grad_norm/q_proj" in monitor.tags and "grad_norm/q_proj" not in got.data.metrics
+    assert {diag_name(k) for k in mlflow_families(dict.fromkeys(monitor.tags, 0.0))} <= set(got.data.metrics)
+    assert "grad_norm/q_proj" in monitor.tags and "train_monitor/grad_norm/q_proj" not in got.data.metrics
     assert got.data.params["config.lora_r"] == "8" and "learning_rate" in got.data.params
-    steps = [m.step for m in client.get_metric_history(got.info.run_id, "grad_norm/mean_over_modules")]
+    steps = [m.step for m in client.get_metric_history(got.info.run_id, "train_monitor/grad_norm/mean_over_modules")]
     assert steps == [2, 4]
 
 
@@ -177,7 +178,8 @@ def test_training_proceeds_with_tensorboard_when_store_unreachable(tmp_path, cap
     assert mlflow.active_run() is None
     acc = EventAccumulator(str(tmp_path / "tb"))
     acc.Reload()
-    assert {"monitor/token_efficiency", "grad_norm/q_proj", "eff_rank_entropy/q_proj"} <= set(acc.Tags()["scalars"])
+    tags = {"train_monitor/token_efficiency", "train_monitor/grad_norm/q_proj", "train_monitor/eff_rank_entropy/q_proj"}
+    assert tags <= set(acc.Tags()["scalars"])
 
 
 def test_silent_server_is_asked_once_with_the_probe_timeout(caplog):

@@ -8,7 +8,6 @@ without the data assets. Real Dagster instance, real MLflow SQLite store, real T
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
@@ -195,28 +194,29 @@ def test_masking_check_fails_on_completion_only_loss_with_messages(trained):
             (root / "sft_dataset" / f"good_{split}.parquet").replace(root / "sft_dataset" / f"{split}.parquet")
 
 
+# the monitor's diagnostics, under train_monitor/ in TensorBoard (every module) and MLflow (core/training/series.py)
 MONITOR_KEYS = {
-    "monitor/token_efficiency",
-    "monitor/padding_share",
-    "grad_norm/q_proj",
-    "grad_norm/down_proj",
-    "lora_drift/v_proj",
-    "eff_rank_entropy/o_proj",
-    "eff_rank_nuc_frob/q_proj",
-    "stable_rank/up_proj",
+    "train_monitor/token_efficiency",
+    "train_monitor/padding_share",
+    "train_monitor/grad_norm/q_proj",
+    "train_monitor/grad_norm/down_proj",
+    "train_monitor/lora_drift/v_proj",
+    "train_monitor/eff_rank_entropy/o_proj",
+    "train_monitor/eff_rank_nuc_frob/q_proj",
+    "train_monitor/stable_rank/up_proj",
 }
-# MLflow gets each per-module family as one series (monitoring.mlflow_families) and the Trainer's logs grouped
+# the Trainer's series under the glossary's names, in both tools
+TRAINER_KEYS = {"train_loss", "eval_loss", "learning_rate", "grad_norm"}
+# MLflow gets each per-module family as one series (monitoring.mlflow_families)
 MLFLOW_KEYS = {
-    "monitor/token_efficiency",
-    "monitor/padding_share",
-    "grad_norm/lora_total",
-    "grad_norm/mean_over_modules",
-    "lora_drift/mean_over_modules",
-    "eff_rank_entropy/mean_over_modules",
-    "stable_rank/mean_over_modules",
-    "train/loss",
-    "train/learning_rate",
-    "eval/loss",
+    "train_monitor/token_efficiency",
+    "train_monitor/padding_share",
+    "train_monitor/grad_norm/lora_total",
+    "train_monitor/grad_norm/mean_over_modules",
+    "train_monitor/lora_drift/mean_over_modules",
+    "train_monitor/eff_rank_entropy/mean_over_modules",
+    "train_monitor/stable_rank/mean_over_modules",
+    *TRAINER_KEYS,
 }
 
 
@@ -232,11 +232,15 @@ def test_mlflow_run_finished_and_tensorboard_carry_the_monitor_metrics(trained):
     assert MLFLOW_KEYS <= run.data.metrics.keys()
     assert not [k for k in run.data.metrics if k.endswith("_proj")], "per-module series belong in TensorBoard"
     assert run.data.tags["dagster.run_id"] == result.run_id
+    from llama_sft_dagster.assets.adapter_training import tensorboard_run_folder
     from llama_sft_dagster.config.training import TrainConfig
 
     assert run.data.params["config.train.lora_r"] == str(TrainConfig().lora_r)  # the full config is logged
-    run_dir = Path(meta["tensorboard_run"])  # beside the version folders: every run's curves side by side
-    assert run_dir.parent == root / "train_adapter" / "tensorboard"
+    # one link to the run's curves (a URL, no second path-valued entry); its folder sits beside the version
+    # folders: every run's curves side by side
+    assert "tensorboard_run" not in meta and meta["tensorboard"].startswith("http")
+    run_dir = root / "train_adapter" / "tensorboard" / tensorboard_run_folder(meta["tensorboard"])
+    assert run_dir.is_dir()
     events = sorted(run_dir.rglob("events.out.tfevents.*"))
     assert events, "no TensorBoard event files"
     tags = set()
@@ -244,5 +248,8 @@ def test_mlflow_run_finished_and_tensorboard_carry_the_monitor_metrics(trained):
         acc = EventAccumulator(str(f))
         acc.Reload()
         tags |= set(acc.Tags()["scalars"])
-    assert MONITOR_KEYS | {"train/loss", "eval/loss", "train/learning_rate"} <= tags
-    assert any(t.startswith("act_norm/layer_") for t in tags)
+    assert MONITOR_KEYS | TRAINER_KEYS <= tags
+    assert any(t.startswith("train_monitor/act_norm/layer_") for t in tags)
+    # the losses sort first in both tools (they list series by name), the diagnostics after them
+    assert sorted(tags)[:4] == sorted(TRAINER_KEYS) and sorted(run.data.metrics)[:4] == sorted(TRAINER_KEYS)
+    assert not {t for t in tags | set(run.data.metrics) if "/" in t and not t.startswith("train_monitor/")}

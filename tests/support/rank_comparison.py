@@ -61,7 +61,7 @@ def assert_same_trajectories(runs: dict[int, Run], max_steps: int, tolerance: fl
     both (the README's "Scaling out" numbers) and returns the largest train-loss difference."""
     (s1, m1, _), (s2, m2, _) = runs[1], runs[2]
     assert m2["launch_processes"] == 2 and m1["launch_processes"] == 1 and m2["global_steps"] == max_steps
-    loss1, loss2 = history(s1, m1["mlflow_run_id"], "train/loss"), history(s2, m2["mlflow_run_id"], "train/loss")
+    loss1, loss2 = history(s1, m1["mlflow_run_id"], "train_loss"), history(s2, m2["mlflow_run_id"], "train_loss")
     assert sorted(loss1) == sorted(loss2) == list(range(1, max_steps + 1))
     diffs = {s: abs(loss1[s] - loss2[s]) for s in loss1}
     for n, (_, m, t) in runs.items():
@@ -71,7 +71,7 @@ def assert_same_trajectories(runs: dict[int, Run], max_steps: int, tolerance: fl
         )
     print(f"max |loss difference| {max(diffs.values()):.2e}")
     assert max(diffs.values()) <= tolerance, diffs
-    eval1, eval2 = history(s1, m1["mlflow_run_id"], "eval/loss"), history(s2, m2["mlflow_run_id"], "eval/loss")
+    eval1, eval2 = history(s1, m1["mlflow_run_id"], "eval_loss"), history(s2, m2["mlflow_run_id"], "eval_loss")
     print(f"eval_loss 1 process {eval1}, 2 processes {eval2}")
     assert eval1 and eval1.keys() == eval2.keys() and all(abs(eval1[s] - eval2[s]) <= tolerance for s in eval1)
     return max(diffs.values())
@@ -79,7 +79,8 @@ def assert_same_trajectories(runs: dict[int, Run], max_steps: int, tolerance: fl
 
 def assert_rank0_alone_wrote(runs: dict[int, Run]) -> None:
     """The 2-process run published one adapter and one finished MLflow run, and wrote the 1-process run's
-    TensorBoard files (the runs' metadata must hold `mlflow_run_id` and `tensorboard_run`)."""
+    TensorBoard files (the runs' metadata must hold `mlflow_run_id` and the `tensorboard` URL)."""
+    from llama_sft_dagster.assets.adapter_training import tensorboard_run_folder
     from llama_sft_dagster.resources.artifacts import ArtifactStore
 
     (s1, m1, _), (s2, m2, _) = runs[1], runs[2]
@@ -93,5 +94,6 @@ def assert_rank0_alone_wrote(runs: dict[int, Run]) -> None:
     # one run folder, written once by each of rank 0's two writers (the Trainer's and the monitor's)
     for state, meta in ((s1, m1), (s2, m2)):  # training_copy removed the built run's train_adapter folder
         assert event_dirs(train_dir(state)) == {"tensorboard/*": 2}
-        assert len(list(Path(meta["tensorboard_run"]).glob("events.out.tfevents.*"))) == 2
+        run_folder = train_dir(state) / "tensorboard" / tensorboard_run_folder(meta["tensorboard"])
+        assert len(list(run_folder.glob("events.out.tfevents.*"))) == 2
     assert not list(adapter.parent.rglob("events.out.tfevents.*"))

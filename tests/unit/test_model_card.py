@@ -12,7 +12,20 @@ def facts(base="meta-llama/Llama-3.1-8B-Instruct") -> CardFacts:
         version="3",
         base_model=base,
         base_revision="0e9e39f",
-        sources={"bitext": "hf:abc123", "multiwoz": "archive:etag-9"},
+        sources=[
+            {
+                "source": "bitext",
+                "read from": "hf://bitext/x",
+                "source version": "hub:abc123",
+                "raw data version": "9f",
+            },
+            {
+                "source": "multiwoz",
+                "read from": "archive",
+                "source version": "archive:etag-9",
+                "raw data version": "1c",
+            },
+        ],
         datasets=["bitext/Bitext-customer-support-llm-chatbot-training-dataset"],
         funnel=[
             {"stage": "word_count_filtered", "in": 5000, "out": 4800, "unit": "pairs", "top drop reasons": "short 200"}
@@ -41,16 +54,29 @@ def test_card_front_matter_and_sections():
     ]:
         assert heading in body, heading
     assert "Llama 3.1 Community License" in body and "Built with Llama" in body
-    assert "| bitext | hf:abc123 |" in body and "| word_count_filtered | 5000 | 4800 |" in body
+    assert "| bitext | hf://bitext/x | hub:abc123 | 9f |" in body and "| word_count_filtered | 5000 | 4800 |" in body
+    assert "not from Llama 3.1's weights" not in body
     assert "| lora_r | 64 |" in body and "| max_length | 580 |" in body
     assert "| evaluation_loss | 1.3 | 0.8 |" in body and "| validation | overall | 40 | 1.234 | 0.61 |" in body
 
 
 def test_a_local_base_is_not_labelled_llama_licensed():
-    front, _ = split_front_matter(model_card(facts(base="demo: tiny Llama built locally")))
-    assert front["license"] == "other"
+    front, body = split_front_matter(model_card(facts(base="demo: tiny Llama built locally")))
+    assert front["license"] == "other" and "base_model" not in front  # the hub takes only a model id there
+    assert "not from Llama 3.1's weights" in body
 
 
 def test_front_matter_is_required():
     with pytest.raises(ValueError, match="front matter"):
         split_front_matter("# no metadata\n")
+
+
+def test_the_merge_time_card_says_it_is_not_evaluated_yet():
+    """merged_model writes the card before any evaluation or registration: no empty tables, no version."""
+    f = facts()
+    f.version, f.evaluation, f.losses, f.decision = "", [], {}, ""
+    front, body = split_front_matter(model_card(f))
+    assert "# llama-sft-merged (merged, not registered yet)" in body
+    assert "Not evaluated yet" in body and "| evaluation_loss |" not in body and "Champion decision" not in body
+    assert front["base_model"] == "meta-llama/Llama-3.1-8B-Instruct" and front["base_model_relation"] == "finetune"
+    assert "| multiwoz | archive | archive:etag-9 | 1c |" in body and "| lora_r | 64 |" in body  # lineage, config

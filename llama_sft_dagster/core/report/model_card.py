@@ -1,7 +1,8 @@
 """The merged model's card: README.md in Hugging Face's format (YAML front matter, then Markdown sections).
 
-champion_model writes it into the merged model's folder and logs it to MLflow with the registered version;
-pure logic on plain values here:
+merged_model writes it into the merged model's folder (`model/README.md`) when it merges, without figures of
+evaluation; champion_model rewrites it once the model is evaluated and registered (the evaluation table, the
+version, the decision) and logs it to MLflow with that version (assets/model_card.py). Pure logic here:
 
     text = model_card(CardFacts(...))
     front, body = split_front_matter(text)    # front: the YAML metadata as a dict
@@ -21,15 +22,24 @@ LLAMA_NOTICE = (
     "All Rights Reserved. Built with Llama. Use of this model is governed by the Llama 3.1 Community "
     "License and Meta's Acceptable Use Policy; a copy of the license must accompany any redistribution."
 )
+LOCAL_BASE_NOTE = (
+    "This base was built here, not from Llama 3.1's weights: the notice below is what a model fine-tuned from "
+    "meta-llama/Llama-3.1-8B-Instruct (the full profile) carries, and it covers the Llama 3.1 tokenizer where "
+    "one is used (the rehearsal profile)."
+)
+NOT_EVALUATED = (
+    "Not evaluated yet: adapter_evaluation scores this model against its base, and champion_model rewrites "
+    "this card with the figures when it registers the model."
+)
 
 
 @dataclass
 class CardFacts:
     name: str  # the registered model name
-    version: str  # its registered version
+    version: str  # its registered version ("" before champion_model registers it)
     base_model: str  # hub id (meta-llama/...) or a local description (the demo's tiny Llama)
     base_revision: str
-    sources: Mapping[str, str]  # source -> data version (file hash, hub commit, archive)
+    sources: Sequence[Mapping]  # per source: where it was read, its observed version, its raw table's data version
     datasets: Sequence[str]  # the published datasets among them, as the hub names them (front matter `datasets`)
     funnel: Sequence[Mapping]  # stage, in, out, unit, top drop reasons
     training: Mapping[str, object]  # TrainConfig fields as trained
@@ -54,8 +64,10 @@ def _table(rows: Sequence[Mapping]) -> str:
 
 def front_matter(facts: CardFacts) -> dict:
     llama = facts.base_model.startswith(LLAMA_HUB_PREFIX)
+    # the hub links base_model to a model page: only a hub id goes there (the demo's local base is described below)
+    hub = {"base_model": facts.base_model, "base_model_relation": "finetune"} if "/" in facts.base_model else {}
     return {
-        "base_model": facts.base_model,
+        **hub,
         "library_name": "transformers",
         "license": "llama3.1" if llama else "other",
         "language": ["en"],
@@ -69,6 +81,8 @@ def model_card(facts: CardFacts) -> str:
     from llama_sft_dagster.core.report.losses import GLOSSARY
 
     meta = yaml.safe_dump(front_matter(facts), sort_keys=False, allow_unicode=True).strip()
+    llama = facts.base_model.startswith(LLAMA_HUB_PREFIX)
+    title = f"{facts.name} v{facts.version}" if facts.version else f"{facts.name} (merged, not registered yet)"
     lora = {k: v for k, v in facts.training.items() if k.startswith("lora_")}
     hp = {k: v for k, v in facts.training.items() if not k.startswith("lora_")}
     losses = [
@@ -77,25 +91,32 @@ def model_card(facts: CardFacts) -> str:
     ]
     sections = [
         f"---\n{meta}\n---",
-        f"# {facts.name} v{facts.version}",
+        f"# {title}",
         "A LoRA fine-tune of the base model below for customer-support replies, merged into the base weights "
         "(safetensors, with the tokenizer and its Llama 3 chat template). Built by llama-sft-dagster.",
         "## Base model and licence",
         f"- Base model: `{facts.base_model}` (revision `{facts.base_revision or 'local'}`)",
+        *([] if llama else [LOCAL_BASE_NOTE]),
         f"- {LLAMA_NOTICE}",
         "## Data lineage",
         "Sources and the data versions this model was trained on:",
-        _table([{"source": s, "data version": v} for s, v in facts.sources.items()]),
+        _table(facts.sources),
         "Row funnel, stage by stage (rows in -> out, top drop reasons):",
         _table(facts.funnel),
         "## Training",
         "LoRA (PEFT) with TRL's SFTTrainer, loss on the assistant reply and its `<|eot_id|>` only.",
         _table([{"setting": k, "value": v} for k, v in {**lora, **hp, **facts.sample_format}.items()]),
         "## Evaluation",
-        "Mean cross-entropy per supervised reply token (token-weighted), base vs this model on the same rows:",
-        _table(losses),
-        "\n".join(f"- `{n}`: {GLOSSARY[n]}" for n in ("validation_loss", "held_out_loss", "evaluation_loss")),
-        _table(facts.evaluation),
+        *(
+            [
+                "Mean cross-entropy per supervised reply token (token-weighted), base vs this model on the same rows:",
+                _table(losses),
+                "\n".join(f"- `{n}`: {GLOSSARY[n]}" for n in ("validation_loss", "held_out_loss", "evaluation_loss")),
+                _table(facts.evaluation),
+            ]
+            if facts.losses
+            else [NOT_EVALUATED]
+        ),
         *([f"Champion decision: {facts.decision}"] if facts.decision else []),
         "## Intended use",
         "Drafting replies in English customer-support conversations (orders, refunds, accounts, shipping, "

@@ -1,5 +1,9 @@
 """Training monitor: a transformers `TrainerCallback` writing LoRA health metrics to TensorBoard and MLflow.
 
+The names below are the monitor's own (its `history`, `tags`, plots); both tools get them under
+`train_monitor/` (`monitor/token_efficiency` as `train_monitor/token_efficiency`), after the losses
+(core/training/series.py).
+
 Every `log_every` optimizer steps:
   monitor/token_efficiency   supervised tokens / all positions (labels != -100 over input_ids.numel(),
                              padding included) over the micro-batches of the window
@@ -73,6 +77,7 @@ from llama_sft_dagster.core.training.rank_metrics import (
     rank_measures,
     singular_values,
 )
+from llama_sft_dagster.core.training.series import diag_name
 
 log = logging.getLogger(__name__)
 
@@ -390,7 +395,7 @@ class TrainingMonitor(TrainerCallback):
         self.tags.update(metrics)
         if self._writer is not None:
             for tag, value in metrics.items():
-                self._writer.add_scalar(tag, value, step)
+                self._writer.add_scalar(diag_name(tag), value, step)
             self._writer.flush()
         if self.use_mlflow and not self._mlflow_failed:
             self._log_mlflow(step, metrics)
@@ -401,7 +406,7 @@ class TrainingMonitor(TrainerCallback):
         if mlflow.active_run() is None:
             return
         try:
-            mlflow.log_metrics(mlflow_families(metrics), step=step)
+            mlflow.log_metrics({diag_name(k): v for k, v in mlflow_families(metrics).items()}, step=step)
         except Exception as exc:  # a tracking outage must not stop training; TensorBoard keeps everything
             self._mlflow_failed = True
             log.warning("TrainingMonitor: MLflow logging failed (%s); continuing with TensorBoard only", exc)

@@ -3,15 +3,15 @@
 - `ProgressLine`: a `TrainerCallback` that reports one line every `every` optimizer steps and after each
   evaluation: "train step 10/40  loss 5.123  1,234 tokens/s  ETA 0:00:35". The asset
   passes `context.log.info`, so the line is in the Dagster run log (UI) and `make demo` prints it.
-- `TrainerLogsToMlflow`: forwards the Trainer's logs (loss, eval_loss, learning_rate, grad_norm) to the
-  active MLflow run under TensorBoard's names (train/loss, eval/loss...). It replaces transformers'
-  MLflowCallback, which also logs every TrainingArguments field and the whole model config as params
-  (~200, most of them noise): the run's params are then only what `train_adapter` logs (what a user tuned,
-  see resources/tracking.py).
-- `tensorboard_run_dir` / `route_tensorboard`: one readable TensorBoard run folder per training run,
-  shared by the Trainer's TensorBoardCallback (loss, eval loss, learning rate) and the TrainingMonitor.
-  The Trainer's default folder is `<output_dir>/runs/...`, inside the checkpoints folder, which is
-  cleared whenever the config changes; this one is not.
+- `TrainerLogsToTrackers`: writes the Trainer's logs to TensorBoard and to the active MLflow run under the
+  names of core/training/series.py (train_loss, eval_loss, learning_rate, grad_norm first; the rest under
+  train_monitor/), the same names in both tools. It replaces transformers' TensorBoardCallback (its names,
+  train/loss and eval/loss, are not the glossary's) and MLflowCallback, which also logs every
+  TrainingArguments field and the whole model config as params (~200, most of them noise): the run's params
+  are then only what `train_adapter` logs (what a user tuned, see resources/tracking.py).
+- `tensorboard_run_dir`: one readable TensorBoard run folder per training run, shared by that callback and
+  the TrainingMonitor. The Trainer's default folder is `<output_dir>/runs/...`, inside the checkpoints
+  folder, which is cleared whenever the config changes; this one is not.
 """
 
 from __future__ import annotations
@@ -36,17 +36,6 @@ def tensorboard_run_dir(
     steps = f"steps{max_steps}" if max_steps > 0 else "epochs"
     name = f"{now:%Y-%m-%d_%H%M%S}_r{lora_r}_lr{learning_rate:g}_{steps}_{run_id[:8]}"
     return Path(root) / re.sub(r"[^A-Za-z0-9_.-]", "-", name)
-
-
-def route_tensorboard(trainer, log_dir: Path) -> bool:
-    """Point the Trainer's TensorBoardCallback at `log_dir` (before `train()`); False if it has none."""
-    from transformers.integrations import TensorBoardCallback
-
-    for callback in trainer.callback_handler.callbacks:
-        if isinstance(callback, TensorBoardCallback):
-            callback.logging_dir = str(log_dir)  # read at on_train_begin when it opens its writer
-            return True
-    return False
 
 
 def _eta(seconds: float) -> str:
@@ -99,26 +88,40 @@ class ProgressLine(TrainerCallback):
         return "  ".join(parts)
 
 
-class TrainerLogsToMlflow(TrainerCallback):
-    """Numeric Trainer logs -> the active MLflow run (train_* summary keys of the last log included)."""
+class TrainerLogsToTrackers(TrainerCallback):
+    """The Trainer's numeric logs under the project's series names (core/training/series.py) to TensorBoard
+    (a writer on `log_dir`, opened at train begin) and to the active MLflow run; rank 0 only."""
 
-    def __init__(self):
-        self.failed = False
+    def __init__(self, log_dir: Path | None = None):
+        self.log_dir, self.failed, self._writer = log_dir, False, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.log_dir is not None and state.is_world_process_zero and self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(self.log_dir))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         import mlflow
 
-        if self.failed or mlflow.active_run() is None or not state.is_world_process_zero:
+        from llama_sft_dagster.core.training.series import trainer_series
+
+        metrics = trainer_series(logs or {})
+        if not state.is_world_process_zero or not metrics:
             return
-        # grouped as TensorBoardCallback names them (train/loss, eval/loss): one section per family in MLflow
-        metrics = {
-            (f"eval/{k[5:]}" if k.startswith("eval_") else f"train/{k}"): float(v)
-            for k, v in (logs or {}).items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch"
-        }
+        if self._writer is not None:
+            for tag, value in metrics.items():
+                self._writer.add_scalar(tag, value, state.global_step)
+            self._writer.flush()
+        if self.failed or mlflow.active_run() is None:
+            return
         try:
-            if metrics:
-                mlflow.log_metrics(metrics, step=state.global_step)
+            mlflow.log_metrics(metrics, step=state.global_step)
         except Exception as exc:  # a tracking outage must not stop training
             self.failed = True
             log.warning("MLflow logging of the Trainer's metrics failed (%s); TensorBoard keeps them", exc)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
