@@ -1,10 +1,9 @@
 """The project's commands as a user types them, in subprocesses from the repo root:
-`sft-materialize-stale` (persistent instance, printed causes, no-op timing), the missing-upstream
-message of `dagster asset materialize`, and the UI launcher's signal handling."""
+`sft-materialize-stale` (persistent instance, printed causes, a no-op that starts no run), the missing-upstream
+message of `dagster asset materialize`, an error before any run. (The UI launcher's signal handling is tested
+on the browser tests' server: tests/e2e/test_ui_browser.py.)"""
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,7 +36,7 @@ def user_env(isolated_state):
 
 
 @pytest.mark.slow
-def test_stale_command_uses_persistent_instance_prints_causes_and_noop_is_fast(user_env, isolated_state):
+def test_stale_command_uses_persistent_instance_prints_causes_and_a_noop_starts_no_run(user_env, isolated_state):
     cmd = [str(BIN / "sft-materialize-stale"), "--select", DATA_CHAIN]
     first, _ = run(cmd, user_env)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -107,42 +106,3 @@ def test_materialize_train_adapter_alone_on_empty_store_says_select_upstream(iso
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "--select '*train_adapter'" in out, out[-2000:]  # the asset ran: the command found the code location
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.slow
-def test_ui_started_with_sigint_ignored_still_stops_on_sigterm(isolated_state):
-    """A background job of a non-interactive shell starts with SIGINT ignored; the launcher must undo that."""
-    port = free_port()
-    env = {**os.environ, "SFT_STATE_DIR": str(isolated_state)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_sft_dagster.cli.ui", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert proc.poll() is None
-            time.sleep(0.5)
-        else:
-            pytest.fail("web UI did not listen within 120 s")
-        started = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-        print(f"stopped {time.monotonic() - started:.1f} s after SIGTERM")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()

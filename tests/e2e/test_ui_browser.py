@@ -1,15 +1,15 @@
-"""The web UI in a real browser: `python -m llama_sft_dagster.cli.ui` (what `make ui` runs) starts
-`dagster dev` on 127.0.0.1; headless Debian chromium (driven by Playwright) lists the project's assets,
-materializes the raw group through the UI's "Materialize all" button, and the run succeeds.
-Screenshot: test-artifacts/ui_asset_graph.png. Needs /usr/bin/chromium (`make browser`).
+"""The web UI in a real browser, on one `dagster dev` for the whole module: `python -m
+llama_sft_dagster.cli.ui` (what `make ui` runs) on the session's `make demo` state, started as a background job
+of a script starts (SIGINT ignored). Headless Debian chromium (driven by Playwright) checks what a newcomer sees
+after `make demo` (no Unsynced asset, the lineage's names, the run report's tables and links, MLflow's runs
+table), then materializes the raw stage through the UI's "Materialize all" button, and the last test stops the
+server with SIGTERM. Screenshots under test-artifacts/. Needs /usr/bin/chromium (`make browser`).
 """
 
 import contextlib
-import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +20,7 @@ import pytest
 
 from llama_sft_dagster.assets.source_table import SOURCES
 from support.paths import REPO
+from support.ui_server import LOCATION, free_port, graphql, ui_server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -31,89 +32,35 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
 ]
 ARTIFACTS = REPO / "test-artifacts"
-LOCATION = "llama_sft_dagster"  # workspace.yaml's name: `make ui` and `make demo` share it
-LOCATIONS_QUERY = (
-    "{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { __typename } } } } }"
-)
 RAW_ASSETS = [s.raw_asset for s in SOURCES]  # every source of the table (a team's conversations: off, 0 rows)
 RAW_STAGE = [*RAW_ASSETS, "raw_pairs"]  # tag stage=raw (every asset shares one group)
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+RUNS_QUERY = "{ runsOrError { ... on Runs { results { runId status assetSelection { path } } } } }"
 
 
-def graphql(base: str, query: str) -> dict:
-    request = urllib.request.Request(
-        f"{base}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        body = json.loads(response.read())
-    assert not body.get("errors"), body["errors"]
-    return body["data"]
+def run_ids(base: str) -> set[str]:
+    return {r["runId"] for r in graphql(base, RUNS_QUERY)["runsOrError"]["results"]}
 
 
-def wait_for_server(base: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+def wait_for_new_runs(base: str, before: set[str], timeout_s: float = 180) -> list[dict]:
+    """The runs not in `before`, once there is one and every one of them has finished."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        assert proc.poll() is None, f"dagster dev exited with {proc.returncode}"
-        try:
-            entries = graphql(base, LOCATIONS_QUERY)["workspaceOrError"]["locationEntries"]
-            if {(e["name"], e["locationOrLoadError"]["__typename"]) for e in entries if e["locationOrLoadError"]} == {
-                (LOCATION, "RepositoryLocation")
-            }:
-                return
-        except OSError:
-            pass
-        time.sleep(1)
-    raise TimeoutError(f"{base} did not serve the code location within {timeout_s} s")
-
-
-def wait_for_runs(base: str, timeout_s: float = 180) -> list[dict]:
-    query = "{ runsOrError { ... on Runs { results { runId status assetSelection { path } } } } }"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        runs = graphql(base, query)["runsOrError"]["results"]
+        runs = [r for r in graphql(base, RUNS_QUERY)["runsOrError"]["results"] if r["runId"] not in before]
         if runs and all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs):
             return runs
         time.sleep(1)
     raise TimeoutError(f"runs not finished within {timeout_s} s: {runs}")
 
 
-@contextlib.contextmanager
-def ui_server(state: Path):
-    """`python -m llama_sft_dagster.cli.ui` (what `make ui` runs) on `state`; yields (base URL, process)."""
-    port = free_port()
-    env = {**os.environ, "SFT_STATE_DIR": str(state), "DAGSTER_HOME": str(state / "dagster_home")}
-    log = open(state / f"dagster_dev_{port}.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_sft_dagster.cli.ui", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_server(base, proc)
-        yield base, proc
-    finally:
-        started = time.monotonic()
-        proc.send_signal(signal.SIGTERM)  # by its PID only; dagster dev stops its own children
-        try:
-            proc.wait(timeout=30)
-        finally:
-            log.close()
-        print(f"dagster dev stopped {time.monotonic() - started:.1f} s after SIGTERM")
-
-
-@pytest.fixture
-def dagster_ui(isolated_state):
-    with ui_server(isolated_state) as served:
+@pytest.fixture(scope="module")
+def demo_ui(demo_cli_run):
+    """The module's one `make ui` server, on the session's demo state; (base URL, process)."""
+    assert demo_cli_run.returncode == 0, demo_cli_run.stdout[-2000:]
+    with ui_server(demo_cli_run.state, sigint_ignored=True) as served:
         yield served
 
 
@@ -126,48 +73,11 @@ def open_browser(pw):
     return browser, page
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed: run `make browser`")
-def test_asset_graph_lists_assets_and_materializes_raw_group(dagster_ui, isolated_state):
-    from playwright.sync_api import sync_playwright
-
-    base, proc = dagster_ui
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        browser, page = open_browser(pw)
-        page.goto(f"{base}/assets", wait_until="networkidle")
-        for name in [
-            "bitext_raw",
-            "raw_pairs",
-            "word_count_filtered",
-            "english_filtered",
-            "train_pairs",
-            "validation_pairs",
-        ]:
-            page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
-
-        # the lineage filtered to the raw stage (the selection after "~", as the UI's filter box writes it)
-        page.goto(f"{base}/asset-groups~tag:stage=raw", wait_until="networkidle")
-        for name in RAW_STAGE:
-            page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
-        # the button's accessible name starts with its icon's name: match the words, and check the run's selection
-        page.get_by_role("button", name="Materialize all").first.click()
-        runs = wait_for_runs(base)
-        assert [r["status"] for r in runs] == ["SUCCESS"], runs
-        assert sorted(p["path"][0] for p in runs[0]["assetSelection"]) == sorted([*RAW_ASSETS, "raw_pairs"])
-
-        page.reload(wait_until="networkidle")
-        page.get_by_text("Materialized").first.wait_for(timeout=30_000)
-        page.screenshot(path=str(ARTIFACTS / "ui_asset_graph.png"))
-        browser.close()
-    assert (isolated_state / "artifacts" / "raw_pairs" / "data.parquet").exists()
-    assert proc.poll() is None
-
-
 STALE_QUERY = "{ assetNodes { assetKey { path } isObservable staleStatus staleCauses { reason } } }"
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed: run `make browser`")
-def test_ui_after_make_demo_is_clean_and_shows_the_run_report(demo_cli_run):
+def test_ui_after_make_demo_is_clean_and_shows_the_run_report(demo_cli_run, demo_ui):
     """After `make demo`: nothing Unsynced, the run on the sft_pipeline job page, the run report with the
     funnel and an inline plot visible without a click. Screenshots: test-artifacts/ui_run_report.png."""
     from playwright.sync_api import sync_playwright
@@ -175,7 +85,8 @@ def test_ui_after_make_demo_is_clean_and_shows_the_run_report(demo_cli_run):
     assert demo_cli_run.returncode == 0, demo_cli_run.stdout[-2000:]
     run_id = next(line.split()[1] for line in demo_cli_run.lines if line.startswith("run "))
     ARTIFACTS.mkdir(exist_ok=True)
-    with ui_server(demo_cli_run.state) as (base, proc), sync_playwright() as pw:
+    base, proc = demo_ui
+    with sync_playwright() as pw:
         nodes = graphql(base, STALE_QUERY)["assetNodes"]
         stale = [(n["assetKey"]["path"], n["staleCauses"]) for n in nodes if n["staleStatus"] == "STALE"]
         assert not stale, f"Unsynced after make demo: {stale}"
@@ -233,7 +144,7 @@ def served(cmd: list[str], url: str, log_path: Path, env: dict | None = None, ti
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed: run `make browser`")
-def test_lineage_names_every_asset_and_the_report_covers_the_run(demo_cli_run):
+def test_lineage_names_every_asset_and_the_report_covers_the_run(demo_cli_run, demo_ui):
     """After `make demo`: the lineage (global graph and job page) opens with the asset names readable, not
     as collapsed group boxes; run_report shows its tables in place (funnel, losses with their definitions,
     evaluation, champion decision, every check of the graph with the count) and links by URL.
@@ -249,7 +160,8 @@ def test_lineage_names_every_asset_and_the_report_covers_the_run(demo_cli_run):
     # the nodes in view, long names shortened at the fit-to-screen zoom: these are at its left end, in full
     # (base_model is no longer among them: it follows base_tokenizer, which follows raw_pairs in the demo profile)
     names = ["bitext_raw", "multiwoz_raw", "raw_pairs"]
-    with ui_server(demo_cli_run.state) as (base, proc), sync_playwright() as pw:
+    base, proc = demo_ui
+    with sync_playwright() as pw:
         browser, page = open_browser(pw)
         for url, shot in [
             (f"{base}/asset-groups", "ui_lineage.png"),
@@ -305,3 +217,55 @@ def test_mlflow_link_opens_the_runs_table_in_a_fresh_browser(demo_cli_run):
         assert "genai" not in page.url, page.url
         page.screenshot(path=str(ARTIFACTS / "mlflow_run.png"))
         browser.close()
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed: run `make browser`")
+def test_asset_graph_lists_assets_and_materializes_raw_group(demo_ui, demo_cli_run):
+    """The catalog lists the pipeline's assets; the lineage filtered to the raw stage materializes it with the
+    UI's "Materialize all" button, in one run of exactly the raw stage's assets, which succeeds. (After the
+    other tests of the module: it adds a run to the demo instance, with the same data versions.)"""
+    from playwright.sync_api import sync_playwright
+
+    base, proc = demo_ui
+    before = run_ids(base)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser, page = open_browser(pw)
+        page.goto(f"{base}/assets", wait_until="networkidle")
+        for name in [
+            "bitext_raw",
+            "raw_pairs",
+            "word_count_filtered",
+            "english_filtered",
+            "train_pairs",
+            "validation_pairs",
+        ]:
+            page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
+
+        # the lineage filtered to the raw stage (the selection after "~", as the UI's filter box writes it)
+        page.goto(f"{base}/asset-groups~tag:stage=raw", wait_until="networkidle")
+        for name in RAW_STAGE:
+            page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
+        # the button's accessible name starts with its icon's name: match the words, and check the run's selection
+        page.get_by_role("button", name="Materialize all").first.click()
+        runs = wait_for_new_runs(base, before)
+        assert [r["status"] for r in runs] == ["SUCCESS"], runs
+        assert sorted(p["path"][0] for p in runs[0]["assetSelection"]) == sorted([*RAW_ASSETS, "raw_pairs"])
+
+        page.reload(wait_until="networkidle")
+        page.get_by_text("Materialized").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "ui_asset_graph.png"))
+        browser.close()
+    assert (demo_cli_run.state / "artifacts" / "raw_pairs" / "data.parquet").exists()
+    assert proc.poll() is None
+
+
+def test_ui_started_with_sigint_ignored_still_stops_on_sigterm(demo_ui):
+    """The module's server was started as a background job of a non-interactive shell starts, SIGINT ignored;
+    the launcher undoes that, so SIGTERM to its PID stops it and its children (last test: it stops the server)."""
+    _, proc = demo_ui
+    assert proc.poll() is None
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) is not None
+    print(f"dagster dev stopped {time.monotonic() - started:.1f} s after SIGTERM")

@@ -55,8 +55,9 @@ def test_grep_finds_a_planted_token(tmp_path):
 
 @pytest.mark.slow
 def test_hub_token_from_env_is_never_written(demo_state):
-    """Whole graph (raw -> merged_model) with HuggingFaceHub/BitextSource given dg.EnvVar("HF_TOKEN") and a
-    fake token in the environment, on a persistent Dagster instance: no file under the state folder holds it."""
+    """Whole graph (`make demo`'s command, raw -> champion_model) with a fake HF_TOKEN in the environment,
+    which the code location gives HuggingFaceHub as dg.EnvVar("HF_TOKEN"), on a persistent Dagster instance:
+    no file under the state folder holds it."""
     files = [p for p in demo_state.rglob("*") if p.is_file()]
     names = {p.relative_to(demo_state).parts[0] for p in files}
     assert {"artifacts", "dagster_home", "mlflow.db"} <= names, names  # every store was written

@@ -1,111 +1,75 @@
-"""End-to-end demo-profile training: base_tokenizer, base_model -> sft_dataset (+ checks) -> train_adapter ->
-merged_model (+ check).
-
-Train/validation pairs are built in the test from the demo corpus generator (PAIR_SCHEMA), so this runs
-without the data assets. Real Dagster instance, real MLflow SQLite store, real TensorBoard logs.
+"""Demo-profile training end to end, read from the session's demo run (tests/support/demo_state.py: `make
+demo`'s command, base_tokenizer, base_model -> sft_dataset (+ checks) -> train_adapter -> merged_model (+ check)
+-> evaluation): its Dagster instance, real MLflow SQLite store and real TensorBoard logs.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
 import pytest
 
-from llama_sft_dagster.core.data.schema import PAIR_SCHEMA
 from llama_sft_dagster.core.data.storage import write_parquet
+from support.demo_state import TRAIN_CONFIG, build_demo_state, copy_artifacts, instance_at
+from support.resources import project_resources
 
 pytestmark = pytest.mark.slow
 
 
-def demo_pairs(n: int) -> pa.Table:
-    from llama_sft_dagster.core.demo.corpus import generate_bitext_rows
+class DemoRunRecord:
+    """What the demo run recorded on its instance: each asset's latest materialization metadata and each check's
+    latest evaluation (the same events `dg.materialize`'s result would give)."""
 
-    t = generate_bitext_rows(seed=13, n_rows=2 * n)
-    rows = [
-        {
-            "pair_id": f"bitext:test:{i}",
-            "source": "bitext",
-            "instruction": ins,
-            "response": res,
-            "intent": None,
-            "category": None,
-            "services": None,
-            "flags": None,
-            "source_file": "test",
-            "row_index": i,
-            "dialogue_id": None,
-            "turn_index": None,
-        }
-        for i, (ins, res) in enumerate(zip(t.column("instruction").to_pylist(), t.column("response").to_pylist()))
-        if res and 5 < len(res.split()) < 120 and ins.isascii()
-    ]
-    return pa.Table.from_pylist(rows[:n], schema=PAIR_SCHEMA)
+    def __init__(self, state: Path):
+        self.state = state
+        with instance_at(state / "dagster_home") as instance:
+            self.metadata = {
+                key.path[-1]: {k: v.value for k, v in event.asset_materialization.metadata.items()}
+                for key in instance.get_asset_keys()
+                if (event := instance.get_latest_materialization_event(key)) is not None
+            }
+            self.run_id = instance.get_latest_materialization_event(dg.AssetKey("train_adapter")).run_id
+            self.checks = {}
+            for key in build_demo_checks():
+                record = instance.event_log_storage.get_latest_asset_check_execution_by_key([key]).get(key)
+                if record is not None and record.event is not None:
+                    self.checks[key.name] = record.event.dagster_event.event_specific_data
+
+
+def build_demo_checks() -> list[dg.AssetCheckKey]:
+    from llama_sft_dagster.definitions import build_defs
+
+    return list(build_defs("demo").resolve_asset_graph().asset_check_keys)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One demo training run shared by the assertions below (it is the slow part)."""
-    from llama_sft_dagster.assets import model, training
-    from llama_sft_dagster.housekeeping.pool_guard import GpuPoolGuard
-    from llama_sft_dagster.resources.artifacts import ArtifactStore
-    from llama_sft_dagster.resources.gpu import GpuResource
-    from llama_sft_dagster.resources.hub import HuggingFaceHub
-    from llama_sft_dagster.resources.tracking import MlflowTracking
-
-    root = tmp_path_factory.mktemp("artifacts")
-    pairs = demo_pairs(360)
-    write_parquet(pairs, root / "raw_pairs" / "data.parquet")
-    write_parquet(pairs.slice(0, 330), root / "train_pairs" / "data.parquet")
-    write_parquet(pairs.slice(330), root / "validation_pairs" / "data.parquet")
-    resources = {
-        "artifacts": ArtifactStore(root=str(root)),
-        "gpu": GpuResource(device="cpu", lock_dir=str(root / "locks")),
-        "pool_guard": GpuPoolGuard(),
-        "hub": HuggingFaceHub(),
-        "tracking": MlflowTracking(tracking_uri=f"sqlite:///{root}/mlflow.db"),
-    }
-    instance = dg.DagsterInstance.ephemeral()
-    result = dg.materialize(
-        [
-            model.base_tokenizer,
-            model.base_model,
-            training.sft_dataset,
-            training.train_adapter,
-            training.merged_model,
-            training.sft_dataset_label_masking,
-            training.sft_dataset_templated_length,
-            training.merged_model_logits,
-        ],
-        resources=resources,
-        instance=instance,
-        run_config={"ops": {"train_adapter": {"config": {"max_steps": 30, "eval_steps": 10, "save_steps": 10}}}},
-    )
-    return root, result, resources
+    """The session's demo run (trained once for the whole suite): its artifacts root and what it recorded."""
+    state = build_demo_state(tmp_path_factory)[0]
+    return state / "artifacts", DemoRunRecord(state)
 
 
-def _metadata(result, asset: str) -> dict:
-    mats = result.asset_materializations_for_node(asset)
-    return {k: v.value for k, v in mats[-1].metadata.items()}
+def _metadata(run: DemoRunRecord, asset: str) -> dict:
+    return run.metadata[asset]
 
 
-def _check(result, name: str):
-    evals = [e for e in result.get_asset_check_evaluations() if e.check_name == name]
-    assert len(evals) == 1, name
-    return evals[0]
+def _check(run: DemoRunRecord, name: str):
+    assert name in run.checks, name
+    return run.checks[name]
 
 
 def test_training_loss_goes_down_and_best_checkpoint_is_lowest_eval(trained):
-    root, result, _ = trained
-    assert result.success
+    root, result = trained
     meta = _metadata(result, "train_adapter")
     assert meta["final_train_loss"] < meta["first_train_loss"]
-    state = json.loads(
-        sorted((root / "train_adapter" / "checkpoints").glob("checkpoint-*/trainer_state.json"))[-1].read_text()
-    )
+    states = (root / "train_adapter" / "checkpoints").glob("checkpoint-*/trainer_state.json")
+    state = json.loads(max(states, key=lambda f: int(f.parent.name.rsplit("-", 1)[1])).read_text())  # the last
     evals = [(h["eval_loss"], h["step"]) for h in state["log_history"] if "eval_loss" in h]
-    assert len(evals) == 3
+    assert len(evals) == TRAIN_CONFIG["max_steps"] // TRAIN_CONFIG["eval_steps"]
     assert meta["best_eval_step"] == min(evals)[1] and meta["best_eval_loss"] == pytest.approx(
         min(evals)[0], rel=1e-3
     )  # 4 significant digits
@@ -119,13 +83,14 @@ def test_training_loss_goes_down_and_best_checkpoint_is_lowest_eval(trained):
     assert best.keys() == saved.keys() and all((best[k] == saved[k]).all() for k in best)
     assert meta["mlflow_run_id"] and meta["trainable_params"] > 0 and meta["device"] == "cpu"
     assert meta["device_lock_wait_s"] >= 0
-    assert (root / "locks" / "cpu.lock").read_text() == ""  # train_adapter took the device lock, then let go
+    # train_adapter took the device lock (the gpu resource's default folder), then let go
+    assert (Path(tempfile.gettempdir()) / "llama-sft-dagster-locks" / "cpu.lock").read_text() == ""
     assert {"loss_plot", "grad_norm_plot", "effective_rank_plot"} <= meta.keys()
     assert not list((root / "train_adapter" / "current" / "adapter").glob("*.bin"))
 
 
 def test_masking_and_length_checks(trained):
-    _, result, _ = trained
+    _, result = trained
     masking = _check(result, "sft_dataset_label_masking")
     assert masking.passed
     meta = {k: v.value for k, v in masking.metadata.items()}
@@ -138,7 +103,7 @@ def test_masking_and_length_checks(trained):
 
 
 def test_merge_check_passes_and_merge_returns_early(trained):
-    root, result, _ = trained
+    root, result = trained
     check = _check(result, "merged_model_logits")
     assert check.passed, check.metadata
     assert check.metadata["max_abs_diff_merged_vs_adapter"].value <= 1e-4
@@ -150,11 +115,12 @@ def test_merge_check_passes_and_merge_returns_early(trained):
     assert (out / "model.safetensors").stat().st_mtime_ns == before
 
 
-def test_masking_check_fails_on_completion_only_loss_with_messages(trained):
+def test_masking_check_fails_on_completion_only_loss_with_messages(trained, tmp_path):
     """The known-broken TRL setup: completion_only_loss on plain `messages` rows supervises every token."""
     from llama_sft_dagster.assets import training
 
-    root, _, resources = trained
+    state = copy_artifacts(trained[0].parent, tmp_path / "state", validation_rows=None)
+    root, resources = state / "artifacts", project_resources(state)
     fmt_path = root / "sft_dataset" / "format.json"
     good = fmt_path.read_text()
     from llama_sft_dagster.core.data.storage import read_parquet
@@ -185,7 +151,7 @@ def test_masking_check_fails_on_completion_only_loss_with_messages(trained):
             selection=dg.AssetSelection.checks(training.sft_dataset_label_masking),
             raise_on_error=False,
         )
-        check = _check(result, "sft_dataset_label_masking")
+        (check,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "sft_dataset_label_masking"]
         assert not check.passed
         assert check.metadata["train_leaked"].value > 0
     finally:
@@ -224,9 +190,9 @@ def test_mlflow_run_finished_and_tensorboard_carry_the_monitor_metrics(trained):
     import mlflow
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    root, result, resources = trained
+    root, result = trained
     meta = _metadata(result, "train_adapter")
-    client = mlflow.MlflowClient(tracking_uri=resources["tracking"].resolved_uri())
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{result.state / 'mlflow.db'}")
     run = client.get_run(meta["mlflow_run_id"])
     assert run.info.status == "FINISHED"
     assert MLFLOW_KEYS <= run.data.metrics.keys()

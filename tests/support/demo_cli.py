@@ -1,5 +1,7 @@
 """One `make demo` run (python -m llama_sft_dagster.cli.demo, what the target runs) per pytest session,
-shared by the demo, MLflow/TensorBoard and browser tests: its state folder, printed lines and exit code.
+shared by every test that needs a trained demo instance (the demo, chat, MLflow/TensorBoard and browser tests,
+and through tests/support/demo_state.py the reliability, security, champion and sweep tests): its state
+folder, printed lines and exit code. Tests that change what they read copy it first.
 
 The run is the real command in a subprocess with its own state folder and Dagster home; only the
 base-model pretraining and the training are shortened (DEMO_TEST_CONFIG, passed as a run-config file like a recipe).
@@ -18,6 +20,7 @@ import yaml
 
 from support.paths import REPO
 
+FAKE_TOKEN = "hf_fakeTokenForLeakTests0123456789abcdefXYZ"  # shaped like a real one (hf_ + 37 chars)
 DEMO_TEST_CONFIG = {
     "ops": {
         "train_adapter": {"config": {"max_steps": 10, "eval_steps": 5, "save_steps": 5, "progress_every": 5}},
@@ -43,6 +46,9 @@ class DemoRun:
 def demo_env(state: Path) -> dict:
     return {
         **os.environ,
+        # as a user exports it: the code location passes it to the hub resource as dg.EnvVar; the leak test
+        # (tests/graph/test_security.py) looks for it in every file the run wrote
+        "HF_TOKEN": FAKE_TOKEN,
         "SFT_STATE_DIR": str(state),
         "DAGSTER_HOME": str(state / "dagster_home"),
         "PYTHONPATH": str(REPO),
@@ -65,5 +71,12 @@ def run_demo(state: Path, config: dict, timeout_s: int = 1200) -> DemoRun:
     return DemoRun(state, proc.stdout, proc.stderr, proc.returncode, time.monotonic() - started)
 
 
+_SESSION_RUN: dict[Path, DemoRun] = {}
+
+
 def shared_demo_run(tmp_path_factory) -> DemoRun:
-    return run_demo(tmp_path_factory.getbasetemp() / "demo_cli_state", DEMO_TEST_CONFIG)
+    """The session's run, made on first use (the session fixture `demo_cli_run` and build_demo_state share it)."""
+    state = tmp_path_factory.getbasetemp() / "demo_cli_state"
+    if state not in _SESSION_RUN:
+        _SESSION_RUN[state] = run_demo(state, DEMO_TEST_CONFIG)
+    return _SESSION_RUN[state]

@@ -1,28 +1,27 @@
-"""One demo-profile run of the whole pipeline (raw -> merged_model -> adapter_evaluation -> champion_model)
-on disk, shared by the reliability, security, champion and rank-sweep tests of one pytest session (it is
-the slow part of the suite).
+"""The demo run of the whole pipeline (raw -> merged_model -> adapter_evaluation -> champion_model) on disk,
+shared by the reliability, security, champion, multi-process and rank-sweep tests: it is the session's one
+`make demo` run (tests/support/demo_cli.py), the same that the demo, chat and browser tests read, so a pytest
+session trains the demo pipeline once.
 
-The run uses a persistent Dagster instance under the state folder (event log on disk), the hub token
-from the environment through dg.EnvVar (a fake one: the demo profile never calls the hub), and a short
-training (TRAIN_CONFIG) of a shortly pretrained base (BASE_CONFIG). Tests that change files copy
-`artifacts/` first (`copy_artifacts`).
+That run has a persistent Dagster instance under the state folder (event log on disk) and a fake hub token in
+its environment, which the code location hands the hub resource through dg.EnvVar (the demo profile never
+calls the hub; tests/graph/test_security.py's full-profile test does). Its training is short (TRAIN_CONFIG) on
+a shortly pretrained base (BASE_CONFIG). Tests that change files copy `artifacts/` first (`copy_artifacts`).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
-from support.resources import project_resources
+from support.demo_cli import DEMO_TEST_CONFIG, FAKE_TOKEN, shared_demo_run
 
-FAKE_TOKEN = "hf_fakeTokenForLeakTests0123456789abcdefXYZ"  # shaped like a real one (hf_ + 37 chars)
-TRAIN_CONFIG = {"max_steps": 10, "eval_steps": 5, "save_steps": 5}
-# 30 of the demo's 100 pretraining steps: enough for text-like replies, and a third of the time
-BASE_CONFIG = {"demo_pretrain_steps": 30}
+__all__ = ["FAKE_TOKEN", "TRAIN_CONFIG", "BASE_CONFIG", "build_demo_state", "copy_artifacts", "instance_at"]
+
+TRAIN_CONFIG = {k: v for k, v in DEMO_TEST_CONFIG["ops"]["train_adapter"]["config"].items() if k != "progress_every"}
+BASE_CONFIG = DEMO_TEST_CONFIG["ops"]["base_model"]["config"]
 
 
 def instance_at(home: Path) -> dg.DagsterInstance:
@@ -31,36 +30,11 @@ def instance_at(home: Path) -> dg.DagsterInstance:
     return dg.DagsterInstance.local_temp(tempdir=str(home))
 
 
-def build_demo_state(tmp_path_factory) -> tuple[Path, dg.ExecuteInProcessResult | None]:
-    """State folder with every asset materialized; built once per session (later calls reuse it)."""
-    from llama_sft_dagster.definitions import all_assets, all_checks
-    from llama_sft_dagster.resources.data_sources import BitextSource
-    from llama_sft_dagster.resources.hub import HuggingFaceHub
-
-    state = tmp_path_factory.getbasetemp() / "demo_state"
-    if (state / "built").exists():
-        return state, None
-    shutil.rmtree(state, ignore_errors=True)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_TOKEN", FAKE_TOKEN)
-        mp.setenv("SFT_STATE_DIR", str(state))
-        mp.setenv("DAGSTER_HOME", str(state / "dagster_home"))
-        resources = project_resources(
-            state,
-            hub=HuggingFaceHub(token=dg.EnvVar("HF_TOKEN")),
-            bitext=BitextSource(location="demo", hf_token=dg.EnvVar("HF_TOKEN")),
-        )
-        with instance_at(state / "dagster_home") as instance:
-            result = dg.materialize(
-                [*all_assets, *all_checks],
-                resources=resources,
-                instance=instance,
-                run_config={"ops": {"train_adapter": {"config": TRAIN_CONFIG}, "base_model": {"config": BASE_CONFIG}}},
-            )
-    assert result.success
-    assert os.environ.get("HF_TOKEN") != FAKE_TOKEN
-    (state / "built").touch()
-    return state, result
+def build_demo_state(tmp_path_factory) -> tuple[Path, None]:
+    """The state folder of the session's demo run, every asset materialized (run once, then reused)."""
+    run = shared_demo_run(tmp_path_factory)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run.state, None
 
 
 def copy_artifacts(state: Path, dest: Path, validation_rows: int | None = 48) -> Path:
