@@ -23,7 +23,7 @@ from support.demo_state import build_demo_state, copy_artifacts, instance_at
 from support.paths import REPO
 from support.resources import project_resources
 
-KILL_CONFIG = {"max_steps": 20, "eval_steps": 5, "save_steps": 5}
+KILL_CONFIG = {"max_steps": 12, "eval_steps": 4, "save_steps": 4}  # not the demo run's 10 steps (`_ours`)
 
 
 @pytest.fixture(scope="module")
