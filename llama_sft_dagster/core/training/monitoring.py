@@ -211,6 +211,7 @@ class TrainingMonitor(TrainerCallback):
         activation_layers: int = 4,
         adapter_name: str = "default",
         use_mlflow: bool = True,
+        metric_sink=None,
     ):
         if log_every < 1 or deep_every < 1:
             raise ValueError(f"log_every and deep_every must be >= 1, got {log_every}, {deep_every}")
@@ -234,6 +235,7 @@ class TrainingMonitor(TrainerCallback):
         self._last_deep_step = -1
         self._on_cuda = False
         self._mlflow_failed = False
+        self.metric_sink = metric_sink  # sink(metrics, step) instead of the active run (core/tracking/spool.py)
 
     # wiring -----------------------------------------------------------------------------------
     def observe_batch(self, inputs: Mapping[str, Any]) -> None:
@@ -392,7 +394,9 @@ class TrainingMonitor(TrainerCallback):
             for tag, value in metrics.items():
                 self._writer.add_scalar(tag, value, step)
             self._writer.flush()
-        if self.use_mlflow and not self._mlflow_failed:
+        if self.metric_sink is not None:
+            self.metric_sink(mlflow_families(metrics), step)
+        elif self.use_mlflow and not self._mlflow_failed:
             self._log_mlflow(step, metrics)
 
     def _log_mlflow(self, step: int, metrics: dict[str, float]) -> None:

@@ -100,15 +100,16 @@ class ProgressLine(TrainerCallback):
 
 
 class TrainerLogsToMlflow(TrainerCallback):
-    """Numeric Trainer logs -> the active MLflow run (train_* summary keys of the last log included)."""
+    """Numeric Trainer logs -> the active MLflow run (train_* summary keys of the last log included), or
+    `sink(metrics, step)` when given (rank 0's MetricSpool, core/tracking/spool.py, which never raises)."""
 
-    def __init__(self):
-        self.failed = False
+    def __init__(self, sink=None):
+        self.failed, self.sink = False, sink
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         import mlflow
 
-        if self.failed or mlflow.active_run() is None or not state.is_world_process_zero:
+        if not state.is_world_process_zero or (self.sink is None and (self.failed or mlflow.active_run() is None)):
             return
         # grouped as TensorBoardCallback names them (train/loss, eval/loss): one section per family in MLflow
         metrics = {
@@ -116,6 +117,9 @@ class TrainerLogsToMlflow(TrainerCallback):
             for k, v in (logs or {}).items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch"
         }
+        if self.sink is not None:
+            self.sink(metrics, state.global_step)
+            return
         try:
             if metrics:
                 mlflow.log_metrics(metrics, step=state.global_step)
