@@ -31,6 +31,11 @@ TensorBoard only. The reachability probe runs with `MLFLOW_HTTP_REQUEST_MAX_RETR
 `MLFLOW_HTTP_REQUEST_TIMEOUT=probe_timeout_s` (MLflow's defaults, 7 retries with backoff and 120 s, would stall
 a run for minutes).
 
+`train_adapter` uses `training_run` instead: its metrics are logged by rank 0, a process of their own, through a
+spool that survives a server outage (core/tracking/spool.py), and when the block ends the run is settled: what
+the server lacks is sent (`status` "replayed"), or the whole run goes to `local_uri` with a warning ("local").
+Every MLflow call made here runs with those two settings.
+
 Params never include secrets: a flattened key containing a secret-like word (token, secret, password,
 api_key...) or a value that looks like a credential (`hf_...`) is left out; the left-out key NAMES are
 recorded in the run tag `sft.redacted_params`.
@@ -159,7 +164,7 @@ class MlflowTracking(dg.ConfigurableResource):
                 raise
         return run
 
-    def _open(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]):
+    def _open(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str], then: str = "TensorBoard only"):
         """Start the run and log params; one warning and None if the store is unreachable or refuses."""
         uri, started = self.tracking_uri, time.monotonic()
         try:
@@ -167,12 +172,12 @@ class MlflowTracking(dg.ConfigurableResource):
             return self._start(run_name, params, tags)
         except Exception as exc:
             log.warning(
-                "MLflow run could not start at %s (gave up after %.1fs; %s: %s); training goes on "
-                "with TensorBoard only",
+                "MLflow run could not start at %s (gave up after %.1fs; %s: %s); training goes on with %s",
                 uri,
                 time.monotonic() - started,
                 type(exc).__name__,
                 exc,
+                then,
             )
             return None
 
@@ -235,7 +240,8 @@ class MlflowTracking(dg.ConfigurableResource):
             all_tags["dagster.run_id"] = dagster_run_id
         if train_data_version:
             all_tags["data.train_version"] = train_data_version
-        run = self._open(run_name, params or {}, all_tags)
+        kept = f"its metrics kept in {spool_path}, to be sent when the run ends"
+        run = self._open(run_name, params or {}, all_tags, then=kept)
         tr = TrainingRun(run.info.run_id if run else "", Path(spool_path), run.info.experiment_id if run else "")
         settle = lambda status: self._settle(tr, run_name, params or {}, all_tags, status)  # noqa: E731
         try:

@@ -46,7 +46,8 @@ Trainer subclass's `training_step` (once per micro-batch, training only, in the 
         monitor.close()  # removes hooks even when training raises (on_train_end then never runs)
 
 If it is never called, the token metrics are absent and `close()` logs a warning saying so.
-Metrics go to MLflow only while a run is active (see resources/tracking.py), and there only as families:
+Metrics go to MLflow (to `metric_sink` when given, rank 0's spool; else to the active run, see
+resources/tracking.py) only as families:
 a per-module series (`grad_norm/q_proj`, `stable_rank/v_proj`...) becomes its mean over modules
 (`grad_norm/mean_over_modules`), so each family is one chart instead of seven; TensorBoard, the asset's
 plots (logged to MLflow as artifacts) and `history` keep every module. `total` counts the tokens of the
