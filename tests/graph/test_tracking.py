@@ -248,7 +248,7 @@ def server(tmp_path_factory):
     srv = MlflowServer(tmp_path_factory.mktemp("mlflow_server")).start()
     MlflowClient(tracking_uri=srv.uri).search_experiments()  # its first request creates the schema (seconds)
     yield srv
-    srv.stop()
+    srv.close()
     assert not srv.listening(), "the server's port is given back"
 
 

@@ -30,11 +30,15 @@ def _free_port_below_ephemeral() -> int:
 class MlflowServer:
     def __init__(self, root: Path):
         root.mkdir(parents=True, exist_ok=True)
-        # read by mlflow.server.handlers when its store is first used; one store per test process
-        os.environ["_MLFLOW_SERVER_FILE_STORE"] = f"sqlite:///{root / 'server.db'}"
-        os.environ["_MLFLOW_SERVER_ARTIFACT_ROOT"] = "mlflow-artifacts:/"
-        os.environ["_MLFLOW_SERVER_ARTIFACT_DESTINATION"] = str(root / "artifacts")
-        os.environ["_MLFLOW_SERVER_SERVE_ARTIFACTS"] = "true"
+        # what `mlflow server` hands its app: read by mlflow.server.handlers when a store is first used
+        settings = {
+            "_MLFLOW_SERVER_FILE_STORE": f"sqlite:///{root / 'server.db'}",
+            "_MLFLOW_SERVER_ARTIFACT_ROOT": "mlflow-artifacts:/",
+            "_MLFLOW_SERVER_ARTIFACT_DESTINATION": str(root / "artifacts"),
+            "_MLFLOW_SERVER_SERVE_ARTIFACTS": "true",
+        }
+        self._saved = {k: os.environ.get(k) for k in settings}
+        os.environ.update(settings)
         self.port = _free_port_below_ephemeral()
         self.uri = f"http://127.0.0.1:{self.port}"
         self._server = None
@@ -65,6 +69,15 @@ class MlflowServer:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+    def close(self) -> None:
+        """Stop it and give the process back its environment (later tests' subprocesses must not inherit it)."""
+        self.stop()
+        for k, v in self._saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
     def listening(self) -> bool:
         with socket.socket() as s:
