@@ -201,24 +201,33 @@ def train_adapter_into(
     # the pool `gpu` queues the step; the device locks make it exclusive (see GpuResource.exclusive)
     with (
         gpu.exclusive(plan, f"{run_name} of run {context.run.run_id}", context.log, processes) as lock_wait_s,
-        tracking.start_run(
-            run_name, params=params, dagster_run_id=context.run.run_id, train_data_version=data_version, tags=tags
+        tracking.training_run(
+            run_name,
+            job.mlflow_spool,
+            params=params,
+            dagster_run_id=context.run.run_id,
+            train_data_version=data_version,
+            tags=tags,
         ) as run,
     ):
-        job = dataclasses.replace(job, dagster_run_id=context.run.run_id)
-        if run is not None:
-            job = dataclasses.replace(
-                job,
-                mlflow_tracking_uri=tracking.resolved_uri(),
-                mlflow_run_id=run.info.run_id,
-                mlflow_url=tracking.run_url(run),
-            )
+        job = dataclasses.replace(
+            job,
+            dagster_run_id=context.run.run_id,
+            mlflow_tracking_uri=tracking.resolved_uri(),
+            mlflow_run_id=run.run_id,
+            mlflow_timeout_s=tracking.probe_timeout_s,
+        )
+        if run.run_id:
+            job = dataclasses.replace(job, mlflow_url=tracking.run_url(run.run_id, run.experiment_id))
         reported = launch(context, job, env)
-        tracking.log_artifacts(
+        run.add_artifacts(
             [_value(reported, f"{k}_plot") for k in ("loss", "grad_norm", "effective_rank") if f"{k}_plot" in reported],
             "plots",
         )
-        tracking.log_artifacts([Path(out_dir) / "adapter" / "adapter_config.json"], "adapter")
+        run.add_artifacts([Path(out_dir) / "adapter" / "adapter_config.json"], "adapter")
+    mlflow = mlflow_facts(tracking, run)
+    if mlflow["mlflow"]:
+        context.log.warning(f"{run_name}: MLflow {run.status}: {mlflow['mlflow']}")
     context.log.info(
         f"{run_name}: loss {_value(reported, 'first_train_loss')} -> "
         f"{_value(reported, 'final_train_loss')}, best eval_loss {_value(reported, 'best_eval_loss')} "
@@ -229,13 +238,10 @@ def train_adapter_into(
         {
             **device,
             "device_lock_wait_s": lock_wait_s,
-            "mlflow_run": dg.MetadataValue.url(job.mlflow_url) if job.mlflow_url else None,
-            "mlflow_experiment": dg.MetadataValue.url(tracking.experiment_url(run.info.experiment_id)) if run else None,
+            **mlflow,
             "tensorboard": dg.MetadataValue.url(tensorboard_url(Path(_value(reported, "tensorboard_run")).name))
             if reported.get("tensorboard_run")
             else None,
-            "mlflow_run_id": run.info.run_id if run else None,
-            "mlflow": None if run else "not tracked: the store was unreachable (see the run log)",
             "launch_processes": processes,
             "launch_config": gpu.launch_config,
             **batch.metadata(),
@@ -252,6 +258,25 @@ def train_adapter_into(
         **inline_plots({k: v for k, v in reported.items() if k != "tensorboard_run"}),
         **loss_curve(out_dir),
         **facts,
+    }
+
+
+def mlflow_facts(tracking: MlflowTracking, run) -> dict:
+    """Where the run's metrics went (`mlflow_status`, resources/tracking.py training_run) and its links."""
+    on_server = run.status in ("live", "replayed")
+    notes = {
+        "replayed": f"the server was unreachable for a while: {run.buffered} metric value(s) were kept and sent later",
+        "local": f"the server could not be reached: the run is in the local store {run.local_store}",
+        "spool": f"no MLflow store took the run: its metrics are in {run.spool} and the TensorBoard files",
+    }
+    return {
+        "mlflow_status": run.status,
+        "mlflow_metrics_buffered": run.buffered,
+        "mlflow": notes.get(run.status),
+        "mlflow_run_id": run.run_id if on_server else None,
+        "mlflow_local_run_id": run.local_run_id or None,
+        "mlflow_run": dg.MetadataValue.url(tracking.run_url(run.run_id, run.experiment_id)) if on_server else None,
+        "mlflow_experiment": dg.MetadataValue.url(tracking.experiment_url(run.experiment_id)) if on_server else None,
     }
 
 

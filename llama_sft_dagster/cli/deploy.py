@@ -16,6 +16,7 @@ which `stop` and the tests read). `python -m llama_sft_dagster.cli.deploy start|
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import os
@@ -280,6 +281,8 @@ def stop_service(d: Deployment, name: str, sig: int = signal.SIGTERM, timeout_s:
         return
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):  # our child (started by this process): reap it, or the
+            os.waitpid(pid, os.WNOHANG)  # zombie keeps its group alive for killpg(pid, 0) until the timeout
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:
@@ -311,10 +314,15 @@ def start(
     (root / "workspace.yaml").write_text(workspace_yaml(d))
     d.save()
     try:
+        # the code server reads no database: its import (tens of seconds) overlaps initdb and Postgres's start
+        early = [name for name in services if name == "grpc"]
+        for name in early:
+            start_service(d, name)
         start_postgres(d)
         out(f"postgres   {d.pg_url}  ({time.monotonic() - t0:.1f} s)")
         for name in services:
-            start_service(d, name)
+            if name not in early:
+                start_service(d, name)
         for name in services:  # they start in parallel; wait for each in turn
             wait_ready(d, name)
             out(f"{name:<10} ready ({time.monotonic() - t0:.1f} s)")

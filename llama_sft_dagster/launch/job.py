@@ -28,6 +28,7 @@ class TrainJob:
     mlflow_tracking_uri: str = ""  # rank 0 logs into this run, which the asset opened and will close
     mlflow_run_id: str = ""
     mlflow_url: str = ""  # where the run opens in the MLflow UI (report.json links it)
+    mlflow_timeout_s: float = 5.0  # one attempt to send metrics, then they wait in the spool (core/tracking/spool.py)
     dagster_run_id: str = ""  # names the TensorBoard run folder (progress.tensorboard_run_dir)
     checkpoints_dir: str = ""  # resumable checkpoints; default out_dir/checkpoints (apart from a version folder)
     tensorboard_dir: str = ""  # TensorBoard root, one folder per run; default out_dir/tensorboard
@@ -53,6 +54,13 @@ class TrainJob:
     @property
     def launch_dir(self) -> Path:
         return Path(self.out_dir) / "launch"
+
+    @property
+    def mlflow_spool(self) -> Path:
+        """Rank 0's metrics, kept here first and sent to the MLflow run when its server answers."""
+        from llama_sft_dagster.core.tracking.spool import SPOOL_FILE
+
+        return self.launch_dir / SPOOL_FILE
 
     @property
     def log_dir(self) -> Path:

@@ -83,15 +83,12 @@ SECONDARY_STATS = (
 )
 
 
-def open_mlflow_run(job: TrainJob):
-    """Attach rank 0 to the asset's MLflow run so progress.TrainerLogsToTrackers and the monitor log into
-    it (the asset opened the run and ends it)."""
-    if not job.mlflow_run_id:
-        return None
-    import mlflow
+def metric_spool(job: TrainJob):
+    """Rank 0's metric sink for progress.TrainerLogsToTrackers and the monitor: the spool file first, then the
+    asset's MLflow run when there is one and its server answers (the asset sends the rest and ends the run)."""
+    from llama_sft_dagster.core.tracking.spool import MetricSpool
 
-    mlflow.set_tracking_uri(job.mlflow_tracking_uri)
-    return mlflow.start_run(run_id=job.mlflow_run_id)
+    return MetricSpool(job.mlflow_spool, job.mlflow_tracking_uri, job.mlflow_run_id, timeout_s=job.mlflow_timeout_s)
 
 
 def peak_memory_gb() -> float:
@@ -197,7 +194,7 @@ def train(job: TrainJob, rank: int, logger) -> dict | None:
     plan, out, main = DevicePlan(**job.plan), Path(job.out_dir), rank == 0
     config, batch = job.train_config(), job.batch_plan()
     train_rows, eval_rows, sources = read_rows(job)
-    run = open_mlflow_run(job) if main else None
+    spool = metric_spool(job) if main else None
     # one readable TensorBoard folder per run, for the Trainer's curves and the monitor's
     tb_dir = progress.tensorboard_run_dir(
         job.tensorboard,
@@ -208,7 +205,7 @@ def train(job: TrainJob, rank: int, logger) -> dict | None:
     )
     monitor = (
         TrainingMonitor(
-            tb_dir, log_every=config.monitor_log_every, deep_every=config.monitor_deep_every, use_mlflow=run is not None
+            tb_dir, log_every=config.monitor_log_every, deep_every=config.monitor_deep_every, metric_sink=spool.log
         )
         if main
         else None
@@ -227,7 +224,7 @@ def train(job: TrainJob, rank: int, logger) -> dict | None:
         batch=batch,
     )
     if main:
-        trainer.add_callback(progress.TrainerLogsToTrackers(tb_dir))
+        trainer.add_callback(progress.TrainerLogsToTrackers(tb_dir, spool.log))
         trainer.add_callback(progress.ProgressLine(logger.info, config.progress_every, lambda: monitor.total.positions))
     # every rank: the dataloaders synchronise their RNG
     mask = verify_trainer_masking(trainer, max_batches=4, sources=sources, **format_options(job.fmt))
@@ -243,14 +240,11 @@ def train(job: TrainJob, rank: int, logger) -> dict | None:
     adapter = training.save_best_adapter(trainer, out / "adapter")
     if not main:
         return None
-    import mlflow
-
     plots = make_plots(trainer, monitor, out)
     report = write_report(job, trainer, result, monitor, plots, tb_dir)
-    if run is not None:
-        if report["token_efficiency"] is not None:
-            mlflow.log_metric(diag_name("token_efficiency_whole_run"), report["token_efficiency"])
-        mlflow.flush_async_logging()  # the asset ends the run once this process has exited
+    if report["token_efficiency"] is not None:
+        spool.log({diag_name("token_efficiency_whole_run"): report["token_efficiency"]}, trainer.state.global_step)
+    spool.close()  # what the server did not take stays in the spool; the asset sends it and ends the run
     metadata = rank0_metadata(report, monitor, resumed_from, adapter, plots, tb_dir)
     return {**metadata, "attn_implementation_used": training.attention_kernel(trainer.model)}
 

@@ -31,6 +31,11 @@ TensorBoard only. The reachability probe runs with `MLFLOW_HTTP_REQUEST_MAX_RETR
 `MLFLOW_HTTP_REQUEST_TIMEOUT=probe_timeout_s` (MLflow's defaults, 7 retries with backoff and 120 s, would stall
 a run for minutes).
 
+`train_adapter` uses `training_run` instead: its metrics are logged by rank 0, a process of their own, through a
+spool that survives a server outage (core/tracking/spool.py), and when the block ends the run is settled: what
+the server lacks is sent (`status` "replayed"), or the whole run goes to `local_uri` with a warning ("local").
+Every MLflow call made here runs with those two settings.
+
 Params never include secrets: a flattened key containing a secret-like word (token, secret, password,
 api_key...) or a value that looks like a credential (`hf_...`) is left out; the left-out key NAMES are
 recorded in the run tag `sft.redacted_params`.
@@ -41,10 +46,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,21 +56,13 @@ import dagster as dg
 from pydantic import Field
 
 from llama_sft_dagster.config.profiles import state_dir
+from llama_sft_dagster.core.tracking import spool
+from llama_sft_dagster.core.tracking.params import PARAMS_PER_BATCH, safe_params
+from llama_sft_dagster.core.tracking.spool import TrainingRun, no_retries
 from llama_sft_dagster.housekeeping.processes import process_gone
 
 log = logging.getLogger(__name__)
 
-# key words that mark a credential; matched against the words of the whole flattened key
-_SECRET_KEY = re.compile(
-    r"(^|[^a-z])(token|secret|password|passwd|credentials?|auth|api_?key|access_?key|private_?key|secret_?key)"
-    r"($|[^a-z])",
-    re.IGNORECASE,
-)
-# value prefixes of common credentials: Hugging Face, OpenAI-style, GitHub, AWS access key ids
-_SECRET_VALUE = re.compile(r"^(hf_|sk-|ghp_|gho_|github_pat_|AKIA)")
-MAX_PARAM_CHARS = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH in MLflow 3.17
-PARAMS_PER_BATCH = 100  # mlflow.utils.validation.MAX_PARAMS_TAGS_PER_BATCH
-_CUT = "...[truncated]"
 # MLflow 3.17's UI picks an experiment's view from the URL's `workflowType`, else from the browser's last
 # choice (localStorage), else "genai" (an empty Traces page) -- the experiment tag below is not read while its
 # workflow switcher is on. Every link the project prints names the machine-learning view (the runs table).
@@ -78,51 +74,6 @@ EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_de
 def default_tracking_uri() -> str:
     """MLFLOW_TRACKING_URI when set (make deploy-local sets the MLflow server's http://...), else the local store."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{state_dir() / 'mlflow.db'}"
-
-
-def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"train": {"lr": 1}} -> {"train.lr": 1}; lists are indexed ("targets.0")."""
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping):
-            flat.update(flatten_params(value, name))
-        elif isinstance(value, (list, tuple)) and value and any(isinstance(v, Mapping) for v in value):
-            flat.update(flatten_params({str(i): v for i, v in enumerate(value)}, name))
-        else:
-            flat[name] = value
-    return flat
-
-
-def looks_secret(key: str, value: Any) -> bool:
-    """True for a key naming a credential or a value shaped like one. Errs on the side of leaving out."""
-    return bool(_SECRET_KEY.search(key)) or (isinstance(value, str) and bool(_SECRET_VALUE.match(value.strip())))
-
-
-def safe_params(params: Mapping[str, Any], prefix: str = "config") -> tuple[dict[str, str], list[str]]:
-    """Flattened, stringified params without secret-looking entries; returns (params, left-out key names)."""
-    kept, redacted = {}, []
-    for key, value in flatten_params(params, prefix).items():
-        if looks_secret(key, value):
-            redacted.append(key)
-            continue
-        text = str(value)
-        kept[key] = text if len(text) <= MAX_PARAM_CHARS else text[: MAX_PARAM_CHARS - len(_CUT)] + _CUT
-    return kept, redacted
-
-
-@contextlib.contextmanager
-def _env(**values: str) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _close_orphans(client, experiment_id: str, run_name: str) -> None:
@@ -157,6 +108,11 @@ class MlflowTracking(dg.ConfigurableResource):
     probe_timeout_s: int = Field(
         default=5, description="Seconds to wait for the tracking store before training goes on without it."
     )
+    local_uri: str = Field(
+        default_factory=lambda: f"sqlite:///{state_dir() / 'mlflow.db'}",
+        description="Where a training run goes when `tracking_uri` cannot take it at the end of training "
+        "(the store `make mlflow` serves).",
+    )
 
     def resolved_uri(self) -> str:
         """The tracking URI with a relative SQLite path made absolute (and its folder created)."""
@@ -173,65 +129,65 @@ class MlflowTracking(dg.ConfigurableResource):
             return (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").as_uri()
         return None
 
-    def _open(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]):
-        """Start the run and log params; one warning and None if the store is unreachable or refuses."""
+    def _start(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]):
+        """Start the run (the active run of this process) with its params; raises what MLflow raises."""
         import mlflow
         from mlflow.tracking import MlflowClient
 
-        uri, started = self.tracking_uri, time.monotonic()
-        try:
-            uri = self.resolved_uri()
-            with _env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT=str(self.probe_timeout_s)):
-                client = MlflowClient(tracking_uri=uri)
-                experiment = client.get_experiment_by_name(self.experiment_name)
-                experiment_id = (
-                    experiment.experiment_id
-                    if experiment is not None
-                    else client.create_experiment(self.experiment_name, artifact_location=self._artifact_location(uri))
-                )
-                if (experiment.tags if experiment is not None else {}).get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
-                    client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
-                _close_orphans(client, experiment_id, run_name)
+        uri = self.resolved_uri()
+        with no_retries(self.probe_timeout_s):
+            client = MlflowClient(tracking_uri=uri)
+            experiment = client.get_experiment_by_name(self.experiment_name)
+            experiment_id = (
+                experiment.experiment_id
+                if experiment is not None
+                else client.create_experiment(self.experiment_name, artifact_location=self._artifact_location(uri))
+            )
+            if (experiment.tags if experiment is not None else {}).get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+                client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+            _close_orphans(client, experiment_id, run_name)
             mlflow.set_tracking_uri(uri)
             run = mlflow.start_run(
                 experiment_id=experiment_id,
                 run_name=run_name,
                 tags={**tags, "sft.host": socket.gethostname(), "sft.pid": str(os.getpid())},
             )
+            try:
+                kept, redacted = safe_params(params)
+                items = sorted(kept.items())
+                for i in range(0, len(items), PARAMS_PER_BATCH):
+                    mlflow.log_params(dict(items[i : i + PARAMS_PER_BATCH]))
+                if redacted:
+                    mlflow.set_tag("sft.redacted_params", ",".join(redacted))
+            except Exception:
+                self._end("FAILED")
+                raise
+        return run
+
+    def _open(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str], then: str = "TensorBoard only"):
+        """Start the run and log params; one warning and None if the store is unreachable or refuses."""
+        uri, started = self.tracking_uri, time.monotonic()
+        try:
+            uri = self.resolved_uri()
+            return self._start(run_name, params, tags)
         except Exception as exc:
             log.warning(
-                "MLflow run could not start at %s (gave up after %.1fs; %s: %s); training goes on "
-                "with TensorBoard only",
+                "MLflow run could not start at %s (gave up after %.1fs; %s: %s); training goes on with %s",
                 uri,
                 time.monotonic() - started,
                 type(exc).__name__,
                 exc,
+                then,
             )
             return None
-        try:
-            kept, redacted = safe_params(params)
-            items = sorted(kept.items())
-            for i in range(0, len(items), PARAMS_PER_BATCH):
-                mlflow.log_params(dict(items[i : i + PARAMS_PER_BATCH]))
-            if redacted:
-                mlflow.set_tag("sft.redacted_params", ",".join(redacted))
-        except Exception as exc:
-            log.warning(
-                "MLflow refused the run's params (%s: %s); training goes on with TensorBoard only",
-                type(exc).__name__,
-                exc,
-            )
-            self._end("FAILED")
-            return None
-        return run
 
-    @staticmethod
-    def _end(status: str) -> None:
+    def _end(self, status: str) -> None:
         import mlflow
 
         try:
-            mlflow.flush_async_logging()  # transformers' MLflowCallback logs asynchronously
-            mlflow.end_run(status=status)
+            with no_retries(self.probe_timeout_s):
+                mlflow.flush_async_logging()  # transformers' MLflowCallback logs asynchronously
+                mlflow.end_run(status=status)  # pops the active run first, so a failure leaves none active
         except Exception as exc:
             log.warning("MLflow could not end the run as %s: %s", status, exc)
 
@@ -265,6 +221,103 @@ class MlflowTracking(dg.ConfigurableResource):
             raise
         self._end("FINISHED")
 
+    @contextlib.contextmanager
+    def training_run(
+        self,
+        run_name: str,
+        spool_path: Path,
+        *,
+        params: Mapping[str, Any] | None = None,
+        dagster_run_id: str | None = None,
+        train_data_version: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ):
+        """A TrainingRun whose metrics go through a spool (core/tracking/spool.py): rank 0 logs with
+        MetricSpool(spool_path, resolved_uri(), run_id); when the block ends, what the server did not take is sent
+        (`replayed`), or the whole run goes to `local_uri` with a warning (`local`). Never raises for MLflow."""
+        all_tags = {**(tags or {})}
+        if dagster_run_id:
+            all_tags["dagster.run_id"] = dagster_run_id
+        if train_data_version:
+            all_tags["data.train_version"] = train_data_version
+        kept = f"its metrics kept in {spool_path}, to be sent when the run ends"
+        run = self._open(run_name, params or {}, all_tags, then=kept)
+        tr = TrainingRun(run.info.run_id if run else "", Path(spool_path), run.info.experiment_id if run else "")
+        settle = lambda status: self._settle(tr, run_name, params or {}, all_tags, status)  # noqa: E731
+        try:
+            yield tr
+        except Exception:
+            settle("FAILED")
+            raise
+        except BaseException:
+            settle("KILLED")
+            raise
+        settle("FINISHED")
+
+    def _settle(self, tr: TrainingRun, run_name: str, params, tags, status: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        tr.buffered = spool.counts(tr.spool).buffered
+        try:
+            if not tr.run_id:  # the server was down when training started: it may answer now
+                run = self._start(run_name, params, tags)
+                tr.run_id, tr.experiment_id = run.info.run_id, run.info.experiment_id
+            with no_retries(self.probe_timeout_s):
+                client = MlflowClient(tracking_uri=self.resolved_uri())
+                spool.replay(tr.spool, client, tr.run_id)
+                for path, folder in tr.artifacts:
+                    client.log_artifact(tr.run_id, str(path), folder)
+            self._end(status)
+            tr.status = "replayed" if tr.buffered else "live"
+            if tr.buffered:
+                log.info(
+                    "MLflow: %d metric value(s) buffered during an outage were sent to %s",
+                    tr.buffered,
+                    self.tracking_uri,
+                )
+            return
+        except Exception as exc:
+            self._end(status)  # no run stays active in this process
+            reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+        local = MlflowTracking(
+            tracking_uri=self.local_uri, experiment_name=self.experiment_name, probe_timeout_s=self.probe_timeout_s
+        )
+        try:
+            if local.resolved_uri() == self.resolved_uri():
+                raise RuntimeError("the local store is the one that failed")
+            server = {"sft.unreachable_server": self.tracking_uri, "sft.server_run_id": tr.run_id}
+            run = local._start(run_name, params, {**tags, **server})
+            client = MlflowClient(tracking_uri=local.resolved_uri())
+            values = spool.replay(tr.spool, client, run.info.run_id, all_batches=True)
+            for path, folder in tr.artifacts:
+                client.log_artifact(run.info.run_id, str(path), folder)
+            local._end(status)
+        except Exception as exc:
+            tr.status = "spool"
+            log.warning(
+                "MLflow: neither %s (%s) nor the local store %s (%s: %s) took the run; its metrics are in %s and in "
+                "the TensorBoard files",
+                self.tracking_uri,
+                reason,
+                self.local_uri,
+                type(exc).__name__,
+                exc,
+                tr.spool,
+            )
+            return
+        tr.status, tr.local_run_id, tr.local_store = "local", run.info.run_id, local.resolved_uri()
+        log.warning(
+            "MLflow server %s could not take the run at the end of training (%s): its %d metric values (%d never "
+            "reached the server) are in the local store %s, run %s (browse: mlflow ui --backend-store-uri %s)",
+            self.tracking_uri,
+            reason,
+            values,
+            tr.buffered,
+            tr.local_store,
+            tr.local_run_id,
+            tr.local_store,
+        )
+
     @staticmethod
     def log_artifacts(paths, artifact_path: str) -> list[str]:
         """Log files into the active run under `artifact_path`; returns what was logged (a failure warns)."""
@@ -285,11 +338,9 @@ class MlflowTracking(dg.ConfigurableResource):
         """The experiment's runs table in the MLflow UI (`make mlflow` serves `ui_url`)."""
         return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs?{ML_VIEW}"
 
-    def run_url(self, run) -> str | None:
+    def run_url(self, run_id: str, experiment_id: str) -> str:
         """Where the run opens in the MLflow UI."""
-        if run is None:
-            return None
-        return f"{self.ui_url.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}?{ML_VIEW}"
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{ML_VIEW}"
 
     def report_to(self) -> list[str]:
         """`report_to` for TrainingArguments: "mlflow" only while a run is active (call inside start_run)."""

@@ -44,6 +44,7 @@ def deployment(tmp_path_factory):
     # no MLflow server: no test here uses it (make deploy-local starts it; it took 2-4 min to start here)
     services = tuple(s for s in deploy.SERVICES if s != "mlflow")
     d = deploy.start(root / "state" / "deploy", module="support.deploy_location", extra_env=env, services=services)
+    print(f"deployment ({', '.join(services)}) started in {d.started_s} s")  # shown by pytest -rP
     try:
         yield d
     finally:

@@ -234,14 +234,17 @@ def test_runs_left_running_by_a_dead_process_are_marked_killed(tmp_path):
 
 @pytest.mark.slow
 def test_training_goes_on_without_mlflow(demo_state, tmp_path, caplog):
+    from mlflow.tracking import MlflowClient
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    from llama_sft_dagster.core.tracking.spool import SPOOL_FILE, read_spool
     from llama_sft_dagster.resources.tracking import MlflowTracking
 
     state = copy_artifacts(demo_state, tmp_path / "state")
     shutil.rmtree(state / "artifacts" / "train_adapter")  # only this run's TensorBoard files below
     caplog.set_level(logging.WARNING)
-    down = MlflowTracking(tracking_uri="http://127.0.0.1:9", probe_timeout_s=2)  # port 9 (discard): refused
+    local = f"sqlite:///{tmp_path / 'local_mlflow.db'}"
+    down = MlflowTracking(tracking_uri="http://127.0.0.1:9", probe_timeout_s=2, local_uri=local)  # port 9: refused
     started = time.monotonic()
     result = _materialize(
         state,
@@ -251,15 +254,31 @@ def test_training_goes_on_without_mlflow(demo_state, tmp_path, caplog):
     )
     assert result.success, time.monotonic() - started
     meta = _metadata(result, "train_adapter")
-    assert "mlflow_run_id" not in meta and "unreachable" in meta["mlflow"] and meta["global_steps"] == 4
-    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and "mlflow" in r.getMessage().lower()]
-    assert len(warnings) == 1, [r.getMessage() for r in warnings]
-    assert "127.0.0.1:9" in warnings[0].getMessage() and "TensorBoard only" in warnings[0].getMessage()
-    tags = set()
+    assert meta["global_steps"] == 4 and "mlflow_run_id" not in meta
+    # the server never answered: the whole run, every metric value, is in the local store, and the run says so
+    assert meta["mlflow_status"] == "local" and local in meta["mlflow"], meta
+    client = MlflowClient(tracking_uri=local)
+    run = client.get_run(meta["mlflow_local_run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["sft.unreachable_server"] == "http://127.0.0.1:9"
+    logged = {"eval_loss", "train_monitor/token_efficiency", "train_monitor/token_efficiency_whole_run"}
+    assert logged <= set(run.data.metrics)
+    (spool_file,) = (state / "artifacts" / "train_adapter").rglob(SPOOL_FILE)
+    batches, _ = read_spool(spool_file)
+    kept = {(k, b["step"], v) for b in batches for k, v in b["metrics"].items()}
+    stored = {(k, m.step, m.value) for k in run.data.metrics for m in client.get_metric_history(run.info.run_id, k)}
+    assert kept == stored, "every value rank 0 logged is in the local store"
+    assert meta["mlflow_metrics_buffered"] == sum(len(b["metrics"]) for b in batches) > 0
+    assert "plots/loss.png" in [a.path for a in client.list_artifacts(run.info.run_id, "plots")]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "MLflow" in r.getMessage()]
+    assert any("could not start at http://127.0.0.1:9" in w and "mlflow_spool.jsonl" in w for w in warnings), warnings
+    assert any("are in the local store" in w and local in w for w in warnings), warnings
+    tags, tb_loss_steps = set(), set()
     for f in (state / "artifacts" / "train_adapter").rglob("events.out.tfevents.*"):
         acc = EventAccumulator(str(f))
         acc.Reload()
         tags |= set(acc.Tags()["scalars"])
+        tb_loss_steps |= {e.step for e in acc.Scalars("train_loss")} if "train_loss" in acc.Tags()["scalars"] else set()
+    assert tb_loss_steps == {m.step for m in client.get_metric_history(run.info.run_id, "train_loss")}, "as TensorBoard"
     assert {"train_loss", "eval_loss", "train_monitor/token_efficiency"} <= tags, sorted(tags)
 
 

@@ -7,9 +7,10 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from llama_sft_dagster.core.tracking.params import flatten_params, looks_secret, safe_params
 from llama_sft_dagster.core.training.monitoring import TrainingMonitor, mlflow_families
 from llama_sft_dagster.core.training.series import diag_name
-from llama_sft_dagster.resources.tracking import MlflowTracking, flatten_params, looks_secret, safe_params
+from llama_sft_dagster.resources.tracking import MlflowTracking
 from support.tiny_lora_training import train_tiny
 
 UNREACHABLE = "http://127.0.0.1:9"  # discard port: nothing listens on loopback here
@@ -237,3 +238,93 @@ def test_resource_in_a_dagster_run_tags_the_run_id(tracking):
     (got,) = _runs(tracking)[1]
     assert got.info.status == "FINISHED"
     assert got.data.tags["dagster.run_id"] == result.run_id
+
+
+# --- the MLflow server goes away during training (resources/tracking.py training_run, core/tracking/spool.py) ---
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from support.mlflow_server import MlflowServer
+
+    srv = MlflowServer(tmp_path_factory.mktemp("mlflow_server")).start()
+    MlflowClient(tracking_uri=srv.uri).search_experiments()  # its first request creates the schema (seconds)
+    yield srv
+    srv.close()
+    assert not srv.listening(), "the server's port is given back"
+
+
+def _rank0(run, tracking, steps, spool_retry_s=0.0):
+    """What rank 0 does (launch/train.py): log each step's metrics through a MetricSpool."""
+    from llama_sft_dagster.core.tracking.spool import MetricSpool
+
+    spool = MetricSpool(run.spool, tracking.resolved_uri(), run.run_id, retry_every_s=spool_retry_s, timeout_s=10)
+    for step in steps:
+        spool.log({"train/loss": 10.0 - step, "monitor/token_efficiency": 0.5}, step)
+    return spool
+
+
+def _losses(uri, run_id):
+    return [(m.step, m.value) for m in MlflowClient(tracking_uri=uri).get_metric_history(run_id, "train/loss")]
+
+
+def test_server_stopped_mid_training_and_back_nothing_lost(server, tmp_path, caplog):
+    tracking = MlflowTracking(tracking_uri=server.uri, experiment_name="outage", probe_timeout_s=10)
+    plot = tmp_path / "loss.png"
+    plot.write_bytes(b"png")
+    with caplog.at_level(logging.WARNING):
+        with tracking.training_run("train_adapter", tmp_path / "spool.jsonl", params={"lora_r": 8}) as run:
+            spool = _rank0(run, tracking, [1, 2])
+            server.stop()
+            for step in (3, 4):
+                spool.log({"train/loss": 10.0 - step, "monitor/token_efficiency": 0.5}, step)
+            server.start()
+            spool.close()  # the server answers again: the backlog goes
+            server.stop()
+            spool.log({"train/loss": 5.0}, 5)  # down again until the end of training
+            server.start()
+            run.add_artifacts([plot], "plots")
+    assert run.status == "replayed" and run.buffered == 2 + 2 + 1, run
+    assert _losses(server.uri, run.run_id) == [(s, 10.0 - s) for s in range(1, 6)], "every value, once"
+    got = MlflowClient(tracking_uri=server.uri).get_run(run.run_id)
+    assert got.info.status == "FINISHED" and got.data.params["config.lora_r"] == "8"
+    assert [a.path for a in MlflowClient(tracking_uri=server.uri).list_artifacts(run.run_id, "plots")] == [
+        "plots/loss.png"
+    ]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 2 and all("did not take the metrics" in w for w in warnings), warnings
+
+
+def test_server_down_at_the_start_back_at_the_end_the_run_is_created_then(server, tmp_path):
+    tracking = MlflowTracking(tracking_uri=server.uri, experiment_name="outage", probe_timeout_s=10)
+    server.stop()
+    try:
+        with tracking.training_run("train_adapter", tmp_path / "spool.jsonl", params={"lora_r": 4}) as run:
+            assert run.run_id == ""
+            _rank0(run, tracking, [1, 2, 3]).close()
+            server.start()
+    finally:
+        server.listening() or server.start()
+    assert run.status == "replayed" and run.buffered == 6 and run.run_id
+    assert _losses(server.uri, run.run_id) == [(1, 9.0), (2, 8.0), (3, 7.0)]
+    assert MlflowClient(tracking_uri=server.uri).get_run(run.run_id).data.params["config.lora_r"] == "4"
+
+
+def test_server_down_at_the_end_the_run_goes_to_the_local_store_with_a_warning(server, tmp_path, caplog):
+    local = f"sqlite:///{tmp_path / 'local' / 'mlflow.db'}"
+    tracking = MlflowTracking(tracking_uri=server.uri, experiment_name="outage", probe_timeout_s=10, local_uri=local)
+    try:
+        with caplog.at_level(logging.WARNING, logger="llama_sft_dagster.resources.tracking"):
+            with tracking.training_run("train_adapter", tmp_path / "spool.jsonl", params={"lora_r": 2}) as run:
+                spool = _rank0(run, tracking, [1, 2])
+                server.stop()
+                spool.log({"train/loss": 7.0}, 3)
+    finally:
+        server.start()
+    assert run.status == "local" and run.buffered == 1 and run.local_store == local
+    assert _losses(local, run.local_run_id) == [(1, 9.0), (2, 8.0), (3, 7.0)], "the whole run, locally"
+    got = MlflowClient(tracking_uri=local).get_run(run.local_run_id)
+    assert got.info.status == "FINISHED" and got.data.tags["sft.server_run_id"] == run.run_id
+    assert got.data.params["config.lora_r"] == "2"
+    (warning,) = [r.getMessage() for r in caplog.records if "local store" in r.getMessage()]
+    assert server.uri in warning and local in warning and "1 never reached the server" in warning

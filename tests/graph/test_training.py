@@ -195,6 +195,7 @@ def test_mlflow_run_finished_and_tensorboard_carry_the_monitor_metrics(trained):
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{result.state / 'mlflow.db'}")
     run = client.get_run(meta["mlflow_run_id"])
     assert run.info.status == "FINISHED"
+    assert meta["mlflow_status"] == "live" and meta["mlflow_metrics_buffered"] == 0, "the store took every value"
     assert MLFLOW_KEYS <= run.data.metrics.keys()
     assert not [k for k in run.data.metrics if k.endswith("_proj")], "per-module series belong in TensorBoard"
     assert run.data.tags["dagster.run_id"] == result.run_id

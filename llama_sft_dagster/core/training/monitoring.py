@@ -50,7 +50,8 @@ Trainer subclass's `training_step` (once per micro-batch, training only, in the 
         monitor.close()  # removes hooks even when training raises (on_train_end then never runs)
 
 If it is never called, the token metrics are absent and `close()` logs a warning saying so.
-Metrics go to MLflow only while a run is active (see resources/tracking.py), and there only as families:
+Metrics go to MLflow (to `metric_sink` when given, rank 0's spool; else to the active run, see
+resources/tracking.py) only as families:
 a per-module series (`grad_norm/q_proj`, `stable_rank/v_proj`...) becomes its mean over modules
 (`grad_norm/mean_over_modules`), so each family is one chart instead of seven; TensorBoard, the asset's
 plots (logged to MLflow as artifacts) and `history` keep every module. `total` counts the tokens of the
@@ -216,6 +217,7 @@ class TrainingMonitor(TrainerCallback):
         activation_layers: int = 4,
         adapter_name: str = "default",
         use_mlflow: bool = True,
+        metric_sink=None,
     ):
         if log_every < 1 or deep_every < 1:
             raise ValueError(f"log_every and deep_every must be >= 1, got {log_every}, {deep_every}")
@@ -239,6 +241,7 @@ class TrainingMonitor(TrainerCallback):
         self._last_deep_step = -1
         self._on_cuda = False
         self._mlflow_failed = False
+        self.metric_sink = metric_sink  # sink(metrics, step) instead of the active run (core/tracking/spool.py)
 
     # wiring -----------------------------------------------------------------------------------
     def observe_batch(self, inputs: Mapping[str, Any]) -> None:
@@ -397,8 +400,15 @@ class TrainingMonitor(TrainerCallback):
             for tag, value in metrics.items():
                 self._writer.add_scalar(diag_name(tag), value, step)
             self._writer.flush()
-        if self.use_mlflow and not self._mlflow_failed:
+        if self.metric_sink is not None:
+            self.metric_sink(self._mlflow_series(metrics), step)
+        elif self.use_mlflow and not self._mlflow_failed:
             self._log_mlflow(step, metrics)
+
+    @staticmethod
+    def _mlflow_series(metrics: dict[str, float]) -> dict[str, float]:
+        """What MLflow gets: each per-module family as one series, under the logged names (core/training/series.py)."""
+        return {diag_name(k): v for k, v in mlflow_families(metrics).items()}
 
     def _log_mlflow(self, step: int, metrics: dict[str, float]) -> None:
         import mlflow
@@ -406,7 +416,7 @@ class TrainingMonitor(TrainerCallback):
         if mlflow.active_run() is None:
             return
         try:
-            mlflow.log_metrics({diag_name(k): v for k, v in mlflow_families(metrics).items()}, step=step)
+            mlflow.log_metrics(self._mlflow_series(metrics), step=step)
         except Exception as exc:  # a tracking outage must not stop training; TensorBoard keeps everything
             self._mlflow_failed = True
             log.warning("TrainingMonitor: MLflow logging failed (%s); continuing with TensorBoard only", exc)

@@ -90,10 +90,11 @@ class ProgressLine(TrainerCallback):
 
 class TrainerLogsToTrackers(TrainerCallback):
     """The Trainer's numeric logs under the project's series names (core/training/series.py) to TensorBoard
-    (a writer on `log_dir`, opened at train begin) and to the active MLflow run; rank 0 only."""
+    (a writer on `log_dir`, opened at train begin) and to MLflow: through `sink(metrics, step)` when given (rank
+    0's MetricSpool, core/tracking/spool.py, which never raises), else to the active MLflow run; rank 0 only."""
 
-    def __init__(self, log_dir: Path | None = None):
-        self.log_dir, self.failed, self._writer = log_dir, False, None
+    def __init__(self, log_dir: Path | None = None, sink=None):
+        self.log_dir, self.sink, self.failed, self._writer = log_dir, sink, False, None
 
     def on_train_begin(self, args, state, control, **kwargs):
         if self.log_dir is not None and state.is_world_process_zero and self._writer is None:
@@ -113,6 +114,9 @@ class TrainerLogsToTrackers(TrainerCallback):
             for tag, value in metrics.items():
                 self._writer.add_scalar(tag, value, state.global_step)
             self._writer.flush()
+        if self.sink is not None:
+            self.sink(metrics, state.global_step)
+            return
         if self.failed or mlflow.active_run() is None:
             return
         try:

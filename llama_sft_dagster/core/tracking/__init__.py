@@ -1,0 +1,1 @@
+"""Tracking logic without Dagster: MLflow metrics that survive a tracking-server outage (spool.py)."""
