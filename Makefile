@@ -24,6 +24,10 @@ UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 TENSORBOARD_PORT ?= 6006
+# pytest-xdist workers for `make test` / `make test-fast`, a test file each at a time (--dist loadfile): much of
+# the suite waits on servers and subprocesses. The session's demo and rehearsal runs are built once for all
+# workers (tests/support/session_build.py). TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 UV := $(BIN)/uv
 # uv reads UV_* settings, not pip's: a find-links folder the machine gives pip (e.g. a local CPU torch
 # wheel) is handed on to uv
@@ -101,14 +105,14 @@ postgres:
 test: install browser postgres
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -ra -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # daily work: pure logic and dg.materialize tiers, leaving out what trains a model or starts servers
 # (`slow`); no browser needed. `make test` (and CI) still runs everything.
 test-fast: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q -ra -m "not slow" tests/unit tests/graph $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -ra -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests/unit tests/graph $(PYTEST_ARGS)
 
 ui: install
 	$(BIN)/python -m llama_sft_dagster.cli.ui --host $(UI_HOST) --port $(UI_PORT)

@@ -1,14 +1,15 @@
 """The web UI in a real browser, on one `dagster dev` for the whole module: `python -m
-llama_sft_dagster.cli.ui` (what `make ui` runs) on the session's `make demo` state, started as a background job
-of a script starts (SIGINT ignored). Headless Debian chromium (driven by Playwright) checks what a newcomer sees
-after `make demo` (no Unsynced asset, the lineage's names, the run report's tables and links, MLflow's runs
-table), then materializes the raw stage through the UI's "Materialize all" button, and the last test stops the
-server with SIGTERM. Screenshots under test-artifacts/. Needs /usr/bin/chromium (`make browser`).
+llama_sft_dagster.cli.ui` (what `make ui` runs) on a copy of the session's `make demo` state, started as a
+background job of a script starts (SIGINT ignored). Headless Debian chromium (driven by Playwright) checks what a
+newcomer sees after `make demo` (no Unsynced asset, the lineage's names, the run report's tables and links,
+MLflow's runs table), then materializes the raw stage through the UI's "Materialize all" button, and the last
+test stops the server with SIGTERM. Screenshots under test-artifacts/. Needs /usr/bin/chromium (`make browser`).
 """
 
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,10 +58,19 @@ def wait_for_new_runs(base: str, before: set[str], timeout_s: float = 180) -> li
 
 
 @pytest.fixture(scope="module")
-def demo_ui(demo_cli_run):
-    """The module's one `make ui` server, on the session's demo state; (base URL, process)."""
+def ui_state(demo_cli_run, tmp_path_factory) -> Path:
+    """A copy of the session's demo state for this module's server: the raw stage's materialization below writes
+    to it while other tests (other xdist workers) read the original."""
     assert demo_cli_run.returncode == 0, demo_cli_run.stdout[-2000:]
-    with ui_server(demo_cli_run.state, sigint_ignored=True) as served:
+    state = tmp_path_factory.mktemp("ui") / "state"
+    shutil.copytree(demo_cli_run.state, state, symlinks=True)
+    return state
+
+
+@pytest.fixture(scope="module")
+def demo_ui(ui_state):
+    """The module's one `make ui` server, on its copy of the demo state; (base URL, process)."""
+    with ui_server(ui_state, sigint_ignored=True) as served:
         yield served
 
 
@@ -220,10 +230,10 @@ def test_mlflow_link_opens_the_runs_table_in_a_fresh_browser(demo_cli_run):
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed: run `make browser`")
-def test_asset_graph_lists_assets_and_materializes_raw_group(demo_ui, demo_cli_run):
+def test_asset_graph_lists_assets_and_materializes_raw_group(demo_ui, ui_state):
     """The catalog lists the pipeline's assets; the lineage filtered to the raw stage materializes it with the
     UI's "Materialize all" button, in one run of exactly the raw stage's assets, which succeeds. (After the
-    other tests of the module: it adds a run to the demo instance, with the same data versions.)"""
+    other tests of the module: it adds a run to the module's copy of the demo instance, with the same data versions.)"""
     from playwright.sync_api import sync_playwright
 
     base, proc = demo_ui
@@ -256,7 +266,7 @@ def test_asset_graph_lists_assets_and_materializes_raw_group(demo_ui, demo_cli_r
         page.get_by_text("Materialized").first.wait_for(timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "ui_asset_graph.png"))
         browser.close()
-    assert (demo_cli_run.state / "artifacts" / "raw_pairs" / "data.parquet").exists()
+    assert (ui_state / "artifacts" / "raw_pairs" / "data.parquet").exists()
     assert proc.poll() is None
 
 

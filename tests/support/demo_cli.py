@@ -71,12 +71,14 @@ def run_demo(state: Path, config: dict, timeout_s: int = 1200) -> DemoRun:
     return DemoRun(state, proc.stdout, proc.stderr, proc.returncode, time.monotonic() - started)
 
 
-_SESSION_RUN: dict[Path, DemoRun] = {}
-
-
 def shared_demo_run(tmp_path_factory) -> DemoRun:
-    """The session's run, made on first use (the session fixture `demo_cli_run` and build_demo_state share it)."""
-    state = tmp_path_factory.getbasetemp() / "demo_cli_state"
-    if state not in _SESSION_RUN:
-        _SESSION_RUN[state] = run_demo(state, DEMO_TEST_CONFIG)
-    return _SESSION_RUN[state]
+    """The session's run, made on first use by whichever test (or xdist worker) asks first; the fixture
+    `demo_cli_run` and build_demo_state share it."""
+    from support.session_build import build_once
+
+    def build(state: Path) -> dict:
+        run = run_demo(state, DEMO_TEST_CONFIG)
+        return {"stdout": run.stdout, "stderr": run.stderr, "returncode": run.returncode, "seconds": run.seconds}
+
+    state, record = build_once(tmp_path_factory, "demo_cli_state", build)
+    return DemoRun(state, **record)

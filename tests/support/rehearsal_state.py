@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,13 +40,9 @@ def run_rehearsal(state: Path, *args: str, timeout: int = 1500) -> dict:
 
 
 def build_rehearsal_state(tmp_path_factory) -> tuple[Path, dict]:
-    """(state folder, run summary) of the whole graph on the rehearsal profile; built once per session."""
+    """(state folder, run summary) of the whole graph on the rehearsal profile; built once per session (by the
+    first test, or xdist worker, to ask)."""
+    from support.session_build import build_once
+
     shared_file("llama31_tokenizer")
-    state = tmp_path_factory.getbasetemp() / "rehearsal_state"
-    summary = state / "run.json"
-    if summary.exists():
-        return state, json.loads(summary.read_text())
-    shutil.rmtree(state, ignore_errors=True)
-    run = run_rehearsal(state)
-    summary.write_text(json.dumps(run))
-    return state, run
+    return build_once(tmp_path_factory, "rehearsal_state", run_rehearsal)
