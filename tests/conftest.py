@@ -15,7 +15,9 @@ def isolated_state(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(state / "dagster_home"))
     # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, which the tracking resource honours (a deployment's
     # server): one test's store must not become the next test's
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    # (set, then deleted: so that teardown also removes what the test's mlflow calls exported, not only restores)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
     (state / "dagster_home").mkdir(parents=True)
     return state
 

@@ -46,8 +46,11 @@ def test_the_demo_runs_model_card_carries_its_figures(demo_state, tmp_path):
         for source in ("bitext", "multiwoz"):
             event = instance.get_latest_materialization_event(dg.AssetKey(f"{source}_raw"))
             raw_version = event.asset_materialization.tags["dagster/data_version"]
-            # dg.materialize reads the demo sources without observing them first: no source version to give
-            assert f"| {source} | demo | not observed | {raw_version} |" in body
+            # `make demo` observes the sources before it reads them: the card gives the observed version
+            observed = instance.fetch_observations(dg.AssetKey(f"{source}_source"), limit=1).records
+            version = observed[0].asset_observation.tags["dagster/data_version"] if observed else "not observed"
+            assert f"| {source} | demo | {version} |" in body, version
+            assert f"| {source} | demo | {version} | {raw_version} |" in body
     sft_rows = sum(read_parquet(store.path("sft_dataset", f"{s}.parquet")).num_rows for s in ("train", "validation"))
     kept = read_parquet(store.path("train_pairs")).num_rows + read_parquet(store.path("validation_pairs")).num_rows
     assert f"| sft_dataset | {kept} | {sft_rows} | samples |" in body

@@ -6,7 +6,6 @@ demo`'s command, base_tokenizer, base_model -> sft_dataset (+ checks) -> train_a
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import dagster as dg
@@ -83,8 +82,6 @@ def test_training_loss_goes_down_and_best_checkpoint_is_lowest_eval(trained):
     assert best.keys() == saved.keys() and all((best[k] == saved[k]).all() for k in best)
     assert meta["mlflow_run_id"] and meta["trainable_params"] > 0 and meta["device"] == "cpu"
     assert meta["device_lock_wait_s"] >= 0
-    # train_adapter took the device lock (the gpu resource's default folder), then let go
-    assert (Path(tempfile.gettempdir()) / "llama-sft-dagster-locks" / "cpu.lock").read_text() == ""
     assert {"loss_plot", "grad_norm_plot", "effective_rank_plot"} <= meta.keys()
     assert not list((root / "train_adapter" / "current" / "adapter").glob("*.bin"))
 

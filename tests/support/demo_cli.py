@@ -44,8 +44,11 @@ class DemoRun:
 
 
 def demo_env(state: Path) -> dict:
+    # not an MLflow server another test left in the environment (mlflow.set_tracking_uri exports it, and a
+    # session-scoped build runs before the autouse fixture that clears it): the run's own store, as `make demo`
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     return {
-        **os.environ,
+        **env,
         # as a user exports it: the code location passes it to the hub resource as dg.EnvVar; the leak test
         # (tests/graph/test_security.py) looks for it in every file the run wrote
         "HF_TOKEN": FAKE_TOKEN,

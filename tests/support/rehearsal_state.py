@@ -26,6 +26,7 @@ def run_rehearsal(state: Path, *args: str, timeout: int = 1500) -> dict:
         "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
     }
     env.pop("HF_TOKEN", None)  # offline: nothing may need the hub
+    env.pop("MLFLOW_TRACKING_URI", None)  # the state's own store, not one another test left in the environment
     proc = subprocess.run(
         [sys.executable, str(REPO / "tests" / "support" / "rehearsal_run.py"), *args],
         cwd=REPO,

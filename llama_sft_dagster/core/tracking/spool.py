@@ -1,7 +1,7 @@
 """MLflow metrics that survive a tracking-server outage: a local spool, sent live, the rest sent later.
 
     spool = MetricSpool(path, tracking_uri, run_id)   # rank 0; run_id "" when the server was down at the start
-    spool.log({"train/loss": 1.2}, step=10)           # appended to the file first, then sent if the server answers
+    spool.log({"train_loss": 1.2}, step=10)           # appended to the file first, then sent if the server answers
     spool.close()                                     # one last try for what is pending
     counts = replay(path, client, run_id)             # the step process, afterwards: every batch not yet sent
 
