@@ -74,6 +74,25 @@ def demo_ui(ui_state):
         yield served
 
 
+def wait_for_graph_nodes(page, url: str, names: list[str], shot: Path) -> None:
+    """Open `url` and wait until each of `names` is drawn as a node of the graph, without a click ("Expand all
+    groups" is not needed). A page that is still loading after 90 s (seen once with both test workers busy) is
+    screenshotted and loaded once more; collapsed groups fail both tries."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in (1, 2):
+        page.goto(url, wait_until="networkidle")
+        try:
+            for name in names:
+                page.locator("svg").get_by_text(name, exact=True).first.wait_for(state="visible", timeout=90_000)
+            break
+        except PlaywrightTimeout:
+            page.screenshot(path=str(shot.with_name(f"{shot.stem}_try{attempt}_timeout.png")))
+            if attempt == 2:
+                raise
+    page.screenshot(path=str(shot))
+
+
 def open_browser(pw):
     browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
     # tall enough for the whole asset catalog: its list renders only the rows in view
@@ -177,10 +196,7 @@ def test_lineage_names_every_asset_and_the_report_covers_the_run(demo_cli_run, d
             (f"{base}/asset-groups", "ui_lineage.png"),
             (f"{base}/locations/{LOCATION}/jobs/sft_pipeline", "ui_job_graph.png"),
         ]:
-            page.goto(url, wait_until="networkidle")
-            for name in names:  # asset nodes, drawn without a click ("Expand all groups" is not needed)
-                page.locator("svg").get_by_text(name, exact=True).first.wait_for(state="visible", timeout=90_000)
-            page.screenshot(path=str(ARTIFACTS / shot))
+            wait_for_graph_nodes(page, url, names, ARTIFACTS / shot)
 
         page.goto(f"{base}/assets/run_report", wait_until="networkidle")
         page.get_by_text("top drop reasons", exact=True).first.wait_for(state="visible", timeout=60_000)
