@@ -23,7 +23,7 @@ SHORT = {"max_steps": 2, "eval_steps": 2, "save_steps": 2}  # the second retrain
 
 @pytest.fixture(scope="module")
 def demo_state(tmp_path_factory):
-    return build_demo_state(tmp_path_factory)[0]
+    return build_demo_state(tmp_path_factory)
 
 
 def _champion(state):

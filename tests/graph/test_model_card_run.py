@@ -13,7 +13,7 @@ from support.demo_state import TRAIN_CONFIG, build_demo_state, instance_at
 
 @pytest.fixture(scope="module")
 def demo_state(tmp_path_factory):
-    return build_demo_state(tmp_path_factory)[0]
+    return build_demo_state(tmp_path_factory)
 
 
 @pytest.mark.slow

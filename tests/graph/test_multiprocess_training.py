@@ -40,7 +40,7 @@ ENTRY = "llama_sft_dagster.launch.train"
 
 @pytest.fixture(scope="module")
 def demo_state(tmp_path_factory):
-    return build_demo_state(tmp_path_factory)[0]
+    return build_demo_state(tmp_path_factory)
 
 
 def _train(state: Path, processes: int, batch: int, config: dict | None = None):

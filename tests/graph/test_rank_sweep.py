@@ -13,7 +13,7 @@ SWEEP_CONFIG = {"max_steps": 4, "eval_steps": 2, "save_steps": 2}
 
 @pytest.fixture(scope="module")
 def demo_state(tmp_path_factory):
-    return build_demo_state(tmp_path_factory)[0]
+    return build_demo_state(tmp_path_factory)
 
 
 @pytest.mark.slow

@@ -28,7 +28,7 @@ KILL_CONFIG = {"max_steps": 12, "eval_steps": 4, "save_steps": 4}  # not the dem
 
 @pytest.fixture(scope="module")
 def demo_state(tmp_path_factory):
-    return build_demo_state(tmp_path_factory)[0]
+    return build_demo_state(tmp_path_factory)
 
 
 def _digest(folder) -> dict:

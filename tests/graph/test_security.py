@@ -27,7 +27,7 @@ PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib",
 
 @pytest.fixture(scope="module")
 def demo_state(tmp_path_factory):
-    return build_demo_state(tmp_path_factory)[0]
+    return build_demo_state(tmp_path_factory)
 
 
 def files_containing(root: Path, needle: bytes) -> list[Path]:

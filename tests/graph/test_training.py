@@ -48,7 +48,7 @@ def build_demo_checks() -> list[dg.AssetCheckKey]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """The session's demo run (trained once for the whole suite): its artifacts root and what it recorded."""
-    state = build_demo_state(tmp_path_factory)[0]
+    state = build_demo_state(tmp_path_factory)
     return state / "artifacts", DemoRunRecord(state)
 
 

@@ -30,11 +30,11 @@ def instance_at(home: Path) -> dg.DagsterInstance:
     return dg.DagsterInstance.local_temp(tempdir=str(home))
 
 
-def build_demo_state(tmp_path_factory) -> tuple[Path, None]:
+def build_demo_state(tmp_path_factory) -> Path:
     """The state folder of the session's demo run, every asset materialized (run once, then reused)."""
     run = shared_demo_run(tmp_path_factory)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return run.state, None
+    return run.state
 
 
 def copy_artifacts(state: Path, dest: Path, validation_rows: int | None = 48) -> Path:

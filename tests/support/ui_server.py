@@ -7,25 +7,19 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+from llama_sft_dagster.cli.deploy import free_port
 from support.paths import REPO
 
 LOCATION = "llama_sft_dagster"  # workspace.yaml's name: `make ui` and `make demo` share it
 LOCATIONS_QUERY = (
     "{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { __typename } } } } }"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def graphql(base: str, query: str) -> dict:

@@ -4,21 +4,18 @@ SQLite store (tests/graph/test_tracking.py runs the same against a real MLflow H
 
 import json
 import logging
-import socket
 import time
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+from llama_sft_dagster.cli.deploy import free_port
 from llama_sft_dagster.core.tracking import spool as sp
 
 
 @pytest.fixture
 def down_uri():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"  # bound then released: nothing listens there
+    return f"http://127.0.0.1:{free_port()}"  # bound then released: nothing listens there
 
 
 @pytest.fixture(scope="module")
