@@ -27,6 +27,7 @@ from dagster._core.errors import DagsterPipesExecutionError  # PipesSubprocessCl
 from llama_sft_dagster.assets.model_paths import FORMAT_FILE, RUN_FILE, base_model_dir
 from llama_sft_dagster.config.training import TrainConfig
 from llama_sft_dagster.core.report.tidy import tidy
+from llama_sft_dagster.core.training.device import cpu_training_env
 from llama_sft_dagster.core.versions import fingerprint, model_folder_version, table_version
 from llama_sft_dagster.launch.command import config_file, describe_failure
 from llama_sft_dagster.launch.job import JOB_FILE, TrainJob
@@ -193,6 +194,8 @@ def train_adapter_into(
     env = {STEP_PID_ENV: str(os.getpid())}
     if plan.device == "cuda":  # the ranks see exactly the devices this step locked
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu.device_ids(plan, processes))
+    else:
+        env.update(cpu_training_env(dict(os.environ), gpu.cpu_reuse_memory))
     params = _tuned_params(
         config, job.fmt, data_version, base_version, {"processes": processes, "launch_config": gpu.launch_config}
     )

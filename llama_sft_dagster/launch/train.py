@@ -246,7 +246,9 @@ def train(job: TrainJob, rank: int, logger) -> dict | None:
         spool.log({diag_name("token_efficiency_whole_run"): report["token_efficiency"]}, trainer.state.global_step)
     spool.close()  # what the server did not take stays in the spool; the asset sends it and ends the run
     metadata = rank0_metadata(report, monitor, resumed_from, adapter, plots, tb_dir)
-    return {**metadata, "attn_implementation_used": training.attention_kernel(trainer.model)}
+    # what the ranks' allocator ran with (GpuResource.cpu_reuse_memory): read here, where the process started
+    allocator = {"glibc_tunables": os.environ["GLIBC_TUNABLES"]} if "GLIBC_TUNABLES" in os.environ else {}
+    return {**metadata, **allocator, "attn_implementation_used": training.attention_kernel(trainer.model)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -108,6 +108,13 @@ class GpuResource(dg.ConfigurableResource):
         "flash_attention_2, sdpa, eager.",
     )
     tf32: bool = Field(True, description="Allow TF32 matmuls on CUDA (seed: on).")
+    cpu_reuse_memory: bool = Field(
+        True,
+        description="On the CPU, start the training processes with glibc tunables that keep large freed blocks "
+        "for reuse instead of mapping fresh zeroed pages per op (core/training/device.py CPU_MALLOC_TUNABLES): "
+        "3.1x faster log-probs at the rehearsal shape, about twice the peak memory. Ignored when GLIBC_TUNABLES "
+        "is set.",
+    )
     lock_dir: str | None = Field(
         None,
         description="Folder of the per-device lock files that make training exclusive. Default: "

@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from llama_sft_dagster.core.training.device import CPU_MALLOC_TUNABLES
 from llama_sft_dagster.resources.artifacts import ArtifactStore
 from support.rehearsal_state import build_rehearsal_state
 
@@ -29,6 +30,7 @@ def test_runs_through_merged_model_with_every_check_passing(rehearsal):
     assert run["success"] and not failed, failed
     assert {"sft_dataset_label_masking", "merged_model_logits", "merged_model_stops_on_eot"} <= set(run["checks"])
     assert (ArtifactStore(root=str(artifacts)).path("merged_model", "model") / "model.safetensors").is_file()
+    assert run["assets"]["train_adapter"]["glibc_tunables"] == CPU_MALLOC_TUNABLES  # what the rank started with
 
 
 def test_base_model_has_llama31_identity_and_tiny_widths(rehearsal):

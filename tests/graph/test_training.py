@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 from llama_sft_dagster.core.data.storage import write_parquet
+from llama_sft_dagster.core.training.device import CPU_MALLOC_TUNABLES
 from support.demo_state import TRAIN_CONFIG, build_demo_state, copy_artifacts, instance_at
 from support.resources import project_resources
 
@@ -82,6 +83,7 @@ def test_training_loss_goes_down_and_best_checkpoint_is_lowest_eval(trained):
     assert best.keys() == saved.keys() and all((best[k] == saved[k]).all() for k in best)
     assert meta["mlflow_run_id"] and meta["trainable_params"] > 0 and meta["device"] == "cpu"
     assert meta["device_lock_wait_s"] >= 0
+    assert meta["glibc_tunables"] == CPU_MALLOC_TUNABLES  # as the training process saw its environment on the CPU
     assert {"loss_plot", "grad_norm_plot", "effective_rank_plot"} <= meta.keys()
     assert not list((root / "train_adapter" / "current" / "adapter").glob("*.bin"))
 

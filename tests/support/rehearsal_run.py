@@ -19,7 +19,13 @@ from pathlib import Path
 
 import dagster as dg
 
-STRINGS_KEPT = ("attn_implementation_used", "model_id", "mlflow_run_id", "tensorboard")  # other strings: markdown
+STRINGS_KEPT = (
+    "attn_implementation_used",
+    "glibc_tunables",
+    "model_id",
+    "mlflow_run_id",
+    "tensorboard",
+)  # other strings: markdown
 
 
 def main(argv: list[str] | None = None) -> int:

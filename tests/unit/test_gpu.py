@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from llama_sft_dagster.core.training.device import MachineFacts, plan_device
+from llama_sft_dagster.core.training.device import CPU_MALLOC_TUNABLES, MachineFacts, cpu_training_env, plan_device
 from llama_sft_dagster.resources import gpu as gpu_mod
 from llama_sft_dagster.resources.gpu import GpuResource
 
@@ -185,3 +185,9 @@ def test_flash_attention_is_not_required_in_any_profile(profile, required):
         timeout=120,
     )
     assert out.stdout.split() == [str(required), "None"], out.stderr[-2000:]
+
+
+def test_cpu_training_env_sets_the_allocator_tunables_unless_off_or_the_caller_set_its_own():
+    assert cpu_training_env({}, reuse_memory=True) == {"GLIBC_TUNABLES": CPU_MALLOC_TUNABLES}
+    assert cpu_training_env({}, reuse_memory=False) == {}
+    assert cpu_training_env({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, reuse_memory=True) == {}  # theirs stays
