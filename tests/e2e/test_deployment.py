@@ -7,6 +7,7 @@ Runs are submitted through the webserver's GraphQL API, as the UI does."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -41,10 +42,8 @@ def deployment(tmp_path_factory):
     sources.mkdir()
     write_sources(sources)
     env = {"PYTHONPATH": str(REPO / "tests"), "SFT_TEST_SOURCES": str(sources), "SFT_PROBE_SECONDS": "6"}
-    # no MLflow server: no test here uses it (make deploy-local starts it; it took 2-4 min to start here)
-    services = tuple(s for s in deploy.SERVICES if s != "mlflow")
-    d = deploy.start(root / "state" / "deploy", module="support.deploy_location", extra_env=env, services=services)
-    print(f"deployment ({', '.join(services)}) started in {d.started_s} s")  # shown by pytest -rP
+    d = deploy.start(root / "state" / "deploy", module="support.deploy_location", extra_env=env)
+    print(f"deployment ({', '.join(deploy.SERVICES)}) started in {d.started_s} s")  # shown by pytest -rP
     try:
         yield d
     finally:
@@ -224,3 +223,123 @@ def test_postgres_restarted_during_a_run(deployment, instance):
     assert len(errors) < 3, errors
     assert wait_runs(instance, [after])[after].status == dg.DagsterRunStatus.SUCCESS, "the deployment recovered"
     print(f"postgres restarted mid-run: the run ended {run.status.value}; webserver errors before recovery: {errors}")
+
+
+# --- the MLflow server goes down during training and comes back --------------------------------------------------
+
+OUTAGE_TRAINING = {"max_steps": 20, "eval_steps": 20, "save_steps": 20, "logging_steps": 1, "monitor_log_every": 1}
+
+
+@pytest.fixture(scope="module")
+def demo_state(tmp_path_factory):
+    from support.demo_state import build_demo_state
+
+    return build_demo_state(tmp_path_factory)
+
+
+def _spool(state) -> tuple[list[dict], dict[int, str]]:
+    from llama_sft_dagster.core.tracking.spool import SPOOL_FILE, read_spool
+
+    found = list((state / "artifacts" / "train_adapter").rglob(SPOOL_FILE))
+    return read_spool(found[0]) if found else ([], {})
+
+
+def _ranks() -> list[psutil.Process]:
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # a child that exited (a zombie until reaped) has no command line
+            if "llama_sft_dagster.launch.train" in " ".join(proc.cmdline()):
+                found.append(proc)
+    return found
+
+
+def _until(condition, what: str, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def _paused(ranks: list[psutil.Process]):
+    """The training ranks stopped (SIGSTOP) for the block: the demo's steps take a fraction of a second, a server
+    restart 17-40 s."""
+    for rank in ranks:
+        rank.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for rank in ranks:
+            rank.send_signal(signal.SIGCONT)
+
+
+def _outage(d: deploy.Deployment, state, seen: dict) -> None:
+    """While train_adapter runs: once rank 0 has sent metrics live, stop the MLflow server; once two batches wait
+    in the spool, start it again. The rank is paused for each change, so the outage falls within the training."""
+    try:
+        _until(lambda: "live" in _spool(state)[1].values(), "rank 0 sent a batch live")
+        with _paused(_ranks()):
+            deploy.stop_service(d, "mlflow")
+            seen["stopped_after"] = len(_spool(state)[0])
+        _until(lambda: len(_spool(state)[0]) - len(_spool(state)[1]) >= 2, "two batches wait in the spool")
+        with _paused(_ranks()):
+            seen["restarted_at"] = len(_spool(state)[0])
+            deploy.start_service(d, "mlflow")
+            deploy.wait_ready(d, "mlflow")
+    except BaseException as exc:
+        seen["error"] = repr(exc)
+    finally:
+        if "mlflow" not in d.pids:
+            deploy.start_service(d, "mlflow")
+            deploy.wait_ready(d, "mlflow")
+
+
+def test_mlflow_server_down_during_training_nothing_lost(deployment, demo_state, tmp_path):
+    """The deployment's `mlflow server` (Postgres backend) is stopped while train_adapter trains and started again:
+    training goes on, every metric value rank 0 logged reaches the server once, and the asset says what happened."""
+    import shutil
+    import threading
+
+    from mlflow.tracking import MlflowClient
+
+    from llama_sft_dagster.definitions import all_assets, all_checks
+    from llama_sft_dagster.resources.tracking import MlflowTracking
+    from support.demo_state import copy_artifacts, instance_at
+    from support.resources import project_resources
+
+    state = copy_artifacts(demo_state, tmp_path / "state")
+    shutil.rmtree(state / "artifacts" / "train_adapter")  # a fresh training: one spool under train_adapter/
+    tracking = MlflowTracking(tracking_uri=deployment.mlflow_url, experiment_name="outage", probe_timeout_s=10)
+    seen: dict = {}
+    watcher = threading.Thread(target=_outage, args=(deployment, state, seen), daemon=True)
+    watcher.start()
+    with instance_at(state / "dagster_home") as instance:
+        result = dg.materialize(
+            [*all_assets, *all_checks],
+            selection=["train_adapter"],
+            resources=project_resources(state, tracking=tracking),
+            instance=instance,
+            run_config={"ops": {"train_adapter": {"config": OUTAGE_TRAINING}}},
+            raise_on_error=False,
+        )
+    watcher.join(timeout=120)
+    assert "error" not in seen and "restarted_at" in seen, seen
+    assert result.success
+    meta = {k: v.value for k, v in result.asset_materializations_for_node("train_adapter")[-1].metadata.items()}
+    assert meta["global_steps"] == OUTAGE_TRAINING["max_steps"]
+    assert meta["mlflow_status"] == "replayed" and "sent later" in meta["mlflow"], meta
+    batches, sent = _spool(state)
+    assert meta["mlflow_metrics_buffered"] == sum(len(b["metrics"]) for b in batches if sent.get(b["seq"]) != "live")
+    assert meta["mlflow_metrics_buffered"] >= 2, "the batches logged while the server was down"
+    client = MlflowClient(tracking_uri=deployment.mlflow_url)
+    run = client.get_run(meta["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    logged = sorted((k, b["step"], v) for b in batches for k, v in b["metrics"].items())
+    stored = sorted(
+        (k, m.step, m.value) for k in run.data.metrics for m in client.get_metric_history(run.info.run_id, k)
+    )
+    assert stored == logged, "every value rank 0 logged is on the server, once"
+    print(
+        f"MLflow server stopped after {seen['stopped_after']} batch(es), back after "
+        f"{seen['restarted_at']}; {meta['mlflow_metrics_buffered']} value(s) sent later of {len(logged)}"
+    )
