@@ -67,17 +67,18 @@ def stage_rows(artifacts: ArtifactStore) -> list:
 
 
 def funnel_rows(artifacts: ArtifactStore) -> list[dict]:
-    """The row funnel as table rows: stage, rows in and out, unit, top drop reasons (the report, the model card)."""
+    """The row funnel as table rows: stage (with its unit unless pairs), rows in and out, top drop reasons (the
+    report, the model card)."""
     from llama_sft_dagster.core.report.funnel import top_reasons
 
+    # the unit in the stage's label where it is not pairs: a column of its own would widen the table past the
+    # asset page's value column at 1600 px, and most of its cells would say "pairs"
+    def label(s) -> str:
+        units = f"{s.unit_in} -> {s.unit}" if s.unit_in else s.unit
+        return s.stage if units == "pairs" else f"{s.stage} ({units})"
+
     return [
-        {
-            "stage": s.stage,
-            "in": s.rows_in,
-            "out": s.rows_out,
-            "unit": s.unit,
-            "top drop reasons": top_reasons(s.dropped),
-        }
+        {"stage": label(s), "in": s.rows_in, "out": s.rows_out, "top drop reasons": top_reasons(s.dropped)}
         for s in stage_rows(artifacts)
     ]
 
@@ -98,11 +99,12 @@ def per_turn_depth(artifacts: ArtifactStore) -> list[dict]:
 
 
 def source_funnel(artifacts: ArtifactStore) -> list[dict]:
-    """Rows per source at every stage: each source's raw rows/turns, then its pairs in each stage's file."""
-    counts = {"raw (rows or turns)": Counter({s.name: _rows(artifacts.path(s.raw_asset)) for s in SOURCES})}
+    """Rows per stage and source (a row per stage, a column per source, so the table stays narrow however many
+    stages there are): each source's raw rows/turns, then its pairs in each stage's file."""
+    stages = {"raw rows/turns": Counter({s.name: _rows(artifacts.path(s.raw_asset)) for s in SOURCES})}
     for stage in ["raw_pairs", *(s.name for s in DATA_STAGES), "train_pairs", "validation_pairs"]:
-        counts[stage] = Counter(pq.read_table(artifacts.path(stage), columns=["source"]).column(0).to_pylist())
-    return count_rows(counts, "source")
+        stages[stage] = Counter(pq.read_table(artifacts.path(stage), columns=["source"]).column(0).to_pylist())
+    return [{"stage": stage, **{s.name: counts.get(s.name, 0) for s in SOURCES}} for stage, counts in stages.items()]
 
 
 def per_source_and_intent(artifacts: ArtifactStore) -> tuple[list[dict], list[dict]]:
@@ -132,7 +134,9 @@ def check_results(context: dg.AssetExecutionContext) -> list[dict]:
         severity = getattr(getattr(event.event_specific_data, "severity", None), "value", "") if event else ""
         status = "not run" if result is None else "passed" if result else ("WARN" if severity == "WARN" else "FAILED")
         run = "this run" if record and record.run_id == context.run.run_id else (record.run_id[:8] if record else "-")
-        rows.append({"check": f"{key.asset_key.to_user_string()}:{key.name}", "result": status, "run": run})
+        # the check's name alone: each starts with its asset's name (asset:name would be one unbreakable word,
+        # too wide for the asset page's value column at 1600 px)
+        rows.append({"check": key.name, "result": status, "run": run})
     return rows
 
 
@@ -169,12 +173,19 @@ def report_sections(context: dg.AssetExecutionContext, artifacts: ArtifactStore,
     return {
         "funnel": funnel_rows(artifacts),
         "rows_per_source": per_source,
-        "rows_per_source_per_stage": source_funnel(artifacts),
+        "rows_per_stage": source_funnel(artifacts),
         "rows_per_turn_depth": per_turn_depth(artifacts),
         "losses": loss_rows(report, evaluation),
-        "evaluation": table_rows(metrics, kinds=("overall", "source", "category")),
+        # losses only (accuracy is on adapter_evaluation's page): seven columns do not fit beside the keys
+        "evaluation": [
+            {k: r[k] for k in ("set", "group", "rows", "loss_base", "loss_tuned")}
+            for r in table_rows(metrics, kinds=("overall", "source", "category"))
+        ],
+        # one field per row: the reason is a sentence, which wraps in a column of its own
         "champion": [
-            {"registered version": decision["version"], "promoted": decision["promoted"], "reason": decision["reason"]}
+            {"field": "registered version", "value": str(decision["version"])},
+            {"field": "promoted", "value": "yes" if decision["promoted"] else "no"},
+            {"field": "reason", "value": decision["reason"]},
         ],
         "checks": check_results(context),
         "rows_per_intent": per_intent,
@@ -183,7 +194,15 @@ def report_sections(context: dg.AssetExecutionContext, artifacts: ArtifactStore,
     }
 
 
-def links(report: dict, context: dg.AssetExecutionContext) -> dict:
+LINK_LABELS = {
+    "mlflow_experiment": "MLflow runs",
+    "mlflow_run": "training run",
+    "registry": "registered model",
+    "tensorboard": "TensorBoard",
+}
+
+
+def links(report: dict, context: dg.AssetExecutionContext) -> dict[str, str]:
     """URLs of the MLflow runs table, training run and registered model, and of TensorBoard on this run."""
     latest = {
         name: context.instance.get_latest_materialization_event(dg.AssetKey(name))
@@ -192,12 +211,19 @@ def links(report: dict, context: dg.AssetExecutionContext) -> dict:
     urls = {}
     for event in latest.values():
         md = event.asset_materialization.metadata if event and event.asset_materialization else {}
-        for key in ("mlflow_experiment", "mlflow_run", "tensorboard", "registry"):
+        for key in LINK_LABELS:
             if key in md:
-                urls[key] = md[key]
+                urls[key] = md[key].value
     if "mlflow_run" not in urls and report.get("mlflow_url"):
-        urls["mlflow_run"] = dg.MetadataValue.url(report["mlflow_url"])
+        urls["mlflow_run"] = report["mlflow_url"]
     return urls
+
+
+def links_markdown(urls: dict[str, str]) -> str:
+    """The links as one line of labelled Markdown links: shown in place on the asset page (under Dagster's
+    1,000-character limit for Markdown), where a bare URL would be one long word widening the page past 1600 px
+    (an MLflow run URL ends in a 62-character run id and view with no place to break)."""
+    return " · ".join(f"[{LINK_LABELS[k]}]({url})" for k, url in urls.items())
 
 
 @versioned_asset(
@@ -224,14 +250,14 @@ def run_report(context: dg.AssetExecutionContext, artifacts: ArtifactStore) -> d
     urls = links(report, context)
     out = artifacts.asset_dir("run_report") / "run_report.md"
     text = {**{k: rows_markdown(v) for k, v in sections.items()}, "glossary": glossary_markdown(), **plots}
-    text["links"] = "\n".join(f"- {k}: {v.value}" for k, v in urls.items())
+    text["links"] = "\n".join(f"- {LINK_LABELS[k]}: {url}" for k, url in urls.items())
     out.write_text("\n\n".join(f"## {k}\n\n{v}" for k, v in text.items()) + "\n")
     checks = sections["checks"]
     return dg.MaterializeResult(
         metadata={
             **{k: table_value(v) for k, v in sections.items()},
             "checks_passed": f"{sum(c['result'] == 'passed' for c in checks)} of {len(checks)}",
-            **urls,
+            **({"links": dg.MetadataValue.md(links_markdown(urls))} if urls else {}),
             **({"loss_curve": dg.MetadataValue.md(sketch)} if sketch else {}),
             **{k: dg.MetadataValue.md(v) for k, v in plots.items()},
             "pairs_kept": sections["funnel"][-2]["out"],

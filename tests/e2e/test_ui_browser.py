@@ -176,7 +176,8 @@ def served(cmd: list[str], url: str, log_path: Path, env: dict | None = None, ti
 def test_lineage_names_every_asset_and_the_report_covers_the_run(demo_cli_run, demo_ui):
     """After `make demo`: the lineage (global graph and job page) opens with the asset names readable, not
     as collapsed group boxes; run_report shows its tables in place (funnel, losses with their definitions,
-    evaluation, champion decision, every check of the graph with the count) and links by URL.
+    evaluation, champion decision, every check of the graph with the count), none clipped at 1600 px, and its
+    links in place.
     Screenshots: test-artifacts/ui_lineage.png, ui_job_graph.png, ui_run_report_tables.png."""
     from playwright.sync_api import sync_playwright
 
@@ -204,6 +205,11 @@ def test_lineage_names_every_asset_and_the_report_covers_the_run(demo_cli_run, d
             assert page.get_by_text(text, exact=True).first.is_visible(), text  # table cells, in place
         for check in checks:  # every check of the graph is a row of the checks table
             assert page.get_by_text(check, exact=False).count() > 0, check
+        # nothing clipped at 1600 px: the metadata's Key/Timestamp/Value table fits its column without scrolling
+        wide, room = page.locator("div[class*=AssetEventMetadataEntriesTable]").first.evaluate(
+            "c => [c.scrollWidth, c.clientWidth]"
+        )
+        assert wide <= room, f"run_report's metadata is {wide} px wide in a {room} px column: clipped at 1600 px"
         count = page.get_by_text(re.compile(rf"^\d+ of {len(checks)}$")).first
         assert count.is_visible(), f"checks_passed should read 'N of {len(checks)}'"
         hrefs = page.locator("a[href^='http://127.0.0.1']").evaluate_all("els => els.map(e => e.href)")

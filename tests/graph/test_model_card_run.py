@@ -53,7 +53,7 @@ def test_the_demo_runs_model_card_carries_its_figures(demo_state, tmp_path):
             assert f"| {source} | demo | {version} | {raw_version} |" in body
     sft_rows = sum(read_parquet(store.path("sft_dataset", f"{s}.parquet")).num_rows for s in ("train", "validation"))
     kept = read_parquet(store.path("train_pairs")).num_rows + read_parquet(store.path("validation_pairs")).num_rows
-    assert f"| sft_dataset | {kept} | {sft_rows} | samples |" in body
+    assert f"| sft_dataset (samples) | {kept} | {sft_rows} |" in body  # the unit in the label where not pairs
     # training: the run's own config (the shared run trains 10 steps, not the default)
     assert f"| max_steps | {TRAIN_CONFIG['max_steps']} |" in body and "| lora_r | " in body
     # evaluation: the glossary's losses with this run's figures, and the decision

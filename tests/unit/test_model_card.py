@@ -27,9 +27,7 @@ def facts(base="meta-llama/Llama-3.1-8B-Instruct") -> CardFacts:
             },
         ],
         datasets=["bitext/Bitext-customer-support-llm-chatbot-training-dataset"],
-        funnel=[
-            {"stage": "word_count_filtered", "in": 5000, "out": 4800, "unit": "pairs", "top drop reasons": "short 200"}
-        ],
+        funnel=[{"stage": "word_count_filtered", "in": 5000, "out": 4800, "top drop reasons": "short 200"}],
         training={"lora_r": 64, "lora_alpha": 128, "learning_rate": 0.0002, "num_train_epochs": 3},
         sample_format={"max_length": 580, "system_prompt": "You are a helpful support agent."},
         evaluation=[{"set": "validation", "group": "overall", "rows": 40, "loss_base": 1.2345, "loss_tuned": 0.61}],

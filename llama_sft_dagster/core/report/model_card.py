@@ -41,7 +41,7 @@ class CardFacts:
     base_revision: str
     sources: Sequence[Mapping]  # per source: where it was read, its observed version, its raw table's data version
     datasets: Sequence[str]  # the published datasets among them, as the hub names them (front matter `datasets`)
-    funnel: Sequence[Mapping]  # stage, in, out, unit, top drop reasons
+    funnel: Sequence[Mapping]  # stage (with its unit unless pairs), in, out, top drop reasons
     training: Mapping[str, object]  # TrainConfig fields as trained
     sample_format: Mapping[str, object]  # sft_dataset's settings (template, max_length, system prompt)
     evaluation: Sequence[Mapping]  # set, group, rows, loss_base, loss_tuned, accuracy_base, accuracy_tuned
