@@ -140,16 +140,16 @@ SWEEP_LOG = $(STATE)/logs/sweep-r$$r.log
 # quiet as `make demo`: each rank's run (Dagster's events, the training ranks' output) goes to its log file
 # under $(STATE)/logs, one line per rank here, the last lines of the log if it fails; then the sweep table
 # and where to look. The events also stay in the instance: the UI shows each run in full.
+# $(call sweep_step,ARGS): one quiet `dagster asset materialize ARGS` into $(SWEEP_LOG); on failure, its log's tail
+sweep_step = $(BIN)/dagster asset materialize -m llama_sft_dagster.definitions $(1) > $(SWEEP_LOG) 2>&1 \
+	|| { echo "FAILED (log: $(SWEEP_LOG))"; tail -n 15 $(SWEEP_LOG); exit 1; }
+
 sweep: install
 	@mkdir -p $(STATE)/logs; for r in $(RANKS); do \
 	  printf 'rank %-4s training and scoring an adapter ... ' $$r; start=$$(date +%s); \
-	  if $(BIN)/dagster asset materialize -m llama_sft_dagster.definitions --select lora_rank_sweep --partition $$r \
-	      > $(SWEEP_LOG) 2>&1; then echo "done in $$(( $$(date +%s) - start )) s"; \
-	  else echo "FAILED (log: $(SWEEP_LOG))"; tail -n 15 $(SWEEP_LOG); exit 1; fi; \
+	  $(call sweep_step,--select lora_rank_sweep --partition $$r); echo "done in $$(( $$(date +%s) - start )) s"; \
 	done
-	@r=report; printf 'rank_sweep_report ... '; \
-	  if $(BIN)/dagster asset materialize -m llama_sft_dagster.definitions --select rank_sweep_report \
-	      > $(SWEEP_LOG) 2>&1; then echo done; else echo "FAILED (log: $(SWEEP_LOG))"; tail -n 15 $(SWEEP_LOG); exit 1; fi
+	@r=report; printf 'rank_sweep_report ... '; $(call sweep_step,--select rank_sweep_report); echo done
 	@echo; cat $(STATE)/artifacts/rank_sweep_report/report.md
 	@echo "Where to look:"
 	@echo "  the table and plot (make ui):   http://$(UI_HOST):$(UI_PORT)/assets/rank_sweep_report"
