@@ -24,7 +24,8 @@ UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 TENSORBOARD_PORT ?= 6006
-# pytest-xdist workers for `make test` / `make test-fast`, a test file each at a time (--dist loadfile): much of
+# pytest-xdist workers for `make test` / `make test-fast`, a test file each at a time (--dist loadfile), the
+# slowest files first (tests/conftest.py SLOW_FILES_FIRST; --no-loadscope-reorder keeps that order): much of
 # the suite waits on servers and subprocesses. The session's demo and rehearsal runs are built once for all
 # workers (tests/support/session_build.py). TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
@@ -105,7 +106,7 @@ postgres:
 test: install browser postgres
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q -ra -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -ra -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=20 $(PYTEST_ARGS)
 
 # daily work: pure logic and dg.materialize tiers, leaving out what trains a model or starts servers
 # (`slow`); no browser needed. `make test` (and CI) still runs everything.

@@ -250,10 +250,19 @@ def service_command(d: Deployment, name: str) -> list[str]:
     }[name]  # fmt: skip
 
 
+# MLflow 3's job runner (Huey consumers for GenAI scorers and trace jobs) is not used by a training project. Off,
+# `mlflow server` ran 2 processes instead of 10 here, using 24 CPU s instead of 53 by 10 s after /health and
+# 0.5 GB instead of 1.8 GB, and was ready as fast (2026-12-05). Set the variable to true to keep the runner.
+MLFLOW_SERVICE_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 def start_service(d: Deployment, name: str) -> int:
     log = open(d.root / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+    env = d.env()
+    if name == "mlflow":
+        env = {**MLFLOW_SERVICE_ENV, **env}  # what the caller's environment sets wins
     proc = subprocess.Popen(
-        service_command(d, name), env=d.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        service_command(d, name), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     d.pids[name] = proc.pid
     d.save()
