@@ -244,6 +244,11 @@ def _spool(state) -> tuple[list[dict], dict[int, str]]:
     return read_spool(found[0]) if found else ([], {})
 
 
+def _waiting(batches: list[dict], sent: dict[int, str]) -> int:
+    """Batches in the spool that the server has not taken."""
+    return len(batches) - len(sent)
+
+
 def _ranks() -> list[psutil.Process]:
     found = []
     for proc in psutil.Process().children(recursive=True):
@@ -281,7 +286,7 @@ def _outage(d: deploy.Deployment, state, seen: dict) -> None:
         with _paused(_ranks()):
             deploy.stop_service(d, "mlflow")
             seen["stopped_after"] = len(_spool(state)[0])
-        _until(lambda: len(_spool(state)[0]) - len(_spool(state)[1]) >= 2, "two batches wait in the spool")
+        _until(lambda: _waiting(*_spool(state)) >= 2, "two batches wait in the spool")
         with _paused(_ranks()):
             seen["restarted_at"] = len(_spool(state)[0])
             deploy.start_service(d, "mlflow")
