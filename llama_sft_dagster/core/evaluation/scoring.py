@@ -48,7 +48,11 @@ def reply_span(tokenizer, row: Mapping, max_length: int) -> tuple[list[int], int
 
 
 def score_rows(model, tokenizer, rows: Sequence[Mapping], *, max_length: int, batch_size: int) -> list[dict]:
-    """Per row: summed negative log-likelihood, count and argmax-correct count of its reply tokens."""
+    """Per row: summed negative log-likelihood, count and argmax-correct count of its reply tokens.
+
+    Only the positions that predict a reply token go through the LM head (`logits_to_keep` as a boolean mask):
+    a full (batch, length, 128,256) float32 logit tensor is 4 GB at 16 x 512, most of it prompt, system prompt
+    and padding that no score reads (benchmarks/eval_scoring.py)."""
     import torch
 
     spans = [reply_span(tokenizer, r, max_length) for r in rows]
@@ -59,21 +63,25 @@ def score_rows(model, tokenizer, rows: Sequence[Mapping], *, max_length: int, ba
         width = max(len(ids) for ids, _ in chunk)
         ids = torch.full((len(chunk), width), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)
-        labels = torch.full_like(ids, -100)
+        scored = torch.zeros_like(ids, dtype=torch.bool)  # positions whose next token is a reply token
         for i, (seq, first) in enumerate(chunk):
             ids[i, : len(seq)] = torch.tensor(seq)
             mask[i, : len(seq)] = 1
-            labels[i, first : len(seq)] = ids[i, first : len(seq)]
+            scored[i, first - 1 : len(seq) - 1] = True
         with torch.no_grad():
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, :-1].float()
-        target = labels[:, 1:].to(device)
-        keep = target != -100
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target.clamp(min=0), reduction="none")
-        correct = (logits.argmax(-1) == target) & keep
-        for i in range(len(chunk)):
-            out.append(
-                {"nll": float((nll[i] * keep[i]).sum()), "tokens": int(keep[i].sum()), "correct": int(correct[i].sum())}
-            )
+            logits = model(
+                input_ids=ids.to(device), attention_mask=mask.to(device), logits_to_keep=scored.to(device)
+            ).logits.float()  # (scored positions, vocabulary), row-major over the batch
+        row, pos = scored.nonzero(as_tuple=True)
+        target = ids[row, pos + 1].to(device)
+        nll = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+        correct = logits.argmax(-1) == target
+        n = len(chunk)
+        row = row.to(device)
+        sums = torch.zeros(n, dtype=nll.dtype, device=device).index_add_(0, row, nll)
+        tokens = torch.bincount(row, minlength=n)
+        hits = torch.bincount(row, weights=correct.to(nll.dtype), minlength=n)
+        out += [{"nll": float(sums[i]), "tokens": int(tokens[i]), "correct": int(hits[i])} for i in range(n)]
     return out
 
 
