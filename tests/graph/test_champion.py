@@ -5,7 +5,11 @@ The challenger is made worse on purpose, not hoped to be: the same data and seed
 run: 10 steps at the demo learning rate) but 3 steps, so it moves off the base model in the fine-tune's
 direction (it must still beat its base: the blocking check) and stops far short of the champion. The test
 asserts both facts from the figures, so a challenger that happened to tie or win would fail it loudly.
-(A tie is not promoted either: tests/unit/test_evaluation.py covers the rule.)"""
+(A tie is not promoted either: tests/unit/test_evaluation.py covers the rule.)
+
+Retention runs in the same retraining: an older version that was never promoted (a former challenger, planted
+as a copy of the champion's folder without its PROMOTED marker) is deleted by the challenger's publish, while
+the champion's older folder stays."""
 
 import shutil
 from pathlib import Path
@@ -18,7 +22,7 @@ from support.resources import project_resources
 
 # the champion's config (the demo run's) at under a third of its learning rate
 WORSE = {**TRAIN_CONFIG, "learning_rate": 3e-4}
-SHORT = {"max_steps": 2, "eval_steps": 2, "save_steps": 2}  # the second retraining only feeds retention
+FORMER = "20000101T000000-former00"  # sorts before every real version: the oldest
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +35,14 @@ def _champion(state):
     from llama_sft_dagster.resources.model_registry import RegisteredModel
 
     return RegisteredModel(f"sqlite:///{state / 'mlflow.db'}", ChampionConfig().registered_model_name).champion()
+
+
+def _plant_former_challenger(store, asset: str, champion_version: Path) -> Path:
+    """An unpromoted version older than the champion's: what an earlier, not promoted retraining leaves."""
+    former = store.root_path() / asset / "versions" / FORMER
+    shutil.copytree(champion_version, former, symlinks=True, ignore=shutil.ignore_patterns("PROMOTED"))
+    assert not (former / "PROMOTED").exists() and (champion_version / "PROMOTED").exists()
+    return former
 
 
 def _tensors_equal(a: Path, b: Path) -> bool:
@@ -52,6 +64,12 @@ def test_worse_challenger_is_not_promoted_and_champion_files_survive(demo_state,
     assert champion is not None and int(champion.version) == 1, "the demo run promotes its model (no champion before)"
     champion_adapter = ArtifactStore(root=str(state / "artifacts")).path("train_adapter", "adapter")
     store = ArtifactStore(root=str(state / "artifacts"), keep_versions=1)  # retention as tight as it goes
+    # the registry's source names the demo run's folder; its version's name is the same in this copy
+    champion_merged = store.root_path() / "merged_model" / "versions" / Path(champion.source).parent.name
+    former = {
+        "train_adapter": _plant_former_challenger(store, "train_adapter", champion_adapter.parent),
+        "merged_model": _plant_former_challenger(store, "merged_model", champion_merged),
+    }
     resources = project_resources(state, artifacts=store)
     names = ["train_adapter", "merged_model", "adapter_evaluation", "champion_model"]
     with instance_at(tmp_path / "home") as instance:
@@ -80,20 +98,14 @@ def test_worse_challenger_is_not_promoted_and_champion_files_survive(demo_state,
         champion_loss = decision["evaluation_loss_champion_before"].value
         assert meta["adapter_evaluation"]["evaluation_loss_base"].value > loss > champion_loss, (loss, champion_loss)
         assert decision["registry"].value.endswith("/versions/2")
-        # a second retraining: with keep_versions=1 the first challenger's adapter goes, the champion's stays
-        again = dg.materialize(
-            [*all_assets],
-            selection=["train_adapter"],
-            resources=resources,
-            instance=instance,
-            run_config={"ops": {"train_adapter": {"config": SHORT}}},
-        )
-    assert again.success
+    # retention in that retraining: the former challenger's folders went, the champion's stayed beside the new ones
     assert int(_champion(state).version) == 1 and _champion(state).source == champion.source
     assert (champion_adapter / "adapter_model.safetensors").exists() and (champion_adapter.parent / "PROMOTED").exists()
-    kept = [p.name for p in store.versions("train_adapter")]
-    assert kept == [champion_adapter.parent.name, store.path("train_adapter", "adapter").parent.name]
-    assert not challenger_adapter.exists()  # the first challenger's adapter was pruned
+    assert [p.name for p in store.versions("train_adapter")] == [
+        champion_adapter.parent.name,
+        challenger_adapter.parent.name,
+    ]
+    assert not former["train_adapter"].exists() and not former["merged_model"].exists()
     merged = [p.name for p in store.versions("merged_model")]
-    assert merged[0] == Path(champion.source).parent.name and len(merged) == 2
-    assert (store.root_path() / "merged_model" / "versions" / merged[0] / "model" / "model.safetensors").exists()
+    assert merged[0] == champion_merged.name and len(merged) == 2
+    assert (champion_merged / "model" / "model.safetensors").exists()
