@@ -15,6 +15,7 @@ from llama_sft_dagster.assets import checks, evaluation, model, rank_sweep, raw,
 from llama_sft_dagster.assets._versioned import for_profile
 from llama_sft_dagster.assets.filters import data_stage_assets
 from llama_sft_dagster.assets.source_table import source_resources
+from llama_sft_dagster.config.executor import local_executor
 from llama_sft_dagster.config.k8s import step_executor
 from llama_sft_dagster.config.profiles import active_profile, check_profile, profile_defaults
 from llama_sft_dagster.housekeeping.pool_guard import GpuPoolGuard
@@ -80,7 +81,9 @@ def build_defs(profile: str | None = None) -> dg.Definitions:
         jobs=automation.jobs,
         schedules=automation.schedules,
         sensors=automation.sensors,
-        executor=step_executor(),  # SFT_EXECUTOR=k8s: a pod per step (deploy/, README "Scaling out")
+        # SFT_EXECUTOR=k8s: a pod per step (deploy/, README "Scaling out"); else step processes forked from a
+        # server that imported the code location once (config/executor.py)
+        executor=step_executor() or local_executor(),
         loggers={"console": console},  # a failed step as one line, a failed run ending with its cause
     )
 
