@@ -12,7 +12,8 @@ SWEEP_RANKS = ("8", "16", "32", "64", "128")  # the seed's r=64 with two ranks e
 class EvaluationConfig(dg.Config):
     per_device_eval_batch_size: int = Field(16, gt=0, description="Rows scored per forward pass (seed eval batch: 16).")
     # rehearsal: a few rows of each kind, because every scored token costs a 128,256-wide logit row on the CPU
-    # (with the full profile's numbers the rehearsal's evaluation took 186 s of its ~460)
+    # (with the full profile's numbers the rehearsal's evaluation took 186 s of its ~460, before scoring went to
+    # the reply positions only: benchmarks/eval_scoring.py)
     validation_max_rows: int = profiled(
         demo=0,
         full=0,
