@@ -74,21 +74,28 @@ def demo_ui(ui_state):
         yield served
 
 
-def wait_for_graph_nodes(page, url: str, names: list[str], shot: Path) -> None:
+def wait_for_graph_nodes(page, url: str, names: list[str], shot: Path, tries: int = 2) -> None:
     """Open `url` and wait until each of `names` is drawn as a node of the graph, without a click ("Expand all
     groups" is not needed). A page that is still loading after 90 s (seen once with both test workers busy) is
-    screenshotted and loaded once more; collapsed groups fail both tries."""
+    screenshotted and loaded again, up to `tries` loads (30 s each after the first: by then the app is cached);
+    collapsed groups fail every try.
+
+    The job page needs more tries than the lineage page: Dagster's UI sometimes fits that graph to the narrow pane
+    beside the job's Info panel, at a zoom that draws edges but no node (a race in the UI, not in this project:
+    2 of 6 loads of one page by one browser on an idle machine, test-artifacts/*_timeout.png). A reload draws it
+    at the readable zoom."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    for attempt in (1, 2):
+    for attempt in range(1, tries + 1):
         page.goto(url, wait_until="networkidle")
         try:
             for name in names:
-                page.locator("svg").get_by_text(name, exact=True).first.wait_for(state="visible", timeout=90_000)
+                timeout = 90_000 if attempt == 1 else 30_000
+                page.locator("svg").get_by_text(name, exact=True).first.wait_for(state="visible", timeout=timeout)
             break
         except PlaywrightTimeout:
             page.screenshot(path=str(shot.with_name(f"{shot.stem}_try{attempt}_timeout.png")))
-            if attempt == 2:
+            if attempt == tries:
                 raise
     page.screenshot(path=str(shot))
 
@@ -193,11 +200,11 @@ def test_lineage_names_every_asset_and_the_report_covers_the_run(demo_cli_run, d
     base, proc = demo_ui
     with sync_playwright() as pw:
         browser, page = open_browser(pw)
-        for url, shot in [
-            (f"{base}/asset-groups", "ui_lineage.png"),
-            (f"{base}/locations/{LOCATION}/jobs/sft_pipeline", "ui_job_graph.png"),
+        for url, shot, tries in [
+            (f"{base}/asset-groups", "ui_lineage.png", 2),
+            (f"{base}/locations/{LOCATION}/jobs/sft_pipeline", "ui_job_graph.png", 5),
         ]:
-            wait_for_graph_nodes(page, url, names, ARTIFACTS / shot)
+            wait_for_graph_nodes(page, url, names, ARTIFACTS / shot, tries)
 
         page.goto(f"{base}/assets/run_report", wait_until="networkidle")
         page.get_by_text("top drop reasons", exact=True).first.wait_for(state="visible", timeout=60_000)
