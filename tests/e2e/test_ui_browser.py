@@ -105,7 +105,7 @@ def open_browser(pw):
     # tall enough for the whole asset catalog: its list renders only the rows in view
     page = browser.new_page(viewport={"width": 1600, "height": 2400})
     # page loads wait for network idle: Playwright's 30 s default ran out on the catalog (/assets) while the other
-    # worker restarted the deployment's servers (a run of 822225a's successor); the waits that follow are 30-90 s
+    # worker restarted the deployment's servers (the 27cf8e2 run); the waits that follow are 30-90 s
     page.set_default_navigation_timeout(90_000)
     # the newsletter dialog a fresh profile gets, whenever it pops up
     page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
