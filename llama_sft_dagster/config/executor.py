@@ -3,9 +3,8 @@ config asks), whose step processes start from a fork server that imported the co
 (`start_method: forkserver`) instead of each starting a fresh interpreter (`spawn`, Dagster's default).
 
 Every step of a run, asset checks included, is a process of its own. Under `spawn` each one imports Dagster and
-this package again before it does anything: measured idle on 2 cores, the 5 steps of the raw stage
-(`dagster asset materialize --select bitext_raw,multiwoz_raw,conversations_raw,raw_pairs`) took 44.8 and
-43.7 s with `spawn`, 34.2 and 32.6 s with the fork server. The server imports this package's definitions module
+this package again before it does anything (benchmarks/step_start.py; its figures are in README "Performance").
+The server imports this package's definitions module
 only, which imports neither torch nor CUDA (the stages import them inside their bodies), so a forked step starts
 with no CUDA context and no threads, as a spawned one would.
 

@@ -88,9 +88,9 @@ def wait_for_graph_nodes(page, url: str, names: list[str], shot: Path, tries: in
 
     for attempt in range(1, tries + 1):
         page.goto(url, wait_until="networkidle")
+        timeout = 90_000 if attempt == 1 else 30_000
         try:
             for name in names:
-                timeout = 90_000 if attempt == 1 else 30_000
                 page.locator("svg").get_by_text(name, exact=True).first.wait_for(state="visible", timeout=timeout)
             break
         except PlaywrightTimeout:
